@@ -1,1 +1,36 @@
-"""pytest-punie."""
+"""pytest-punie: evaluate and fine-tune local language models with pytest.
+
+Scorers are importable from here; the pytest plugin itself lives in ``pytest_punie.plugin``.
+"""
+
+from pytest_punie.response import Response, as_response
+from pytest_punie.scorers import (
+    ScoreRecord,
+    ScoreSheet,
+    assert_keywords,
+    assert_no_tool_call,
+    assert_number,
+    assert_python_code,
+    assert_regex,
+    assert_tool_called,
+    collecting_scores,
+    scorer,
+)
+from pytest_punie.toolcalls import ToolCall, parse_tool_calls
+
+__all__ = [
+    "Response",
+    "ScoreRecord",
+    "ScoreSheet",
+    "ToolCall",
+    "as_response",
+    "assert_keywords",
+    "assert_no_tool_call",
+    "assert_number",
+    "assert_python_code",
+    "assert_regex",
+    "assert_tool_called",
+    "collecting_scores",
+    "parse_tool_calls",
+    "scorer",
+]

@@ -1,0 +1,69 @@
+"""pydantic-ai models and agents pointed at the server under evaluation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.settings import ModelSettings
+
+    from pytest_punie.options import Settings
+    from pytest_punie.server import ServerInfo
+    from pytest_punie.workspace import Workspace
+
+__all__ = ["make_agent", "make_model", "model_settings"]
+
+
+def model_settings(settings: Settings) -> ModelSettings:
+    """Sampling settings sent with every request (no seed unless asked: mlx_lm does not batch
+    seeded requests, and greedy decoding at temperature 0 needs none)."""
+    from pydantic_ai.settings import ModelSettings
+
+    values = ModelSettings(
+        temperature=settings.temperature, max_tokens=settings.max_tokens, timeout=settings.timeout
+    )
+    if settings.seed is not None:
+        values["seed"] = settings.seed
+    return values
+
+
+def make_model(server: ServerInfo, settings: Settings) -> OpenAIChatModel:
+    """An OpenAI-compatible chat model on ``server``, requesting the name it serves.
+
+    The client does not retry: a timeout or a dead server should fail the case at once.
+    """
+    from openai import AsyncOpenAI
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    client = AsyncOpenAI(
+        base_url=server.base_url, api_key="punie", max_retries=0, timeout=settings.timeout
+    )
+    return OpenAIChatModel(
+        server.model_name,
+        provider=OpenAIProvider(openai_client=client),
+        settings=model_settings(settings),
+    )
+
+
+def make_agent(
+    model: Any,
+    tools: Sequence[str | Callable[..., Any]] = (),
+    workspace: Workspace | None = None,
+    system_prompt: str | None = None,
+) -> Agent[None, str]:
+    """An agent on ``model`` with the case's tools bound to its workspace."""
+    from pydantic_ai import Agent
+
+    tool_list: list[Any] = []
+    if tools:
+        from pytest_punie.workspace import make_tools
+
+        if workspace is None:
+            raise ValueError("tools need a workspace")
+        tool_list = make_tools(workspace, tools)
+    return Agent(model, tools=tool_list, system_prompt=system_prompt or ())

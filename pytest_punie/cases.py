@@ -1,0 +1,78 @@
+"""An eval case: what the ``punie`` marker of a test says about it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MARKER", "Case", "CaseError", "case_from_marker"]
+
+MARKER = "punie"
+MARKER_HELP = (
+    "punie(category='general', prompt=None, tools=(), workspace=None, system_prompt=None): "
+    "an eval case in a category; with a prompt, the plugin runs the conversation concurrently "
+    "with other cases and the test receives it as the punie_result fixture."
+)
+
+
+class CaseError(ValueError):
+    """A ``punie`` marker that cannot describe a case."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One eval case: its test id, category, prompt, tools and starting workspace."""
+
+    nodeid: str
+    category: str = "general"
+    prompt: str | None = None
+    tools: tuple[str | Callable[..., Any], ...] = ()
+    workspace: Path | Mapping[str, str] | None = None
+    system_prompt: str | None = None
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(t if isinstance(t, str) else getattr(t, "__name__", "tool") for t in self.tools)
+
+
+def case_from_marker(
+    nodeid: str, args: Sequence[Any], kwargs: Mapping[str, Any], test_dir: Path
+) -> Case:
+    """Build a ``Case`` from a marker's arguments; relative workspaces are next to the test."""
+    kwargs = dict(kwargs)
+    if args:
+        if len(args) > 1 or "category" in kwargs:
+            raise CaseError(f"{nodeid}: punie() takes the category as its only positional argument")
+        kwargs["category"] = args[0]
+    unknown = set(kwargs) - {"category", "prompt", "tools", "workspace", "system_prompt"}
+    if unknown:
+        raise CaseError(f"{nodeid}: punie() got unknown arguments {sorted(unknown)}")
+    category = kwargs.get("category", "general")
+    if not isinstance(category, str) or not category.strip():
+        raise CaseError(f"{nodeid}: punie(category=...) must be a non-empty string")
+    prompt = kwargs.get("prompt")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise CaseError(f"{nodeid}: punie(prompt=...) must be a non-empty string")
+    tools = kwargs.get("tools") or ()
+    if isinstance(tools, str) or not isinstance(tools, Sequence):
+        raise CaseError(f"{nodeid}: punie(tools=...) must be a list of tool names or functions")
+    for tool in tools:
+        if not (isinstance(tool, str) or callable(tool)):
+            raise CaseError(f"{nodeid}: tool {tool!r} is neither a name nor a function")
+    workspace = kwargs.get("workspace")
+    if isinstance(workspace, (str, Path)):
+        workspace = (test_dir / workspace).resolve()
+        if not workspace.is_dir():
+            raise CaseError(f"{nodeid}: workspace folder {workspace} does not exist")
+    elif workspace is not None and not isinstance(workspace, Mapping):
+        raise CaseError(f"{nodeid}: punie(workspace=...) must be a folder or a {{path: text}} dict")
+    return Case(
+        nodeid=nodeid,
+        category=category.strip(),
+        prompt=prompt,
+        tools=tuple(tools),
+        workspace=workspace,
+        system_prompt=kwargs.get("system_prompt"),
+    )

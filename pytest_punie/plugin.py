@@ -1,0 +1,369 @@
+"""pytest hooks and fixtures of pytest-punie; each delegates to a plain module."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+
+from pytest_punie import hooks
+from pytest_punie.cases import MARKER, MARKER_HELP, Case, CaseError, case_from_marker
+from pytest_punie.options import Settings, add_options, settings_from_config
+from pytest_punie.report import category_rows, html_table, served_lines, text_table
+from pytest_punie.results import PROPERTY, CaseResult, RunResults, case_score, run_metadata
+from pytest_punie.scorers import ScoreSheet, collecting_scores
+from pytest_punie.server import MlxServer, ServerError, ServerInfo
+
+if TYPE_CHECKING:
+    from pydantic_ai import Agent
+
+    from pytest_punie.response import Response
+    from pytest_punie.runner import CaseRunner
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+RUN_DIR_KEY = pytest.StashKey[Path]()
+RESULTS_KEY = pytest.StashKey[RunResults]()
+SERVER_KEY = pytest.StashKey["tuple[ServerInfo, MlxServer | None]"]()
+CASE_KEY = pytest.StashKey[Case]()
+SHEET_KEY = pytest.StashKey[ScoreSheet]()
+RESPONSE_KEY = pytest.StashKey["Response"]()
+WORKER_RUN_DIR = "punie_run_dir"
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    config.stash[SETTINGS_KEY] = settings_from_config(config)
+    if _is_worker(config):
+        config.stash[RUN_DIR_KEY] = Path(config.workerinput[WORKER_RUN_DIR])  # type: ignore[attr-defined]
+        return
+    config.stash[RUN_DIR_KEY] = Path(tempfile.mkdtemp(prefix="punie-run-"))
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sampling = config.stash[SETTINGS_KEY].sampling()
+    config.stash[RESULTS_KEY] = RunResults(run_metadata(started, sampling, config.rootpath))
+    config.pluginmanager.register(PunieReporter(config), "punie-reporter")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Give xdist workers the run folder, where the shared server is recorded."""
+    node.workerinput[WORKER_RUN_DIR] = str(node.config.stash[RUN_DIR_KEY])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _is_worker(config) or RUN_DIR_KEY not in config.stash:
+        return
+    from pytest_punie.serving import stop_shared
+
+    run_dir = config.stash[RUN_DIR_KEY]
+    stop_shared(run_dir)
+    shutil.rmtree(run_dir / "workspaces", ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker(MARKER)
+        if marker is None:
+            continue
+        try:
+            item.stash[CASE_KEY] = case_from_marker(
+                item.nodeid, marker.args, marker.kwargs, item.path.parent
+            )
+        except CaseError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with collecting_scores() as sheet:
+        item.stash[SHEET_KEY] = sheet
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    case = item.stash.get(CASE_KEY, None)
+    if case is None or report.skipped or not (report.when == "call" or report.failed):
+        return report
+    if report.when == "teardown":
+        return report
+    result = _case_result(item, case, report)
+    report.user_properties.append((PROPERTY, result.to_json()))
+    _add_html_extras(item, report)
+    return report
+
+
+def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> CaseResult:
+    outcome = "error" if report.when != "call" else report.outcome
+    sheet = item.stash.get(SHEET_KEY, None)
+    response = item.stash.get(RESPONSE_KEY, None) or (sheet.response if sheet else None)
+    server = item.config.stash.get(SERVER_KEY, None)
+    message = None
+    if report.failed:
+        message = str(getattr(report.longrepr, "reprcrash", None) or report.longreprtext)[-2000:]
+    records = sheet.records if sheet else []
+    return CaseResult(
+        nodeid=case.nodeid,
+        category=case.category,
+        outcome=outcome,
+        score=case_score(outcome, [r.score for r in records]),
+        scores=tuple(r.to_json() for r in records),
+        response=response.to_json() if response is not None else None,
+        duration_s=round(report.duration, 4),
+        message=message,
+        server=server[0].to_json() if server else None,
+    )
+
+
+def _add_html_extras(item: pytest.Item, report: pytest.TestReport) -> None:
+    if not item.config.pluginmanager.hasplugin("html"):
+        return
+    import json
+
+    import pytest_html
+
+    sheet = item.stash.get(SHEET_KEY, None)
+    response = item.stash.get(RESPONSE_KEY, None) or (sheet.response if sheet else None)
+    extras = list(getattr(report, "extras", []))
+    if response is not None:
+        extras.append(pytest_html.extras.text(response.text, name="response"))
+        if response.tool_calls:
+            calls = [c.to_json() for c in response.tool_calls]
+            extras.append(pytest_html.extras.json(calls, name="tool calls"))
+    if sheet and sheet.records:
+        scores = [r.to_json() for r in sheet.records]
+        extras.append(pytest_html.extras.text(json.dumps(scores, indent=2), name="scores"))
+    report.extras = extras
+
+
+def _fail(exc: Exception) -> None:
+    pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
+    """The server under evaluation: started on the model (and adapter) of the options, shared
+    between xdist workers, or the one ``--punie-base-url`` names."""
+    from pytest_punie.serving import serve
+
+    config = request.config
+    try:
+        info, server = serve(
+            config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY], shared=_is_worker(config)
+        )
+    except ServerError as exc:
+        _fail(exc)
+    config.stash[SERVER_KEY] = (info, server)
+    try:
+        yield info
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def check_server_alive(config: pytest.Config) -> None:
+    """Fail the current test with the server log's tail when the server has died."""
+    from pytest_punie.server import log_tail, process_alive
+
+    info, server = config.stash[SERVER_KEY]
+    alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
+    if not alive:
+        pytest.fail(
+            f"the mlx_lm server died during the run. Last lines of {info.log_path}:\n"
+            + log_tail(info.log_path),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> Iterator[CaseRunner]:
+    """Runs the conversations of cases with a prompt, concurrently; the server batches them."""
+    from pytest_punie.agent import make_model
+    from pytest_punie.runner import CaseRunner
+
+    config = request.config
+    settings = config.stash[SETTINGS_KEY]
+    runner = CaseRunner(
+        lambda: make_model(punie_server, settings),
+        config.stash[RUN_DIR_KEY] / "workspaces",
+        concurrency=settings.concurrency,
+    )
+    if not _is_worker(config):  # an xdist worker does not know which items it will be given
+        for item in request.session.items:
+            case = item.stash.get(CASE_KEY, None)
+            if case is not None and case.prompt and "punie_result" in item.fixturenames:
+                runner.submit(case)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+def _case(request: pytest.FixtureRequest) -> Case:
+    case = request.node.stash.get(CASE_KEY, None)
+    if case is None:
+        pytest.fail(f"{request.node.nodeid} needs @pytest.mark.punie(...)", pytrace=False)
+    return case
+
+
+@pytest.fixture
+def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Response:
+    """The model's response to the case's ``prompt``, run concurrently with other cases."""
+    case = _case(request)
+    if not case.prompt:
+        pytest.fail(
+            f"{case.nodeid}: punie_result needs @pytest.mark.punie(prompt=...)", pytrace=False
+        )
+    future = punie_runner.submit(case)
+    while True:
+        try:
+            outcome = future.result(timeout=1.0)
+            break
+        except TimeoutError:
+            check_server_alive(request.config)  # a dead server must not leave the test waiting
+        except Exception as exc:
+            check_server_alive(request.config)
+            pytest.fail(f"the model request failed: {type(exc).__name__}: {exc}", pytrace=False)
+    request.node.stash[RESPONSE_KEY] = outcome.response
+    return outcome.response
+
+
+@pytest.fixture
+def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The case's workspace folder: after its conversation for a prompt case, else a fresh copy."""
+    case = _case(request)
+    if case.prompt and "punie_result" in request.fixturenames:
+        request.getfixturevalue("punie_result")
+        runner: CaseRunner = request.getfixturevalue("punie_runner")
+        return runner.workspace_for(case.nodeid)
+    from pytest_punie.workspace import create_workspace
+
+    return create_workspace(case.workspace, tmp_path / "workspace").root
+
+
+@pytest_asyncio.fixture
+async def punie_model(request: pytest.FixtureRequest, punie_server: ServerInfo) -> AsyncIterator[Any]:
+    """The pydantic-ai model on the server, with the run's sampling settings."""
+    from pytest_punie.agent import make_model
+
+    check_server_alive(request.config)
+    model = make_model(punie_server, request.config.stash[SETTINGS_KEY])
+    try:
+        yield model
+    finally:
+        await model.client.close()
+
+
+@pytest.fixture
+def punie_agent(request: pytest.FixtureRequest, punie_model: Any, punie_workspace: Path) -> Agent[None, str]:
+    """A pydantic-ai agent on the server with the case's tools bound to its workspace."""
+    from pytest_punie.agent import make_agent
+    from pytest_punie.workspace import Workspace
+
+    case = _case(request)
+    return make_agent(punie_model, case.tools, Workspace(punie_workspace), case.system_prompt)
+
+
+class PunieReporter:
+    """Controller-side reporting: gathers case results, prints the table, gates, writes JSON."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings = config.stash[SETTINGS_KEY]
+        self.results = config.stash[RESULTS_KEY]
+        self.gate: list[str] | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        found = False
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                found = True
+                result = CaseResult.from_json(value)
+                self.results.add(result)
+                self.config.hook.pytest_punie_case_result(result=result)
+        if not found and report.failed:
+            self.results.other_failures.append(report.nodeid)
+
+    def rows(self) -> list[list[str]]:
+        from pytest_punie.results import overall_score
+
+        categories = self.results.categories(self.settings.min_category, self.settings.min_score)
+        rows = category_rows(categories, overall_score(self.results.cases))
+        self.config.hook.pytest_punie_summary_rows(rows=rows, categories=categories)
+        return rows
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        settings = self.settings
+        self.results.metadata.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if settings.gated:
+            self.gate = self.results.gate(settings.min_category, settings.min_score)
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                failed = bool(self.gate)
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
+        if settings.results is not None:
+            from pytest_punie.results import results_document, write_results
+
+            categories = self.results.categories(settings.min_category, settings.min_score)
+            document = results_document(self.results.metadata, self.results.cases, categories, self.gate)
+            self.config.hook.pytest_punie_results(document=document)
+            write_results(settings.results, document)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results.cases:
+            return
+        terminalreporter.section("punie: category scores")
+        terminalreporter.line(text_table(self.rows()))
+        for line in served_lines(self.results.metadata.server):
+            terminalreporter.line(line)
+        if self.settings.results is not None:
+            terminalreporter.line(f"results: {self.settings.results}")
+        if self.gate is not None:
+            if self.gate:
+                terminalreporter.line("punie gate FAILED:", red=True, bold=True)
+                for message in self.gate:
+                    terminalreporter.line(f"  {message}", red=True)
+            else:
+                terminalreporter.line("punie gate passed: every category met its threshold", green=True)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
+        if self.results.cases:
+            prefix.append(html_table(self.rows(), self.results.metadata.server, self.gate))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(2, "<th>Category</th>")
+        cells.insert(3, '<th class="sortable" data-column-type="score">Score</th>')
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        value = next((v for n, v in getattr(report, "user_properties", ()) if n == PROPERTY), None)
+        category = value["category"] if value else ""
+        score = f"{value['score']:.2f}" if value else ""
+        cells.insert(2, f"<td>{category}</td>")
+        cells.insert(3, f"<td>{score}</td>")
+

@@ -1,0 +1,237 @@
+"""Case results, category scores, the threshold gate and the machine-readable results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CaseResult",
+    "CategoryScore",
+    "category_scores",
+    "gate_failures",
+    "overall_score",
+    "run_metadata",
+    "write_results",
+]
+
+PROPERTY = "punie"  # the key of the user property that carries a case result on its report
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case's result as it travels on the test report (JSON values only, for xdist)."""
+
+    nodeid: str
+    category: str
+    outcome: str  # passed, failed or error
+    score: float
+    scores: tuple[dict[str, Any], ...] = ()
+    response: dict[str, Any] | None = None
+    duration_s: float = 0.0
+    message: str | None = None
+    server: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scores"] = list(self.scores)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CaseResult:
+        values = dict(data)
+        values["scores"] = tuple(values.get("scores", ()))
+        return cls(**values)
+
+
+def case_score(outcome: str, recorded: Iterable[float]) -> float:
+    """The mean of the scores a case's scorers recorded; without any, 1 if it passed, else 0.
+
+    A case that errored (the server died, a fixture failed) scores 0 whatever was recorded.
+    """
+    if outcome == "error":
+        return 0.0
+    values = list(recorded)
+    if values:
+        return sum(values) / len(values)
+    return 1.0 if outcome == "passed" else 0.0
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    """A category's line in the summary table."""
+
+    name: str
+    cases: int
+    passed: int
+    errors: int
+    mean: float
+    threshold: float | None = None
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.threshold is None else self.mean >= self.threshold - 1e-9
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "met": self.met}
+
+
+def category_scores(
+    results: Iterable[CaseResult], thresholds: Mapping[str, float] | None = None,
+    default_threshold: float | None = None,
+) -> list[CategoryScore]:  # fmt: skip
+    """Per-category counts and mean scores, sorted by category name."""
+    by_category: dict[str, list[CaseResult]] = {}
+    for result in results:
+        by_category.setdefault(result.category, []).append(result)
+    thresholds = thresholds or {}
+    return [
+        CategoryScore(
+            name=name,
+            cases=len(cases),
+            passed=sum(c.passed for c in cases),
+            errors=sum(c.outcome == "error" for c in cases),
+            mean=sum(c.score for c in cases) / len(cases),
+            threshold=thresholds.get(name, default_threshold),
+        )
+        for name, cases in sorted(by_category.items())
+    ]
+
+
+def overall_score(results: Iterable[CaseResult]) -> float | None:
+    """The mean score over all cases."""
+    scores = [r.score for r in results]
+    return sum(scores) / len(scores) if scores else None
+
+
+def gate_failures(
+    categories: Iterable[CategoryScore], thresholds: Mapping[str, float] | None = None
+) -> list[str]:
+    """One message per category that misses its threshold, or that has a threshold and no case."""
+    messages = [
+        f"category {c.name!r} scored {c.mean:.3f} < threshold {c.threshold:.3f}"
+        for c in categories
+        if c.met is False
+    ]
+    seen = {c.name for c in categories}
+    messages += [
+        f"category {name!r} has a threshold ({value:.3f}) but no case ran in it"
+        for name, value in (thresholds or {}).items()
+        if name not in seen
+    ]
+    return messages
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10,
+            check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+@dataclass
+class RunMetadata:
+    """What was run, on what, with which settings: enough to reproduce or compare a run."""
+
+    started: str
+    finished: str | None = None
+    server: dict[str, Any] | None = None
+    sampling: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    git_commit: str | None = None
+    platform: str = ""
+
+
+def run_metadata(started: str, sampling: Mapping[str, Any], root: Path | None) -> RunMetadata:
+    return RunMetadata(
+        started=started,
+        sampling=dict(sampling),
+        versions={
+            name: _version(name)
+            for name in ("pytest-punie", "mlx", "mlx-lm", "pydantic-ai-slim", "pytest")
+        },
+        git_commit=git_commit(root),
+        platform=f"{platform.system()} {platform.machine()} python {platform.python_version()}",
+    )
+
+
+def results_document(
+    meta: RunMetadata,
+    results: Iterable[CaseResult],
+    categories: Iterable[CategoryScore],
+    gate: list[str] | None,
+) -> dict[str, Any]:
+    results = list(results)
+    return {
+        "metadata": asdict(meta),
+        "overall": overall_score(results),
+        "categories": [c.to_json() for c in categories],
+        "gate": {"failures": gate} if gate is not None else None,
+        "cases": [r.to_json() for r in results],
+    }
+
+
+def write_results(path: Path, document: Mapping[str, Any]) -> None:
+    """Write the results JSON atomically (a crash leaves the previous file whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunResults:
+    """Everything the controller gathers during a run, and what it concludes from it."""
+
+    metadata: RunMetadata
+    cases: list[CaseResult] = field(default_factory=list)
+    other_failures: list[str] = field(default_factory=list)
+
+    def add(self, result: CaseResult) -> None:
+        self.cases.append(result)
+        if self.metadata.server is None and result.server:
+            self.metadata.server = result.server
+
+    def categories(
+        self, thresholds: Mapping[str, float], default_threshold: float | None
+    ) -> list[CategoryScore]:
+        return category_scores(self.cases, thresholds, default_threshold)
+
+    def gate(
+        self, thresholds: Mapping[str, float], default_threshold: float | None
+    ) -> list[str]:
+        """Why the run fails its thresholds (empty: it passes)."""
+        messages = gate_failures(self.categories(thresholds, default_threshold), thresholds)
+        if not self.cases:
+            messages.append("no eval case ran, so no threshold can be met")
+        errors = [c.nodeid for c in self.cases if c.outcome == "error"]
+        if errors:
+            messages.append(f"{len(errors)} case(s) errored: {', '.join(errors[:5])}")
+        if self.other_failures:
+            messages.append(
+                f"{len(self.other_failures)} test(s) outside the eval cases failed: "
+                + ", ".join(self.other_failures[:5])
+            )
+        return messages

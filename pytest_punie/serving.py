@@ -1,0 +1,91 @@
+"""The one server a run uses: started here, shared between xdist workers, or already running.
+
+Without xdist, the session fixture starts the server and stops it at session end. Under xdist,
+the first worker that needs it starts it under a file lock and records it in the run's state
+folder; the others reuse it; the controller stops it when the whole run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_punie.models import content_hash, resolve_model
+from pytest_punie.server import (
+    MlxServer,
+    ServerError,
+    ServerInfo,
+    connect,
+    probe_completion,
+    process_alive,
+    stop_process_group,
+)
+
+if TYPE_CHECKING:
+    from pytest_punie.options import Settings
+
+__all__ = ["serve", "stop_shared"]
+
+STATE_FILE = "server.json"
+
+
+def _start(settings: Settings, run_dir: Path, *, die_with_parent: bool) -> MlxServer:
+    try:
+        model = resolve_model(settings.model)
+    except Exception as exc:  # conversion and download errors carry their own explanation
+        raise ServerError(f"could not prepare the model: {exc}") from exc
+    server = MlxServer(
+        model,
+        str(settings.adapter) if settings.adapter else None,
+        log_path=run_dir / "mlx-server.log",
+        port=settings.port,
+        startup_timeout=settings.startup_timeout,
+        die_with_parent=die_with_parent,
+    )
+    server.start()
+    return server
+
+
+def serve(
+    settings: Settings, run_dir: Path, *, shared: bool = False
+) -> tuple[ServerInfo, MlxServer | None]:
+    """The server to evaluate against, and the process to stop afterwards (None: not ours)."""
+    if settings.base_url:
+        return connect(settings.base_url, settings.model, timeout=settings.timeout), None
+    if not shared:
+        server = _start(settings, run_dir, die_with_parent=True)
+        info = server.info(content_hash(server.model), content_hash(server.adapter))
+        return info, server
+
+    from filelock import FileLock
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = run_dir / STATE_FILE
+    with FileLock(str(run_dir / "server.lock")):
+        if state.is_file():
+            info = ServerInfo.from_json(json.loads(state.read_text()))
+            if process_alive(info.pid) and probe_completion(info.base_url, info.model_name)[0] == 200:
+                return info, None
+            raise ServerError(
+                f"the shared mlx_lm server (pid {info.pid}) has died; see {info.log_path}"
+            )
+        # The controller, not this worker, stops it: the worker may finish before the others.
+        server = _start(settings, run_dir, die_with_parent=False)
+        info = server.info(content_hash(server.model), content_hash(server.adapter))
+        tmp = state.with_suffix(f".{os.getpid()}")
+        tmp.write_text(json.dumps(info.to_json()))
+        os.replace(tmp, state)
+        return info, None
+
+
+def stop_shared(run_dir: Path) -> None:
+    """Stop the server xdist workers shared, if one was started (the controller calls this)."""
+    state = run_dir / STATE_FILE
+    if not state.is_file():
+        return
+    info = ServerInfo.from_json(json.loads(state.read_text()))
+    if info.pid is not None:
+        stop_process_group(info.pid)
+    state.unlink(missing_ok=True)

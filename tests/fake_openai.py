@@ -1,0 +1,116 @@
+"""A small OpenAI-compatible chat server for the plugin's offline tests.
+
+It answers each prompt from a table, can return structured tool calls, waits ``delay`` seconds
+per request and records how many requests were in flight at once, so tests can check the
+plugin's concurrency without a model.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeOpenAI:
+    """Serve ``answers``: prompt -> text, or -> {"tool_calls": [{"name", "arguments"}], "then": text}."""
+
+    def __init__(self, answers: dict[str, Any], delay: float = 0.0, default: str = "I don't know.") -> None:
+        self.answers = answers
+        self.delay = delay
+        self.default = default
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reply(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages = body.get("messages", [])
+        prompt = next((m["content"] for m in messages if m.get("role") == "user"), "")
+        if isinstance(prompt, list):
+            prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
+        answer = self.answers.get(prompt, self.default)
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        if isinstance(answer, dict):
+            if messages and messages[-1].get("role") == "tool":
+                message["content"] = answer.get("then", "done")
+            else:
+                message["tool_calls"] = [
+                    {
+                        "id": f"call_{i}",
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                    }
+                    for i, c in enumerate(answer["tool_calls"])
+                ]
+        else:
+            message["content"] = answer
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/v1/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "fake-model"}]})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with fake._lock:
+                    fake.requests.append(body)
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    if body.get("max_tokens") != 1:
+                        time.sleep(fake.delay)
+                    self._send(200, fake.reply(body))
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+        return Handler

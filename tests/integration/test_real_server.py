@@ -1,0 +1,184 @@
+"""The real mlx_lm server on the default model: serving, faults, and a small eval run.
+
+Each pytester run starts its own server (a few seconds for the 135M default model once it is
+converted; the first run of a machine also downloads and converts it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_punie.default_model import default_model_path
+from pytest_punie.server import MlxServer, ServerError, probe_completion
+
+pytestmark = pytest.mark.integration
+
+CASES = """
+import pytest
+from pytest_punie import assert_keywords, assert_number
+
+@pytest.mark.punie(category="knowledge", prompt="What is the capital of France?")
+def test_capital(punie_result):
+    assert_keywords(punie_result, ["Paris"])
+
+@pytest.mark.punie(category="math", prompt="What is 2 + 2?")
+def test_sum(punie_result):
+    assert_number(punie_result, 4)
+"""
+
+
+@pytest.fixture(scope="module")
+def model_path() -> Path:
+    return default_model_path()
+
+
+def _server_processes() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if "mlx_lm server" in line]
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_behind():
+    before = set(_server_processes())
+    yield
+    deadline = time.monotonic() + 15
+    while set(_server_processes()) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not set(_server_processes()) - before, "an mlx_lm server was left running"
+
+
+def test_server_starts_serves_and_stops(model_path, tmp_path):
+    server = MlxServer(str(model_path), log_path=tmp_path / "server.log")
+    server.start()
+    try:
+        status, body = probe_completion(server.base_url, "default_model")
+        assert status == 200
+        assert json.loads(body)["choices"][0]["message"]["content"] is not None
+        pid = server.process.pid
+    finally:
+        server.stop()
+    assert not server.alive()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    assert "Starting httpd" in (tmp_path / "server.log").read_text()
+
+
+def test_default_model_answers_paris(model_path, tmp_path):
+    # The converted GGUF's known greedy answer to a fixed prompt.
+    done = subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "generate", "--model", str(model_path),
+         "--prompt", "What is the capital of France?", "--max-tokens", "20", "--temp", "0"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    assert "The capital of France is Paris." in done.stdout
+
+
+def test_eval_run_end_to_end(pytester, model_path):
+    pytester.makepyfile(CASES)
+    result = pytester.runpytest_subprocess(
+        f"--punie-model={model_path}", "--punie-results=r.json", "--punie-min-score=0.5",
+        "--html=report.html",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*punie: category scores*", "knowledge*1*1*0*100.0%*"])
+    document = json.loads((pytester.path / "r.json").read_text())
+    server = document["metadata"]["server"]
+    assert server["model"] == str(model_path)
+    assert len(server["model_hash"]) == 64
+    assert server["started_here"] is True
+    capital = next(c for c in document["cases"] if c["nodeid"].endswith("test_capital"))
+    assert "Paris" in capital["response"]["text"]
+    assert capital["response"]["output_tokens"] > 0
+    assert "punie-categories" in (pytester.path / "report.html").read_text()
+
+
+def test_wrong_model_fails_at_once(pytester, tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    (broken / "model.safetensors").write_bytes(b"")
+    pytester.makepyfile(CASES)
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(f"--punie-model={broken}")
+    assert time.monotonic() - started < 120
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*mlx_lm server*"])
+    assert result.ret != 0
+
+
+def test_busy_port_is_reported(pytester, model_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        pytester.makepyfile(CASES)
+        result = pytester.runpytest_subprocess(f"--punie-model={model_path}", f"--punie-port={port}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([f"*port {port} on 127.0.0.1 is busy*"])
+
+
+def test_server_dying_mid_run_errors_the_remaining_cases(pytester, model_path):
+    pytester.makepyfile(
+        CASES
+        + """
+import os, signal
+
+@pytest.mark.punie(category="knowledge")
+def test_aaa_kill_server(punie_server):
+    os.killpg(punie_server.pid, signal.SIGKILL)
+"""
+    )
+    result = pytester.runpytest_subprocess(f"--punie-model={model_path}", "-p", "no:randomly")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) <= 1  # only the killer itself may pass
+    assert outcomes.get("errors", 0) + outcomes.get("failed", 0) >= 2
+    result.stdout.fnmatch_lines(["*the mlx_lm server died during the run*"])
+    assert result.ret != 0
+
+
+def test_request_timeout_is_reported(pytester, model_path):
+    pytester.makepyfile(CASES)
+    result = pytester.runpytest_subprocess(
+        f"--punie-model={model_path}", "--punie-timeout=0.001", "--punie-max-tokens=64"
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*the model request failed*Timeout*"])
+
+
+def test_interrupt_stops_the_server(pytester, model_path):
+    pytester.makepyfile(
+        """
+        import pytest, time
+
+        @pytest.mark.punie(category="x", prompt="Hi")
+        def test_slow(punie_result):
+            print("SERVER-READY", flush=True)
+            time.sleep(120)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--punie-model={model_path}"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "SERVER-READY" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+
+
+def test_mlx_server_reports_dead_generation_thread(tmp_path):
+    server = MlxServer(str(tmp_path / "missing"), log_path=tmp_path / "s.log", startup_timeout=120)
+    with pytest.raises(ServerError, match="generation thread died|exited with code"):
+        server.start()
+    assert not server.alive()
