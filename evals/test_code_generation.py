@@ -10,8 +10,7 @@ TASKS = [
         ["assert factorial(0) == 1", "assert factorial(5) == 120"],
     ),
     (
-        "Write a Python function is_palindrome(s) that returns True if s reads the same "
-        "backwards.",
+        "Write a Python function is_palindrome(s) that returns True if s reads the same backwards.",
         ["assert is_palindrome('level')", "assert not is_palindrome('python')"],
     ),
     (
@@ -34,13 +33,11 @@ TASKS = [
         ["assert count_vowels('hello') == 2", "assert count_vowels('xyz') == 0"],
     ),
     (
-        "Write a Python function celsius_to_fahrenheit(c) that converts Celsius to "
-        "Fahrenheit.",
+        "Write a Python function celsius_to_fahrenheit(c) that converts Celsius to Fahrenheit.",
         ["assert celsius_to_fahrenheit(0) == 32", "assert celsius_to_fahrenheit(100) == 212"],
     ),
     (
-        "Write a Python function find_max(numbers) that returns the largest number in a "
-        "list.",
+        "Write a Python function find_max(numbers) that returns the largest number in a list.",
         ["assert find_max([3, 9, 2]) == 9", "assert find_max([-5, -1]) == -1"],
     ),
 ]
@@ -50,7 +47,9 @@ TASKS = [
     ("task", "tests"),
     [
         pytest.param(
-            task, tests, marks=pytest.mark.punie(category="code_generation", prompt=task),
+            task,
+            tests,
+            marks=pytest.mark.punie(category="code_generation", prompt=task),
             id=tests[0].split("(")[0].removeprefix("assert ").removeprefix("not "),
         )
         for task, tests in TASKS

@@ -34,7 +34,9 @@ class Case:
 
     @property
     def tool_names(self) -> tuple[str, ...]:
-        return tuple(t if isinstance(t, str) else getattr(t, "__name__", "tool") for t in self.tools)
+        return tuple(
+            t if isinstance(t, str) else getattr(t, "__name__", "tool") for t in self.tools
+        )
 
 
 def case_from_marker(

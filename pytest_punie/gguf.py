@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["GGUFConversionError", "convert_gguf", "is_converted_model"]
 
@@ -202,13 +202,16 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str | None = None) -> Pa
     gguf_path = Path(gguf_path)
     out_dir = Path(out_dir)
     if dtype is not None and dtype not in DTYPES:
-        raise GGUFConversionError(f"dtype must be one of {', '.join(DTYPES)} or None, not {dtype!r}")
+        raise GGUFConversionError(
+            f"dtype must be one of {', '.join(DTYPES)} or None, not {dtype!r}"
+        )
     if not gguf_path.is_file():
         raise GGUFConversionError(f"no GGUF file at {gguf_path}")
     try:
-        weights, metadata = mx.load(str(gguf_path), return_metadata=True)
+        loaded = mx.load(str(gguf_path), return_metadata=True)
     except Exception as exc:  # mlx raises RuntimeError/ValueError for unreadable files
         raise GGUFConversionError(f"mlx cannot read {gguf_path}: {exc}") from exc
+    weights, metadata = cast("tuple[dict[str, Any], dict[str, Any]]", loaded)
     architecture = str(_scalar(metadata, "general.architecture", "unknown"))
     if architecture not in SUPPORTED_ARCHITECTURES:
         raise GGUFConversionError(

@@ -152,9 +152,7 @@ def add_options(parser: pytest.Parser) -> None:
             metavar=option.metavar,
             help=option.help,
         )
-        parser.addini(
-            option.dest, option.help, type="linelist" if option.repeatable else "string"
-        )
+        parser.addini(option.dest, option.help, type="linelist" if option.repeatable else "string")
 
 
 def raw_value(config: pytest.Config, option: Option) -> Any:

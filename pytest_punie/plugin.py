@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import pytest_asyncio
@@ -18,18 +18,19 @@ from pytest_punie.options import Settings, add_options, settings_from_config
 from pytest_punie.report import category_rows, html_table, served_lines, text_table
 from pytest_punie.results import PROPERTY, CaseResult, RunResults, case_score, run_metadata
 from pytest_punie.scorers import ScoreSheet, collecting_scores
-from pytest_punie.server import MlxServer, ServerError, ServerInfo
+from pytest_punie.server import ServerError, ServerInfo
 
 if TYPE_CHECKING:
     from pydantic_ai import Agent
 
     from pytest_punie.response import Response
     from pytest_punie.runner import CaseRunner
+    from pytest_punie.server import MlxServer
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_DIR_KEY = pytest.StashKey[Path]()
 RESULTS_KEY = pytest.StashKey[RunResults]()
-SERVER_KEY = pytest.StashKey["tuple[ServerInfo, MlxServer | None]"]()
+SERVER_KEY = pytest.StashKey[tuple[ServerInfo, "MlxServer | None"]]()
 CASE_KEY = pytest.StashKey[Case]()
 SHEET_KEY = pytest.StashKey[ScoreSheet]()
 RESPONSE_KEY = pytest.StashKey["Response"]()
@@ -101,8 +102,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[pytest.TestReport]:
-    report: pytest.TestReport = yield
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     case = item.stash.get(CASE_KEY, None)
     if case is None or report.skipped or not (report.when == "call" or report.failed):
         return report
@@ -154,7 +155,7 @@ def _add_html_extras(item: pytest.Item, report: pytest.TestReport) -> None:
     if sheet and sheet.records:
         scores = [r.to_json() for r in sheet.records]
         extras.append(pytest_html.extras.text(json.dumps(scores, indent=2), name="scores"))
-    report.extras = extras
+    report.extras = extras  # type: ignore[attr-defined]  # pytest-html reads this attribute
 
 
 def _fail(exc: Exception) -> None:
@@ -212,7 +213,7 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
     if not _is_worker(config):  # an xdist worker does not know which items it will be given
         for item in request.session.items:
             case = item.stash.get(CASE_KEY, None)
-            if case is not None and case.prompt and "punie_result" in item.fixturenames:
+            if case and case.prompt and "punie_result" in getattr(item, "fixturenames", ()):
                 runner.submit(case)
     try:
         yield runner
@@ -221,7 +222,7 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
 
 
 def _case(request: pytest.FixtureRequest) -> Case:
-    case = request.node.stash.get(CASE_KEY, None)
+    case: Case | None = request.node.stash.get(CASE_KEY, None)
     if case is None:
         pytest.fail(f"{request.node.nodeid} needs @pytest.mark.punie(...)", pytrace=False)
     return case
@@ -263,7 +264,9 @@ def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 @pytest_asyncio.fixture
-async def punie_model(request: pytest.FixtureRequest, punie_server: ServerInfo) -> AsyncIterator[Any]:
+async def punie_model(
+    request: pytest.FixtureRequest, punie_server: ServerInfo
+) -> AsyncIterator[Any]:
     """The pydantic-ai model on the server, with the run's sampling settings."""
     from pytest_punie.agent import make_model
 
@@ -276,7 +279,9 @@ async def punie_model(request: pytest.FixtureRequest, punie_server: ServerInfo) 
 
 
 @pytest.fixture
-def punie_agent(request: pytest.FixtureRequest, punie_model: Any, punie_workspace: Path) -> Agent[None, str]:
+def punie_agent(
+    request: pytest.FixtureRequest, punie_model: Any, punie_workspace: Path
+) -> Agent[None, str]:
     """A pydantic-ai agent on the server with the case's tools bound to its workspace."""
     from pytest_punie.agent import make_agent
     from pytest_punie.workspace import Workspace
@@ -299,7 +304,7 @@ class PunieReporter:
         for name, value in report.user_properties:
             if name == PROPERTY:
                 found = True
-                result = CaseResult.from_json(value)
+                result = CaseResult.from_json(cast("dict[str, Any]", value))
                 self.results.add(result)
                 self.config.hook.pytest_punie_case_result(result=result)
         if not found and report.failed:
@@ -326,7 +331,9 @@ class PunieReporter:
             from pytest_punie.results import results_document, write_results
 
             categories = self.results.categories(settings.min_category, settings.min_score)
-            document = results_document(self.results.metadata, self.results.cases, categories, self.gate)
+            document = results_document(
+                self.results.metadata, self.results.cases, categories, self.gate
+            )
             self.config.hook.pytest_punie_results(document=document)
             write_results(settings.results, document)
 
@@ -345,7 +352,9 @@ class PunieReporter:
                 for message in self.gate:
                     terminalreporter.line(f"  {message}", red=True)
             else:
-                terminalreporter.line("punie gate passed: every category met its threshold", green=True)
+                terminalreporter.line(
+                    "punie gate passed: every category met its threshold", green=True
+                )
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(
@@ -366,4 +375,3 @@ class PunieReporter:
         score = f"{value['score']:.2f}" if value else ""
         cells.insert(2, f"<td>{category}</td>")
         cells.insert(3, f"<td>{score}</td>")
-

@@ -55,7 +55,7 @@ def text_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) ->
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
             str(c).ljust(w) if i == 0 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)

@@ -80,7 +80,9 @@ def from_messages(
         for part in message.parts:
             if isinstance(part, ToolCallPart):
                 calls.append(
-                    ToolCall(part.tool_name, _safe_args(part), source="structured", id=part.tool_call_id)
+                    ToolCall(
+                        part.tool_name, _safe_args(part), source="structured", id=part.tool_call_id
+                    )
                 )
             elif isinstance(part, TextPart):
                 calls.extend(parse_tool_calls(part.content, tool_names=names or None))

@@ -219,9 +219,7 @@ class RunResults:
     ) -> list[CategoryScore]:
         return category_scores(self.cases, thresholds, default_threshold)
 
-    def gate(
-        self, thresholds: Mapping[str, float], default_threshold: float | None
-    ) -> list[str]:
+    def gate(self, thresholds: Mapping[str, float], default_threshold: float | None) -> list[str]:
         """Why the run fails its thresholds (empty: it passes)."""
         messages = gate_failures(self.categories(thresholds, default_threshold), thresholds)
         if not self.cases:

@@ -54,7 +54,9 @@ class CaseRunner:
         self._futures: dict[str, Future[CaseOutcome]] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="punie-runner", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="punie-runner", daemon=True
+        )
         self._thread.start()
         self._semaphore: asyncio.Semaphore | None = None
         self._model: Any = None

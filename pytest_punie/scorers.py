@@ -162,6 +162,7 @@ class Scorer(Generic[P]):
     ) -> ScoreRecord: ...
 
     def __call__(self, result: Any, /, *args: Any, **kwargs: Any) -> ScoreRecord:
+        __tracebackhide__ = True  # pytest shows the test's line and this message, not our frame
         override = kwargs.pop("pass_mark", None)
         response = as_response(result)
         score, details = _normalise(self.name, self.func(response, *args, **kwargs))

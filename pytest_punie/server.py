@@ -91,7 +91,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 def _request(
     url: str, payload: dict[str, Any] | None = None, timeout: float = 30.0
 ) -> tuple[int, str]:
-    """POST ``payload`` as JSON (or GET when None); return status and body, never raise HTTP errors."""
+    """POST ``payload`` as JSON (GET when None); return status and body; HTTP errors too."""
     data = json.dumps(payload).encode() if payload is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
@@ -208,7 +208,7 @@ class MlxServer:
                 stderr=subprocess.STDOUT,
                 env=self._environment(),
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         try:
             self.wait_ready()
@@ -224,7 +224,7 @@ class MlxServer:
         return log_tail(self.log_path, lines)
 
     def wait_ready(self) -> None:
-        """Poll with one-token completions until one succeeds, the process dies, or time runs out."""
+        """Poll one-token completions until one succeeds, the process dies or time runs out."""
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if not self.alive():

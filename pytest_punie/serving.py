@@ -66,7 +66,10 @@ def serve(
     with FileLock(str(run_dir / "server.lock")):
         if state.is_file():
             info = ServerInfo.from_json(json.loads(state.read_text()))
-            if process_alive(info.pid) and probe_completion(info.base_url, info.model_name)[0] == 200:
+            if (
+                process_alive(info.pid)
+                and probe_completion(info.base_url, info.model_name)[0] == 200
+            ):
                 return info, None
             raise ServerError(
                 f"the shared mlx_lm server (pid {info.pid}) has died; see {info.log_path}"

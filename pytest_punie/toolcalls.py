@@ -319,6 +319,7 @@ def _calls_in_block(body: str, context: _Context, *, closed: bool) -> list[ToolC
 
 # --- Qwen3-Coder XML: <function=NAME><parameter=KEY>value</parameter></function> -------------
 
+_XML_CLOSE = "</function>"
 _XML_FUNCTION = re.compile(r"<function=([^>\n]*)>(.*?)</function>", re.DOTALL)
 _XML_PARAMETER = re.compile(
     r"<parameter=([^>\n]*)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.DOTALL
@@ -332,8 +333,12 @@ def _qwen_xml_calls(text: str, context: _Context) -> list[_Found]:
 
 def _xml_functions(text: str, context: _Context) -> list[tuple[int, int, ToolCall]]:
     """Each ``<function=NAME>...</function>`` in ``text`` that reads as a call, with its span."""
+    # Search only up to the last closing tag: an unclosed <function= must not rescan the rest.
+    last_close = text.rfind(_XML_CLOSE)
+    if last_close == -1:
+        return []
     calls = []
-    for function in _XML_FUNCTION.finditer(text):
+    for function in _XML_FUNCTION.finditer(text, 0, last_close + len(_XML_CLOSE)):
         call = _xml_call(function.group(1), function.group(2), context)
         if call is not None:
             calls.append((function.start(), function.end(), call))
@@ -467,31 +472,32 @@ _MISTRAL_NAMED = re.compile(r"\s*([^\s\[\]{}]+)\s*(?:\[CALL_ID\]\s*([^\s\[]*)\s*
 
 
 def _mistral_calls(text: str, context: _Context) -> list[_Found]:
-    """Mistral: ``[TOOL_CALLS][{"name": ..., "arguments": {...}}]`` or ``name[ARGS]{...}``."""
+    """Mistral: ``[TOOL_CALLS][{"name": ..., "arguments": {...}}]`` or ``name[ARGS]{...}``.
+
+    A payload is read only up to the next marker, which keeps degenerate output that repeats
+    the marker thousands of times fast.
+    """
     found = []
     start = text.find(_MISTRAL_MARKER)
     while start != -1:
         after = start + len(_MISTRAL_MARKER)
-        calls, end = _mistral_payload(text, after)
-        found.append(_Found(start, end, tuple(calls)))
-        start = text.find(_MISTRAL_MARKER, end)
+        next_start = text.find(_MISTRAL_MARKER, after)
+        calls, length = _mistral_payload(
+            text[after : len(text) if next_start == -1 else next_start]
+        )
+        found.append(_Found(start, after + length, tuple(calls)))
+        start = next_start
     return found
 
 
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position].isspace():
-        position += 1
-    return position
-
-
-def _mistral_payload(text: str, position: int) -> tuple[list[ToolCall], int]:
-    """The calls right after a ``[TOOL_CALLS]`` marker, and where they end."""
-    named = _MISTRAL_NAMED.match(text, position)
-    json_start = named.end() if named else _skip_space(text, position)
+def _mistral_payload(payload: str) -> tuple[list[ToolCall], int]:
+    """The calls at the start of the text after a ``[TOOL_CALLS]`` marker, and their length."""
+    named = _MISTRAL_NAMED.match(payload)
+    json_start = named.end() if named else len(payload) - len(payload.lstrip())
     try:
-        value, end = _DECODER.raw_decode(text, json_start)
+        value, end = _DECODER.raw_decode(payload, json_start)
     except (ValueError, RecursionError):
-        return [], position
+        return [], 0
     if named is None:
         return _calls_from_json([value], explicit=True), end
     arguments = _as_arguments(value)

@@ -15,9 +15,11 @@ from typing import Any
 
 
 class FakeOpenAI:
-    """Serve ``answers``: prompt -> text, or -> {"tool_calls": [{"name", "arguments"}], "then": text}."""
+    """Serve ``answers``: prompt -> text, or a dict of ``tool_calls`` and the ``then`` text."""
 
-    def __init__(self, answers: dict[str, Any], delay: float = 0.0, default: str = "I don't know.") -> None:
+    def __init__(
+        self, answers: dict[str, Any], delay: float = 0.0, default: str = "I don't know."
+    ) -> None:
         self.answers = answers
         self.delay = delay
         self.default = default
@@ -43,7 +45,7 @@ class FakeOpenAI:
 
     def reply(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body.get("messages", [])
-        prompt = next((m["content"] for m in messages if m.get("role") == "user"), "")
+        prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         if isinstance(prompt, list):
             prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
         answer = self.answers.get(prompt, self.default)

@@ -13,6 +13,7 @@ import pytest
 
 from pytest_punie.options import MIN_CATEGORY_OPTION, MIN_SCORE_OPTION, RESULTS_OPTION
 
+from .conftest import INI_HEAD
 from .fake_openai import FakeOpenAI
 
 LITERAL_CASES = """
@@ -85,12 +86,12 @@ def test_adapter_without_config_is_refused(pytester):
 
 
 def test_ini_twin_is_read_and_the_command_line_wins(pytester):
-    pytester.makeini("[pytest]\npunie_min_score = 0.99\n")
+    pytester.makeini(INI_HEAD + "punie_min_score = 0.99\n")
     pytester.makepyfile(LITERAL_CASES)
     assert pytester.runpytest().ret == pytest.ExitCode.TESTS_FAILED
     result = pytester.runpytest(f"{MIN_SCORE_OPTION.flag}=0.4")
     assert result.ret == pytest.ExitCode.OK
-    pytester.makeini("[pytest]\npunie_min_score = 7\n")
+    pytester.makeini(INI_HEAD + "punie_min_score = 7\n")
     assert pytester.runpytest().ret == pytest.ExitCode.USAGE_ERROR
 
 
@@ -105,7 +106,7 @@ def test_category_table_is_printed(pytester):
             "math*2*2*0*100.0%*",
             "words*2*1*0*50.0%*",
             "overall*4*3*0*75.0%",
-            "adapter: none",
+            "served: no server was used",
         ]
     )
 
@@ -125,7 +126,9 @@ def test_thresholds_met_pass_the_run_despite_failed_cases(pytester):
 
 def test_a_missed_category_fails_the_run_and_is_named(pytester):
     pytester.makepyfile(LITERAL_CASES)
-    result = pytester.runpytest(f"{MIN_SCORE_OPTION.flag}=0.5", f"{MIN_CATEGORY_OPTION.flag}=words=0.9")
+    result = pytester.runpytest(
+        f"{MIN_SCORE_OPTION.flag}=0.5", f"{MIN_CATEGORY_OPTION.flag}=words=0.9"
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         ["*punie gate FAILED*", "*category 'words' scored 0.500 < threshold 0.900*"]
@@ -171,7 +174,8 @@ def test_results_json(pytester):
     meta = document["metadata"]
     assert meta["versions"]["mlx-lm"]
     assert meta["sampling"]["temperature"] == 0.0
-    assert meta["started"] and meta["finished"]
+    assert meta["started"]
+    assert meta["finished"]
 
 
 def test_several_scorers_average_and_partial_scores(pytester):
@@ -193,11 +197,15 @@ def test_several_scorers_average_and_partial_scores(pytester):
 
 def test_html_report_has_summary_and_columns(pytester):
     pytester.makepyfile(LITERAL_CASES)
-    pytester.runpytest("--html=report.html", "--self-contained-html", f"{MIN_SCORE_OPTION.flag}=0.6")
+    pytester.runpytest(
+        "--html=report.html", "--self-contained-html", f"{MIN_SCORE_OPTION.flag}=0.6"
+    )
     page = (pytester.path / "report.html").read_text()
     assert "id='punie-categories'" in page
-    assert "<td>words</td>" in page and "<td>50.0%</td>" in page
-    assert "Category" in page and "Score" in page
+    assert "<td>words</td>" in page
+    assert "<td>50.0%</td>" in page
+    assert "Category" in page
+    assert "Score" in page
     assert "category &#x27;words&#x27; scored 0.500" in page
 
 
@@ -220,7 +228,7 @@ def test_custom_hooks_change_rows_and_results(pytester):
     )
     pytester.makepyfile(LITERAL_CASES)
     result = pytester.runpytest("-s", "--punie-results=r.json")
-    result.stdout.fnmatch_lines(["custom-row*", "CASES SEEN 4"])
+    result.stdout.fnmatch_lines(["*CASES SEEN 4", "custom-row*"])
     assert json.loads((pytester.path / "r.json").read_text())["team"] == "punie"
 
 
@@ -229,7 +237,7 @@ def test_custom_hooks_change_rows_and_results(pytester):
     [
         ('punie(category="x", tools="list_dir")', "tools=...) must be a list"),
         ('punie(category="")', "category=...) must be a non-empty string"),
-        ('punie(category="x", colour="red")', "unknown arguments ['colour']"),
+        ('punie(category="x", colour="red")', "unknown arguments*colour"),
         ('punie(category="x", workspace="nope")', "workspace folder"),
     ],
 )
@@ -242,7 +250,9 @@ def test_bad_markers_are_usage_errors(pytester, marker, message):
 
 def test_xdist_aggregates_on_the_controller(pytester):
     pytester.makepyfile(LITERAL_CASES)
-    result = pytester.runpytest("-n", "2", "--punie-results=r.json", f"{MIN_SCORE_OPTION.flag}=0.5")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--punie-results=r.json", f"{MIN_SCORE_OPTION.flag}=0.5"
+    )
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["overall*4*3*0*75.0%"])
     document = json.loads((pytester.path / "r.json").read_text())
@@ -269,6 +279,7 @@ def _fake_answers(n: int = 8) -> dict[str, str]:
 
 
 def test_prompt_cases_run_concurrently(pytester):
+    pytester.makepyfile(PROMPT_CASES)
     with FakeOpenAI(_fake_answers(), delay=0.5) as fake:
         started = time.perf_counter()
         result = pytester.runpytest(f"--punie-base-url={fake.base_url}", "--punie-concurrency=8")
@@ -298,7 +309,7 @@ def test_deselected_cases_are_not_sent(pytester):
 def test_prompt_cases_under_xdist(pytester):
     pytester.makepyfile(PROMPT_CASES)
     with FakeOpenAI(_fake_answers()) as fake:
-        result = pytester.runpytest(f"--punie-base-url={fake.base_url}", "-n", "2")
+        result = pytester.runpytest_subprocess(f"--punie-base-url={fake.base_url}", "-n", "2")
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["q*8*8*0*100.0%*"])
 
@@ -331,13 +342,17 @@ def test_structured_and_text_tool_calls_are_scored(pytester):
     with FakeOpenAI(answers) as fake:
         result = pytester.runpytest(f"--punie-base-url={fake.base_url}", "--punie-results=r.json")
     result.assert_outcomes(passed=2)
-    cases = {c["nodeid"].split("::")[-1]: c for c in json.loads((pytester.path / "r.json").read_text())["cases"]}
+    cases = {
+        c["nodeid"].split("::")[-1]: c
+        for c in json.loads((pytester.path / "r.json").read_text())["cases"]
+    }
     assert cases["test_structured"]["response"]["tool_calls"][0]["source"] == "structured"
     assert cases["test_structured"]["response"]["text"] == "It says hello."
     assert cases["test_written_as_text"]["response"]["tool_calls"][0]["source"] == "text"
     # the tool really ran: its result went back to the model
     tool_messages = [m for r in fake.requests for m in r.get("messages", []) if m["role"] == "tool"]
-    assert tool_messages and "hello from the workspace" in tool_messages[0]["content"]
+    assert tool_messages
+    assert "hello from the workspace" in tool_messages[0]["content"]
 
 
 def test_punie_agent_for_free_form_cases(pytester):

@@ -121,7 +121,9 @@ def test_busy_port_is_reported(pytester, model_path):
         sock.listen()
         port = sock.getsockname()[1]
         pytester.makepyfile(CASES)
-        result = pytester.runpytest_subprocess(f"--punie-model={model_path}", f"--punie-port={port}")
+        result = pytester.runpytest_subprocess(
+            f"--punie-model={model_path}", f"--punie-port={port}"
+        )
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([f"*port {port} on 127.0.0.1 is busy*"])
 
@@ -165,8 +167,9 @@ def test_interrupt_stops_the_server(pytester, model_path):
             time.sleep(120)
         """
     )
+    command = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--punie-model={model_path}"],
+        [*command, f"--punie-model={model_path}"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -174,11 +177,14 @@ def test_interrupt_stops_the_server(pytester, model_path):
         if "SERVER-READY" in line:
             break
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    rest = process.communicate(timeout=60)[0]
+    assert "KeyboardInterrupt" in rest
+    assert process.returncode == pytest.ExitCode.INTERRUPTED
+    # the autouse fixture checks that no mlx_lm server is left running
 
 
 def test_mlx_server_reports_dead_generation_thread(tmp_path):
     server = MlxServer(str(tmp_path / "missing"), log_path=tmp_path / "s.log", startup_timeout=120)
-    with pytest.raises(ServerError, match="generation thread died|exited with code"):
+    with pytest.raises(ServerError, match=r"generation thread died|exited with code"):
         server.start()
     assert not server.alive()
