@@ -72,14 +72,22 @@ def test_server_starts_serves_and_stops(model_path, tmp_path):
     assert "Starting httpd" in (tmp_path / "server.log").read_text()
 
 
-def test_default_model_answers_paris(model_path, tmp_path):
-    # The converted GGUF's known greedy answer to a fixed prompt.
-    done = subprocess.run(
-        [sys.executable, "-m", "mlx_lm", "generate", "--model", str(model_path),
-         "--prompt", "What is the capital of France?", "--max-tokens", "20", "--temp", "0"],
-        capture_output=True, text=True, check=True, timeout=300,
-    )  # fmt: skip
-    assert "The capital of France is Paris." in done.stdout
+@pytest.mark.parametrize("dtype", ["float32", None])
+def test_converted_default_model_answers_paris(dtype, tmp_path):
+    """The GGUF's known greedy answer, from the default float32 and the kept 4-bit weights."""
+    from mlx_lm import generate, load
+
+    from pytest_punie.default_model import default_gguf
+    from pytest_punie.gguf import convert_gguf
+
+    folder = convert_gguf(default_gguf(), tmp_path / "model", dtype=dtype)
+    config = json.loads((folder / "config.json").read_text())
+    assert ("quantization" in config) is (dtype is None)
+    model, tokenizer = load(str(folder))
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    text = generate(model, tokenizer, prompt=prompt, max_tokens=20)
+    assert "The capital of France is Paris." in text
 
 
 def test_eval_run_end_to_end(pytester, model_path):
@@ -130,19 +138,19 @@ def test_busy_port_is_reported(pytester, model_path):
 
 def test_server_dying_mid_run_errors_the_remaining_cases(pytester, model_path):
     pytester.makepyfile(
-        CASES
-        + """
+        """
 import os, signal
+import pytest
+from pytest_punie import assert_keywords, assert_number
 
 @pytest.mark.punie(category="knowledge")
-def test_aaa_kill_server(punie_server):
+def test_kill_server(punie_server):
     os.killpg(punie_server.pid, signal.SIGKILL)
 """
+        + CASES.split("\n", 3)[3]  # the cases, after their imports, run once the server is dead
     )
-    result = pytester.runpytest_subprocess(f"--punie-model={model_path}", "-p", "no:randomly")
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) <= 1  # only the killer itself may pass
-    assert outcomes.get("errors", 0) + outcomes.get("failed", 0) >= 2
+    result = pytester.runpytest_subprocess(f"--punie-model={model_path}")
+    result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(["*the mlx_lm server died during the run*"])
     assert result.ret != 0
 
