@@ -76,8 +76,11 @@ def served_lines(server: dict[str, Any] | None) -> list[str]:
         if adapter
         else "adapter: none"
     )
-    started = "started by pytest-punie" if server.get("started_here") else "external"
-    lines.append(f"server: {server.get('base_url')} ({started}, BLAS: {server.get('blas')})")
+    if server.get("started_here"):
+        lines.append(f"server: {server.get('base_url')} (started here, BLAS: {server.get('blas')})")
+        lines.append(f"server log: {server.get('log_path')}")
+    else:
+        lines.append(f"server: {server.get('base_url')} (external, model {server.get('model_name')})")
     return lines
 
 

@@ -113,7 +113,25 @@ EXAMPLES: list[tuple[str, str, list[str] | None, list[tuple[str, dict[str, Any]]
         None,
         [("spotify_trending_songs", {"n": "5"})],
     ),
+    (
+        "qwen-xml-missing-function-close",
+        "<tool_call>\n<function=list_dir>\n<parameter=path>\n.\n</parameter>\n</tool_call>",
+        None,
+        [("list_dir", {"path": "."})],
+    ),
     # Llama 3
+    (
+        "llama-bare-json-type-function",
+        '{"type": "function", "name": "get_time", "parameters": {}}',
+        None,
+        [("get_time", {})],
+    ),
+    (
+        "llama-builtin-call",
+        '<|python_tag|>brave_search.call(query="mlx")<|eom_id|>',
+        ["brave_search"],
+        [("brave_search", {"query": "mlx"})],
+    ),
     (
         "llama-bare-json",
         '  {"name": "get_weather", "parameters": {"city": "Paris"}}\n',
@@ -222,6 +240,15 @@ EXAMPLES: list[tuple[str, str, list[str] | None, list[tuple[str, dict[str, Any]]
         ["get_weather"],
         [("get_weather", {"city": "Paris"})],
     ),
+    # Several formats in one message keep their order
+    (
+        "mixed-formats-in-order",
+        '```json\n{"name": "a", "arguments": {}}\n```\nthen\n'
+        '<tool_call>{"name": "b", "arguments": {}}</tool_call>\n'
+        "<function=c>\n</function>",
+        None,
+        [("a", {}), ("b", {}), ("c", {})],
+    ),
     # Think blocks
     (
         "think-hides-call",
@@ -256,6 +283,7 @@ EXAMPLES: list[tuple[str, str, list[str] | None, list[tuple[str, dict[str, Any]]
         ["list_dir"],
         [("list_dir", {})],
     ),
+    ("filter-empty-tool-names", '{"name": "x", "parameters": {}}', [], []),
     ("filter-drops-all", '{"name": "x", "parameters": {}}', ["list_dir"], []),
     # Not calls
     ("prose-names-tool", "I would use list_dir to see the files.", ["list_dir"], []),
@@ -275,6 +303,12 @@ EXAMPLES: list[tuple[str, str, list[str] | None, list[tuple[str, dict[str, Any]]
     ("json-not-a-call", '```json\n{"files": ["a.py", "b.py"]}\n```', None, []),
     ("json-name-without-arguments", '{"name": "Alice"}', None, []),
     ("truncated-hermes", '<tool_call>\n{"name": "list_dir", "arguments": {"path": ', None, []),
+    (
+        "truncated-qwen-xml",
+        "<tool_call>\n<function=list_dir>\n<parameter=path>\n.",
+        None,
+        [],
+    ),
     ("truncated-mistral", '[TOOL_CALLS][{"name": "a", "arguments": {"x"', None, []),
     ("truncated-bare-json", '{"name": "a", "parameters": {"x": 1}', None, []),
     ("arguments-list", '<tool_call>{"name": "a", "arguments": [1, 2]}</tool_call>', None, []),

@@ -196,3 +196,69 @@ def test_mlx_server_reports_dead_generation_thread(tmp_path):
     with pytest.raises(ServerError, match=r"generation thread died|exited with code"):
         server.start()
     assert not server.alive()
+
+
+def test_xdist_workers_share_one_server(pytester, model_path):
+    pytester.makepyfile(CASES)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", f"--punie-model={model_path}", "--punie-results=r.json"
+    )
+    result.assert_outcomes(passed=2)
+    document = json.loads((pytester.path / "r.json").read_text())
+    pids = {case["server"]["pid"] for case in document["cases"]}
+    assert len(pids) == 1
+    workers = {line.split()[1] for line in result.stdout.lines if line.startswith("[gw")}
+    assert workers  # the run really was distributed
+
+
+def test_base_url_uses_a_server_started_elsewhere(pytester, model_path, tmp_path):
+    server = MlxServer(str(model_path), log_path=tmp_path / "external.log")
+    server.start()
+    try:
+        pytester.makepyfile(CASES)
+        result = pytester.runpytest_subprocess(
+            f"--punie-base-url={server.base_url}", "--punie-results=r.json"
+        )
+    finally:
+        server.stop()
+    result.assert_outcomes(passed=2)
+    document = json.loads((pytester.path / "r.json").read_text())
+    served = document["metadata"]["server"]
+    assert served["started_here"] is False
+    assert served["model_name"] == "default_model"
+    assert served["base_url"] == server.base_url
+
+
+def test_killed_pytest_takes_its_server_along(pytester, model_path):
+    pytester.makepyfile(
+        """
+        def test_hold(punie_server):
+            print("SERVER-PID", punie_server.pid, flush=True)
+            import time
+            time.sleep(120)
+        """
+    )
+    command = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"]
+    process = subprocess.Popen(
+        [*command, f"--punie-model={model_path}"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    server_pid = None
+    for line in process.stdout:
+        if line.startswith("SERVER-PID"):
+            server_pid = int(line.split()[1])
+            break
+    assert server_pid is not None
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(server_pid, signal.SIGKILL)
+        pytest.fail("the server outlived the pytest process that started it")
