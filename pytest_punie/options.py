@@ -80,7 +80,7 @@ MIN_CATEGORY_OPTION = Option(
 )
 RESULTS_OPTION = Option("results", "Write every case's result as JSON to PATH.", metavar="PATH")
 CONCURRENCY_OPTION = Option(
-    "concurrency", "Cases whose model calls run at once (the server batches them).", 8, "N"
+    "concurrency", "Cases whose model calls run at once (the server batches them).", 16, "N"
 )
 STARTUP_TIMEOUT_OPTION = Option(
     "startup-timeout", "Seconds the server may take to load the model.", 600.0, "SECONDS"
@@ -118,7 +118,7 @@ class Settings:
     min_score: float | None = None
     min_category: Mapping[str, float] = field(default_factory=dict)
     results: Path | None = None
-    concurrency: int = 8
+    concurrency: int = 16
     startup_timeout: float = 600.0
 
     @property

@@ -80,7 +80,9 @@ def served_lines(server: dict[str, Any] | None) -> list[str]:
         lines.append(f"server: {server.get('base_url')} (started here, BLAS: {server.get('blas')})")
         lines.append(f"server log: {server.get('log_path')}")
     else:
-        lines.append(f"server: {server.get('base_url')} (external, model {server.get('model_name')})")
+        lines.append(
+            f"server: {server.get('base_url')} (external, model {server.get('model_name')})"
+        )
     return lines
 
 

@@ -44,7 +44,7 @@ class CaseRunner:
         model_factory: Callable[[], Any],
         workspaces: Path,
         *,
-        concurrency: int = 8,
+        concurrency: int = 16,
         command_timeout: float = 10.0,
     ) -> None:
         self._model_factory = model_factory

@@ -252,7 +252,7 @@ class MlxServer:
                     f"(last answer: {status} {body[:200]!r}).\n"
                     f"Last lines of {self.log_path}:\n{self.log_tail()}"
                 )
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     def check_serves_model(self) -> None:
         """Check ``/v1/models`` reports the model this server was asked to load."""

@@ -524,9 +524,7 @@ ANY_TEXT = st.one_of(
 )
 TOOL_NAMES = st.lists(st.sampled_from(["list_dir", "read_file", "a", "f", "g", "name"]))
 
-SAFE_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="<`"), max_size=12
-)
+SAFE_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="<`"), max_size=12)
 IDENTIFIER = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True).filter(
     lambda name: not keyword.iskeyword(name)
 )
