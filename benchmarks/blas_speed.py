@@ -46,12 +46,12 @@ def main() -> None:
         r["generation_tps"] for r in plain
     )
     rows.append(["ratio", f"{ratio_prompt:.2f}x", "", f"{ratio_gen:.2f}x"])
-    same = sum(a["text"] == b["text"] for a, b in zip(plain, punie))
+    same = sum(a["text"] == b["text"] for a, b in zip(plain, punie, strict=False))
     print("\n".join(machine_facts()))
     print("default model (float32), one request at a time, max_tokens 128, temperature 0\n")
     print(table(["server", "long-prompt tok/s", "median prompt tok/s", "generation tok/s"], rows))
     print(f"\nidentical greedy answers with and without OpenBLAS: {same}/{len(PROMPTS)}")
-    for a, b in zip(plain, punie):
+    for a, b in zip(plain, punie, strict=False):
         if a["text"] != b["text"]:
             print(f"  differs: {a['text'][:80]!r} vs {b['text'][:80]!r}")
 

@@ -43,7 +43,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A markdown table (readable in a terminal and pasteable into RESULTS.md)."""
     cells = [[str(c) for c in header], *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |" for r in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -72,7 +74,7 @@ def server(
 
 
 def stream_completion(base_url: str, prompt: str, max_tokens: int = 128) -> dict[str, float | str]:
-    """One streamed chat completion: prompt tok/s from time to first token, then generation tok/s."""
+    """One streamed chat completion: prompt tok/s until the first token, then generation tok/s."""
     body = {
         "model": "default_model",
         "messages": [{"role": "user", "content": prompt}],

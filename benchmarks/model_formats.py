@@ -47,7 +47,7 @@ def main() -> None:
                 runs = [stream_completion(srv.base_url, p, max_tokens=96) for p in PROMPTS]
             texts = [str(r["text"]) for r in runs]
             reference = reference or texts
-            same = sum(a == b for a, b in zip(texts, reference))
+            same = sum(a == b for a, b in zip(texts, reference, strict=False))
             rows.append(
                 [
                     name,

@@ -13,16 +13,20 @@ from pytest_punie.scorers import (
     assert_python_code,
     assert_regex,
     assert_tool_called,
+    assert_tool_calls,
     collecting_scores,
     scorer,
 )
+from pytest_punie.tool_checker import ExpectedCall, any_of
 from pytest_punie.toolcalls import ToolCall, parse_tool_calls
 
 __all__ = [
+    "ExpectedCall",
     "Response",
     "ScoreRecord",
     "ScoreSheet",
     "ToolCall",
+    "any_of",
     "as_response",
     "assert_keywords",
     "assert_no_tool_call",
@@ -30,6 +34,7 @@ __all__ = [
     "assert_python_code",
     "assert_regex",
     "assert_tool_called",
+    "assert_tool_calls",
     "collecting_scores",
     "parse_tool_calls",
     "scorer",

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.settings import ModelSettings
 
     from pytest_punie.options import Settings
     from pytest_punie.server import ServerInfo
+    from pytest_punie.textcalls import TextToolCallModel
     from pytest_punie.workspace import Workspace
 
-__all__ = ["make_agent", "make_model", "model_settings"]
+__all__ = ["close_model", "make_agent", "make_model", "model_settings"]
 
 
 def model_settings(settings: Settings) -> ModelSettings:
@@ -31,8 +31,9 @@ def model_settings(settings: Settings) -> ModelSettings:
     return values
 
 
-def make_model(server: ServerInfo, settings: Settings) -> OpenAIChatModel:
-    """An OpenAI-compatible chat model on ``server``, requesting the name it serves.
+def make_model(server: ServerInfo, settings: Settings) -> TextToolCallModel:
+    """An OpenAI-compatible chat model on ``server``, requesting the name it serves, whose tool
+    calls written as text are executed like structured ones.
 
     The client does not retry: a timeout or a dead server should fail the case at once.
     """
@@ -40,14 +41,24 @@ def make_model(server: ServerInfo, settings: Settings) -> OpenAIChatModel:
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
+    from pytest_punie.textcalls import TextToolCallModel
+
     client = AsyncOpenAI(
         base_url=server.base_url, api_key="punie", max_retries=0, timeout=settings.timeout
     )
-    return OpenAIChatModel(
+    chat_model = OpenAIChatModel(
         server.model_name,
         provider=OpenAIProvider(openai_client=client),
         settings=model_settings(settings),
     )
+    return TextToolCallModel(chat_model)
+
+
+def close_model(model: Any) -> Awaitable[None] | None:
+    """Close the HTTP client under ``model`` (wrapped or not); None when it has none."""
+    inner = getattr(model, "wrapped", model)
+    client = getattr(inner, "client", None)
+    return client.close() if client is not None and hasattr(client, "close") else None
 
 
 def make_agent(

@@ -82,6 +82,13 @@ RESULTS_OPTION = Option("results", "Write every case's result as JSON to PATH.",
 CONCURRENCY_OPTION = Option(
     "concurrency", "Cases whose model calls run at once (the server batches them).", 16, "N"
 )
+CHAT_TEMPLATE_OPTION = Option(
+    "chat-template",
+    "auto (the model's template, or the shipped Hermes tool template when the model's ignores "
+    "tools), model, hermes, or a Jinja template file.",
+    "auto",
+    "TEMPLATE",
+)
 STARTUP_TIMEOUT_OPTION = Option(
     "startup-timeout", "Seconds the server may take to load the model.", 600.0, "SECONDS"
 )
@@ -99,6 +106,7 @@ OPTIONS = (
     MIN_CATEGORY_OPTION,
     RESULTS_OPTION,
     CONCURRENCY_OPTION,
+    CHAT_TEMPLATE_OPTION,
     STARTUP_TIMEOUT_OPTION,
 )
 
@@ -119,6 +127,7 @@ class Settings:
     min_category: Mapping[str, float] = field(default_factory=dict)
     results: Path | None = None
     concurrency: int = 16
+    chat_template: str = "auto"
     startup_timeout: float = 600.0
 
     @property
@@ -217,6 +226,17 @@ def _adapter(text: str) -> Path:
     return path.resolve()
 
 
+def _chat_template(text: str) -> str:
+    from pytest_punie.chat_template import CHOICES
+
+    if text in CHOICES:
+        return text
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"must be one of {', '.join(CHOICES)} or a Jinja template file")
+    return str(path.resolve())
+
+
 def _model(text: str) -> str:
     from pytest_punie.models import check_model_spec
 
@@ -271,5 +291,6 @@ def settings_from_config(config: pytest.Config) -> Settings:
         min_category=min_category,
         results=Path(results) if results else None,
         concurrency=value(CONCURRENCY_OPTION, _positive_int),
+        chat_template=value(CHAT_TEMPLATE_OPTION, _chat_template),
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
     )

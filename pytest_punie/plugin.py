@@ -15,8 +15,22 @@ import pytest_asyncio
 from pytest_punie import hooks
 from pytest_punie.cases import MARKER, MARKER_HELP, Case, CaseError, case_from_marker
 from pytest_punie.options import Settings, add_options, settings_from_config
-from pytest_punie.report import category_rows, html_table, served_lines, text_table
-from pytest_punie.results import PROPERTY, CaseResult, RunResults, case_score, run_metadata
+from pytest_punie.report import (
+    category_rows,
+    failure_table,
+    html_table,
+    served_lines,
+    text_table,
+)
+from pytest_punie.results import (
+    PROPERTY,
+    CaseResult,
+    CategoryScore,
+    RunResults,
+    case_score,
+    failure_type,
+    run_metadata,
+)
 from pytest_punie.scorers import ScoreSheet, collecting_scores
 from pytest_punie.server import ServerError, ServerInfo
 
@@ -124,16 +138,18 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
     if report.failed:
         message = str(getattr(report.longrepr, "reprcrash", None) or report.longreprtext)[-2000:]
     records = sheet.records if sheet else []
+    scores = tuple(r.to_json() for r in records)
     return CaseResult(
         nodeid=case.nodeid,
         category=case.category,
         outcome=outcome,
         score=case_score(outcome, [r.score for r in records]),
-        scores=tuple(r.to_json() for r in records),
+        scores=scores,
         response=response.to_json() if response is not None else None,
         duration_s=round(report.duration, 4),
         message=message,
         server=server[0].to_json() if server else None,
+        failure=failure_type(outcome, scores),
     )
 
 
@@ -268,14 +284,16 @@ async def punie_model(
     request: pytest.FixtureRequest, punie_server: ServerInfo
 ) -> AsyncIterator[Any]:
     """The pydantic-ai model on the server, with the run's sampling settings."""
-    from pytest_punie.agent import make_model
+    from pytest_punie.agent import close_model, make_model
 
     check_server_alive(request.config)
     model = make_model(punie_server, request.config.stash[SETTINGS_KEY])
     try:
         yield model
     finally:
-        await model.client.close()
+        closing = close_model(model)
+        if closing is not None:
+            await closing
 
 
 @pytest.fixture
@@ -310,10 +328,13 @@ class PunieReporter:
         if not found and report.failed:
             self.results.other_failures.append(report.nodeid)
 
+    def categories(self) -> list[CategoryScore]:
+        return self.results.categories(self.settings.min_category, self.settings.min_score)
+
     def rows(self) -> list[list[str]]:
         from pytest_punie.results import overall_score
 
-        categories = self.results.categories(self.settings.min_category, self.settings.min_score)
+        categories = self.categories()
         rows = category_rows(categories, overall_score(self.results.cases))
         self.config.hook.pytest_punie_summary_rows(rows=rows, categories=categories)
         return rows
@@ -330,7 +351,7 @@ class PunieReporter:
         if settings.results is not None:
             from pytest_punie.results import results_document, write_results
 
-            categories = self.results.categories(settings.min_category, settings.min_score)
+            categories = self.categories()
             document = results_document(
                 self.results.metadata, self.results.cases, categories, self.gate
             )
@@ -342,8 +363,12 @@ class PunieReporter:
             return
         terminalreporter.section("punie: category scores")
         terminalreporter.line(text_table(self.rows()))
+        header, failures = failure_table(self.categories())
+        if failures:
+            terminalreporter.line("")
+            terminalreporter.line(text_table(failures, header))
         for line in served_lines(self.results.metadata.server):
-            terminalreporter.line(line)
+            terminalreporter.line(line, red=line.startswith("WARNING"))
         if self.settings.results is not None:
             terminalreporter.line(f"results: {self.settings.results}")
         if self.gate is not None:
@@ -361,7 +386,9 @@ class PunieReporter:
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
         if self.results.cases:
-            prefix.append(html_table(self.rows(), self.results.metadata.server, self.gate))
+            failures = failure_table(self.categories())
+            server = self.results.metadata.server
+            prefix.append(html_table(self.rows(), server, self.gate, failures))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:

@@ -10,7 +10,14 @@ if TYPE_CHECKING:
 
     from pytest_punie.results import CategoryScore
 
-__all__ = ["HEADER", "category_rows", "html_table", "served_lines", "text_table"]
+__all__ = [
+    "HEADER",
+    "category_rows",
+    "failure_table",
+    "html_table",
+    "served_lines",
+    "text_table",
+]
 
 HEADER = ["category", "cases", "passed", "errors", "score", "threshold", "result"]
 
@@ -48,6 +55,14 @@ def category_rows(categories: Iterable[CategoryScore], overall: float | None) ->
     return rows
 
 
+def failure_table(categories: Iterable[CategoryScore]) -> tuple[list[str], list[list[str]]]:
+    """Failed cases per category and failure type: a header and rows (none when nothing failed)."""
+    categories = [c for c in categories if c.failures]
+    kinds = sorted({kind for c in categories for kind in c.failures})
+    rows = [[c.name, *(str(c.failures.get(kind, 0)) for kind in kinds)] for c in categories]
+    return ["failures", *kinds], rows
+
+
 def text_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> str:
     """A plain aligned table (names left, numbers right)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -76,6 +91,11 @@ def served_lines(server: dict[str, Any] | None) -> list[str]:
         if adapter
         else "adapter: none"
     )
+    extra = server.get("extra") or {}
+    if "chat_template" in extra:
+        lines.append(f"chat template: {extra['chat_template']} ({extra['chat_template_reason']})")
+        if extra.get("tools_visible") is False:
+            lines.append("WARNING: the chat template ignores tools: the model never sees them")
     if server.get("started_here"):
         lines.append(f"server: {server.get('base_url')} (started here, BLAS: {server.get('blas')})")
         lines.append(f"server log: {server.get('log_path')}")
@@ -86,15 +106,25 @@ def served_lines(server: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def html_table(
-    rows: Sequence[Sequence[str]], server: dict[str, Any] | None, gate: Sequence[str] | None
-) -> str:
-    """The summary section pytest-html shows above its results table."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+def _html_rows(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
         for row in rows
     )
+    return f"<table id='{table_id}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_table(
+    rows: Sequence[Sequence[str]],
+    server: dict[str, Any] | None,
+    gate: Sequence[str] | None,
+    failures: tuple[list[str], list[list[str]]] | None = None,
+) -> str:
+    """The summary section pytest-html shows above its results table."""
+    table = _html_rows(HEADER, rows, "punie-categories")
+    if failures and failures[1]:
+        table += "<h3>Failures by type</h3>" + _html_rows(*failures, "punie-failures")
     served = "".join(f"<li>{html.escape(line)}</li>" for line in served_lines(server))
     verdict = ""
     if gate is not None:
@@ -104,7 +134,6 @@ def html_table(
             + "</p>"
         )
     return (
-        "<div id='punie-summary'><h2>Category scores</h2>"
-        f"<table id='punie-categories'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<div id='punie-summary'><h2>Category scores</h2>{table}"
         f"{verdict}<ul class='punie-served'>{served}</ul></div>"
     )

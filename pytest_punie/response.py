@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_punie.toolcalls import ToolCall, parse_tool_calls
 
@@ -67,6 +67,8 @@ def from_messages(
     """Build a ``Response`` from pydantic-ai messages (``result.all_messages()``)."""
     from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, TextPart, ToolCallPart
 
+    from pytest_punie.textcalls import TEXT_CALL_PREFIX
+
     messages = list(messages)
     names = tuple(tool_names) if tool_names is not None else ()
     calls: list[ToolCall] = []
@@ -79,11 +81,9 @@ def from_messages(
         output_tokens += message.usage.output_tokens or 0
         for part in message.parts:
             if isinstance(part, ToolCallPart):
-                calls.append(
-                    ToolCall(
-                        part.tool_name, _safe_args(part), source="structured", id=part.tool_call_id
-                    )
-                )
+                from_text = part.tool_call_id.startswith(TEXT_CALL_PREFIX)
+                source: Literal["structured", "text"] = "text" if from_text else "structured"
+                calls.append(ToolCall(part.tool_name, _safe_args(part), source, part.tool_call_id))
             elif isinstance(part, TextPart):
                 calls.extend(parse_tool_calls(part.content, tool_names=names or None))
     dumped = ModelMessagesTypeAdapter.dump_python(messages, mode="json")

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -38,6 +39,7 @@ class CaseResult:
     duration_s: float = 0.0
     message: str | None = None
     server: dict[str, Any] | None = None
+    failure: str | None = None  # the failure type: "no call", "wrong tool", ..., "error"
 
     @property
     def passed(self) -> bool:
@@ -53,6 +55,19 @@ class CaseResult:
         values = dict(data)
         values["scores"] = tuple(values.get("scores", ()))
         return cls(**values)
+
+
+def failure_type(outcome: str, details: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why a case failed: the first failing scorer's classified failure, else a generic one."""
+    if outcome == "passed":
+        return None
+    if outcome == "error":
+        return "error"
+    for detail in details:
+        if not detail.get("passed", True):
+            found = (detail.get("details") or {}).get("failure")
+            return str(found) if found else str(detail.get("scorer", "assertion"))
+    return "assertion"
 
 
 def case_score(outcome: str, recorded: Iterable[float]) -> float:
@@ -78,13 +93,14 @@ class CategoryScore:
     errors: int
     mean: float
     threshold: float | None = None
+    failures: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def met(self) -> bool | None:
         return None if self.threshold is None else self.mean >= self.threshold - 1e-9
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "met": self.met}
+        return {**asdict(self), "failures": dict(self.failures), "met": self.met}
 
 
 def category_scores(
@@ -104,6 +120,7 @@ def category_scores(
             errors=sum(c.outcome == "error" for c in cases),
             mean=sum(c.score for c in cases) / len(cases),
             threshold=thresholds.get(name, default_threshold),
+            failures=dict(sorted(Counter(c.failure for c in cases if c.failure).items())),
         )
         for name, cases in sorted(by_category.items())
     ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_punie.agent import close_model
 from pytest_punie.response import Response, from_messages
 
 if TYPE_CHECKING:
@@ -116,9 +117,9 @@ class CaseRunner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            client = getattr(self._model, "client", None)
-            if client is not None and hasattr(client, "close"):
-                await client.close()
+            closing = close_model(self._model)
+            if closing is not None:
+                await closing
 
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(timeout=30)

@@ -34,6 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, overload
 
 from pytest_punie.response import Response, as_response
+from pytest_punie.tool_checker import (
+    EXTRA_CALL,
+    NO_CALL,
+    REFUSED,
+    UNPARSEABLE,
+    WRONG_ARGUMENTS,
+    WRONG_TOOL,
+    ExpectedCall,
+    check_tool_calls,
+)
 from pytest_punie.toolcalls import ToolCall, find_call_like_text
 
 __all__ = [
@@ -48,6 +58,7 @@ __all__ = [
     "assert_python_code",
     "assert_regex",
     "assert_tool_called",
+    "assert_tool_calls",
     "collecting_scores",
     "current_sheet",
     "scorer",
@@ -461,11 +472,14 @@ def assert_tool_called(
         "calls": _calls_json(calls),
     }
     if not calls:
+        unparseable = find_call_like_text(response.text)
+        details["failure"] = UNPARSEABLE if unparseable else NO_CALL
         details["reason"] = "no tool call" + _call_like_note(response)
         return 0.0, details
     named = [call for call in calls if call.name == name]
     if not named:
         got = [call.name for call in calls]
+        details["failure"] = REFUSED if response.sandbox_refusals else WRONG_TOOL
         details["reason"] = f"wrong tool: got {got!r}" + _call_like_note(response)
         return 0.0, details
     if arguments is None:
@@ -473,6 +487,7 @@ def assert_tool_called(
     problems = min((_argument_problems(arguments, call.arguments) for call in named), key=len)
     if not problems:
         return 1.0, details
+    details["failure"] = REFUSED if response.sandbox_refusals else WRONG_ARGUMENTS
     details["reason"] = f"wrong arguments: {'; '.join(problems)}"
     return 0.5, details
 
@@ -515,9 +530,37 @@ def assert_no_tool_call(response: Response) -> tuple[float, dict[str, Any]]:
     details: dict[str, Any] = {"calls": _calls_json(response.tool_calls)}
     if response.tool_calls:
         names = [call.name for call in response.tool_calls]
+        details["failure"] = EXTRA_CALL
         details["reason"] = f"expected no tool call, got {names!r}"
         return 0.0, details
     return 1.0, details
+
+
+@scorer
+def assert_tool_calls(
+    response: Response, expected: Sequence[ExpectedCall], ordered: bool = False
+) -> tuple[float, dict[str, Any]]:
+    """BFCL-style check of every call: names, required and unknown arguments, types, normalised
+    strings, acceptable values; parallel calls in any order, or in order with ``ordered``.
+    An empty ``expected`` means no tool may be called. Score: calls matched over calls made or
+    expected, whichever is more; the failure is classified (see ``tool_checker.FAILURE_TYPES``).
+    """
+    check = check_tool_calls(
+        response.tool_calls,
+        expected,
+        ordered=ordered,
+        text=response.text,
+        refusals=response.sandbox_refusals,
+    )
+    details: dict[str, Any] = {
+        "expected": [_jsonable({"name": e.name, "arguments": dict(e.arguments)}) for e in expected],
+        "calls": _calls_json(response.tool_calls),
+        "reason": check.reason,
+        "matched": check.matched,
+    }
+    if check.failure is not None:
+        details["failure"] = check.failure
+    return check.score, details
 
 
 # Python code ------------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ folder; the others reuse it; the controller stops it when the whole run ends.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_punie.chat_template import choose_template
 from pytest_punie.models import content_hash, resolve_model
 from pytest_punie.server import (
     MlxServer,
@@ -31,21 +33,32 @@ __all__ = ["serve", "stop_shared"]
 STATE_FILE = "server.json"
 
 
-def _start(settings: Settings, run_dir: Path, *, die_with_parent: bool) -> MlxServer:
+def _start(
+    settings: Settings, run_dir: Path, *, die_with_parent: bool
+) -> tuple[ServerInfo, MlxServer]:
+    """Prepare the model and its chat template, start the server, describe what it serves."""
     try:
         model = resolve_model(settings.model)
     except Exception as exc:  # conversion and download errors carry their own explanation
         raise ServerError(f"could not prepare the model: {exc}") from exc
+    template = choose_template(settings.chat_template, model)
     server = MlxServer(
         model,
         str(settings.adapter) if settings.adapter else None,
         log_path=run_dir / "mlx-server.log",
         port=settings.port,
+        chat_template=template.template,
         startup_timeout=settings.startup_timeout,
         die_with_parent=die_with_parent,
     )
     server.start()
-    return server
+    info = server.info(content_hash(server.model), content_hash(server.adapter))
+    extra = {
+        "chat_template": template.name,
+        "tools_visible": template.tools_visible,
+        "chat_template_reason": template.reason,
+    }
+    return dataclasses.replace(info, extra=extra), server
 
 
 def serve(
@@ -55,9 +68,7 @@ def serve(
     if settings.base_url:
         return connect(settings.base_url, settings.model, timeout=settings.timeout), None
     if not shared:
-        server = _start(settings, run_dir, die_with_parent=True)
-        info = server.info(content_hash(server.model), content_hash(server.adapter))
-        return info, server
+        return _start(settings, run_dir, die_with_parent=True)
 
     from filelock import FileLock
 
@@ -75,8 +86,7 @@ def serve(
                 f"the shared mlx_lm server (pid {info.pid}) has died; see {info.log_path}"
             )
         # The controller, not this worker, stops it: the worker may finish before the others.
-        server = _start(settings, run_dir, die_with_parent=False)
-        info = server.info(content_hash(server.model), content_hash(server.adapter))
+        info, _ = _start(settings, run_dir, die_with_parent=False)
         tmp = state.with_suffix(f".{os.getpid()}")
         tmp.write_text(json.dumps(info.to_json()))
         os.replace(tmp, state)

@@ -1,0 +1,189 @@
+"""BFCL-style checking of tool calls, and tool calls written as text becoming real calls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from pytest_punie import ExpectedCall, ToolCall, any_of, assert_tool_calls
+from pytest_punie.response import from_messages
+from pytest_punie.textcalls import TextToolCallModel
+from pytest_punie.tool_checker import (
+    EXTRA_CALL,
+    FAILURE_TYPES,
+    NO_CALL,
+    REFUSED,
+    UNPARSEABLE,
+    WRONG_ARGUMENTS,
+    WRONG_TOOL,
+    check_tool_calls,
+)
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                   "scale": {"type": "number"}},
+}  # fmt: skip
+
+
+def weather(**arguments):
+    return ToolCall("get_weather", arguments)
+
+
+@pytest.mark.parametrize(
+    ("calls", "expected", "ordered", "failure", "score"),
+    [
+        # name, required and unknown arguments
+        ([weather(city="Paris")], [ExpectedCall("get_weather", {"city": "Paris"})], False, None, 1),
+        ([weather(city=" paris. ")], [ExpectedCall("get_weather", {"city": "Paris"})], False, None, 1),
+        ([weather()], [ExpectedCall("get_weather", {"city": "Paris"})], False, WRONG_ARGUMENTS, 0),
+        ([weather(city="Paris", days=3)], [ExpectedCall("get_weather", {"city": "Paris"})],
+         False, WRONG_ARGUMENTS, 0),
+        ([weather(city="Paris", days=3)],
+         [ExpectedCall("get_weather", {"city": "Paris"}, optional=frozenset({"days"}))],
+         False, None, 1),
+        ([ToolCall("get_time", {"city": "Paris"})], [ExpectedCall("get_weather", {"city": "Paris"})],
+         False, WRONG_TOOL, 0),
+        # several acceptable values
+        ([weather(city="Paris, France")],
+         [ExpectedCall("get_weather", {"city": any_of("Paris", "Paris, France")})], False, None, 1),
+        ([weather(city="Lyon")],
+         [ExpectedCall("get_weather", {"city": any_of("Paris", "Paris, France")})],
+         False, WRONG_ARGUMENTS, 0),
+        # types: int accepted for float, not float for int, not str for int
+        ([weather(scale=2)], [ExpectedCall("get_weather", {"scale": 2.0}, schema=WEATHER_SCHEMA)],
+         False, None, 1),
+        ([weather(days=2.5)], [ExpectedCall("get_weather", {"days": 2}, schema=WEATHER_SCHEMA)],
+         False, WRONG_ARGUMENTS, 0),
+        ([weather(days="2")], [ExpectedCall("get_weather", {"days": 2}, schema=WEATHER_SCHEMA)],
+         False, WRONG_ARGUMENTS, 0),
+        ([weather(days=True)], [ExpectedCall("get_weather", {"days": 1}, schema=WEATHER_SCHEMA)],
+         False, WRONG_ARGUMENTS, 0),
+        # parallel: any order; sequence: in order
+        ([weather(city="Tokyo"), weather(city="Paris")],
+         [ExpectedCall("get_weather", {"city": "Paris"}), ExpectedCall("get_weather", {"city": "Tokyo"})],
+         False, None, 1),
+        ([weather(city="Tokyo"), weather(city="Paris")],
+         [ExpectedCall("get_weather", {"city": "Paris"}), ExpectedCall("get_weather", {"city": "Tokyo"})],
+         True, WRONG_ARGUMENTS, 0),
+        ([ToolCall("read_file", {"path": "a"}), ToolCall("list_dir", {"path": "."})],
+         [ExpectedCall("list_dir", {"path": "."}), ExpectedCall("read_file", {"path": "a"})],
+         True, WRONG_TOOL, 0),
+        # extra and missing calls
+        ([weather(city="Paris"), weather(city="Rome")], [ExpectedCall("get_weather", {"city": "Paris"})],
+         False, EXTRA_CALL, 0.5),
+        ([weather(city="Paris")],
+         [ExpectedCall("get_weather", {"city": "Paris"}), ExpectedCall("get_weather", {"city": "Rome"})],
+         False, WRONG_ARGUMENTS, 0.5),
+        ([], [ExpectedCall("get_weather", {"city": "Paris"})], False, NO_CALL, 0),
+        # relevance: no call expected
+        ([], [], False, None, 1),
+        ([weather(city="Paris")], [], False, EXTRA_CALL, 0),
+    ],
+)  # fmt: skip
+def test_bfcl_rules(calls, expected, ordered, failure, score):
+    check = check_tool_calls(calls, expected, ordered=ordered)
+    assert check.failure == failure, check.reason
+    assert check.score == pytest.approx(score)
+    assert check.passed is (failure is None)
+
+
+def test_unparseable_call_is_told_apart_from_no_call():
+    text = '<tool_call>{"name": "get_weather", "arguments": {"city": "Par'
+    check = check_tool_calls([], [ExpectedCall("get_weather", {"city": "Paris"})], text=text)
+    assert check.failure == UNPARSEABLE
+
+
+def test_sandbox_refusal_is_its_own_failure():
+    calls = [ToolCall("read_file", {"path": "../secret"})]
+    check = check_tool_calls(
+        calls, [ExpectedCall("read_file", {"path": "notes.txt"})], refusals=["'../secret' leaves"]
+    )
+    assert check.failure == REFUSED
+
+
+def test_any_of_needs_a_value():
+    with pytest.raises(ValueError, match="at least one"):
+        any_of()
+
+
+names = st.sampled_from(["a", "b", "c"])
+values = st.one_of(st.integers(-5, 5), st.sampled_from(["x", "y", "Paris"]), st.booleans())
+calls_strategy = st.lists(
+    st.builds(ToolCall, names, st.dictionaries(st.sampled_from(["p", "q"]), values, max_size=2)),
+    max_size=4,
+)
+expected_strategy = st.lists(
+    st.builds(ExpectedCall, names, st.dictionaries(st.sampled_from(["p", "q"]), values, max_size=2)),
+    max_size=4,
+)
+
+
+@given(calls_strategy, expected_strategy, st.booleans())
+def test_any_calls_get_a_score_and_a_known_failure_type(calls, expected, ordered):
+    check = check_tool_calls(calls, expected, ordered=ordered)
+    assert 0.0 <= check.score <= 1.0
+    assert check.failure is None or check.failure in FAILURE_TYPES
+    assert check.passed is (check.score == 1.0)
+
+
+@given(expected_strategy)
+def test_making_exactly_the_expected_calls_passes_in_any_order(expected):
+    calls = [ToolCall(e.name, dict(e.arguments)) for e in expected]
+    assert check_tool_calls(calls, expected, ordered=True).passed
+    assert check_tool_calls(list(reversed(calls)), expected).passed
+
+
+def test_assert_tool_calls_records_the_failure_type():
+    with pytest.raises(AssertionError, match="wrong tool"):
+        assert_tool_calls("no tools here <tool_call>", [ExpectedCall("x")])
+    record = assert_tool_calls("just text", [])
+    assert record.score == 1.0
+
+
+# Tool calls written as text -----------------------------------------------------------------
+
+
+def _writes_calls_as_text(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    returns = [p for m in messages for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)]
+    if not returns:
+        call = {"name": "read_file", "arguments": {"path": "README.md"}}
+        return ModelResponse(parts=[TextPart(f"Let me look.\n<tool_call>{json.dumps(call)}</tool_call>")])
+    return ModelResponse(parts=[TextPart(f"The readme says: {returns[0].content}")])
+
+
+def test_text_tool_calls_are_executed_and_the_conversation_goes_on():
+    seen = []
+
+    def read_file(path: str) -> str:
+        """Read a file."""
+        seen.append(path)
+        return "an inventory tool"
+
+    agent = Agent(TextToolCallModel(FunctionModel(_writes_calls_as_text)), tools=[read_file])
+    result = agent.run_sync("What does the readme say?")
+    assert seen == ["README.md"]
+    assert result.output == "The readme says: an inventory tool"
+    response = from_messages(result.all_messages(), result.output, tool_names=["read_file"])
+    assert [(c.name, c.arguments, c.source) for c in response.tool_calls] == [
+        ("read_file", {"path": "README.md"}, "text")
+    ]
+
+
+def test_text_naming_an_unknown_tool_stays_text():
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart('<tool_call>{"name": "rm", "arguments": {}}</tool_call>')])
+
+    def read_file(path: str) -> str:
+        """Read a file."""
+        return ""
+
+    agent = Agent(TextToolCallModel(FunctionModel(answer)), tools=[read_file])
+    result = agent.run_sync("hi")
+    assert "rm" in result.output
