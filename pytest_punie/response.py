@@ -33,6 +33,7 @@ class Response:
     messages: tuple[dict[str, Any], ...] = ()
     sandbox_refusals: tuple[str, ...] = ()
     tool_names: tuple[str, ...] = field(default=(), compare=False)
+    stopped: str | None = None  # why the conversation was cut short, if it was
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable form for the results file and the test report."""
@@ -44,6 +45,7 @@ class Response:
             "requests": self.requests,
             "latency_s": round(self.latency_s, 4),
             "sandbox_refusals": list(self.sandbox_refusals),
+            "stopped": self.stopped,
         }
 
 
@@ -63,6 +65,7 @@ def from_messages(
     tool_names: Iterable[str] | None = None,
     latency_s: float = 0.0,
     sandbox_refusals: Iterable[str] = (),
+    stopped: str | None = None,
 ) -> Response:
     """Build a ``Response`` from pydantic-ai messages (``result.all_messages()``)."""
     from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, TextPart, ToolCallPart
@@ -97,6 +100,7 @@ def from_messages(
         messages=tuple(dumped),
         sandbox_refusals=tuple(sandbox_refusals),
         tool_names=names,
+        stopped=stopped,
     )
 
 

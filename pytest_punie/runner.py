@@ -47,7 +47,9 @@ class CaseRunner:
         *,
         concurrency: int = 16,
         command_timeout: float = 10.0,
+        max_requests: int = 10,
     ) -> None:
+        self._max_requests = max_requests
         self._model_factory = model_factory
         self._workspaces = Path(workspaces)
         self._concurrency = concurrency
@@ -82,6 +84,10 @@ class CaseRunner:
         return self._workspaces / safe
 
     async def _run(self, case: Case) -> CaseOutcome:
+        from pydantic_ai import capture_run_messages
+        from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
+        from pydantic_ai.usage import UsageLimits
+
         from pytest_punie.agent import make_agent
         from pytest_punie.workspace import create_workspace
 
@@ -96,13 +102,23 @@ class CaseRunner:
             )
             agent = make_agent(self._model, case.tools, workspace, case.system_prompt)
             started = time.perf_counter()
-            result = await agent.run(case.prompt or "")
+            stopped = None
+            with capture_run_messages() as messages:
+                try:
+                    limits = UsageLimits(request_limit=self._max_requests)
+                    result = await agent.run(case.prompt or "", usage_limits=limits)
+                    messages, output = result.all_messages(), result.output
+                except (UsageLimitExceeded, UnexpectedModelBehavior) as exc:
+                    # The conversation went round in circles (or the model kept sending tool
+                    # calls it could not get right): score what it did, say why it stopped.
+                    stopped, output = f"{type(exc).__name__}: {exc}", ""
             response = from_messages(
-                result.all_messages(),
-                result.output,
+                messages,
+                output,
                 tool_names=case.tool_names,
                 latency_s=time.perf_counter() - started,
                 sandbox_refusals=workspace.refusals,
+                stopped=stopped,
             )
             return CaseOutcome(response=response, workspace=workspace.root)
 

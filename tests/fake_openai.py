@@ -15,7 +15,11 @@ from typing import Any
 
 
 class FakeOpenAI:
-    """Serve ``answers``: prompt -> text, or a dict of ``tool_calls`` and the ``then`` text."""
+    """Serve ``answers``: prompt -> text, or a dict of ``tool_calls`` and the ``then`` text.
+
+    After a tool result it answers ``then`` (or "done"); ``{"loop": text}`` answers ``text``
+    every time, to model a conversation that goes round in circles.
+    """
 
     def __init__(
         self, answers: dict[str, Any], delay: float = 0.0, default: str = "I don't know."
@@ -50,18 +54,19 @@ class FakeOpenAI:
             prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
         answer = self.answers.get(prompt, self.default)
         message: dict[str, Any] = {"role": "assistant", "content": None}
-        if isinstance(answer, dict):
-            if messages and messages[-1].get("role") == "tool":
-                message["content"] = answer.get("then", "done")
-            else:
-                message["tool_calls"] = [
-                    {
-                        "id": f"call_{i}",
-                        "type": "function",
-                        "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
-                    }
-                    for i, c in enumerate(answer["tool_calls"])
-                ]
+        if isinstance(answer, dict) and "loop" in answer:
+            message["content"] = answer["loop"]  # the same (text) tool call, whatever comes back
+        elif messages and messages[-1].get("role") == "tool":
+            message["content"] = answer.get("then", "done") if isinstance(answer, dict) else "done"
+        elif isinstance(answer, dict):
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                }
+                for i, c in enumerate(answer["tool_calls"])
+            ]
         else:
             message["content"] = answer
         return {

@@ -398,3 +398,70 @@ def test_unreachable_base_url_errors_every_case(pytester):
     result.assert_outcomes(errors=8)
     result.stdout.fnmatch_lines(["*no OpenAI-compatible server answers at http://127.0.0.1:9/v1*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_exitfirst_stops_and_cancels_the_rest(pytester):
+    pytester.makepyfile(PROMPT_CASES.replace('["answer"]', '["nothing like this"]'))
+    with FakeOpenAI(_fake_answers(), delay=0.2) as fake:
+        result = pytester.runpytest(
+            f"--punie-base-url={fake.base_url}", "-x", "--punie-concurrency=2"
+        )
+    result.assert_outcomes(failed=1)
+    sent = [r for r in fake.requests if r.get("max_tokens") != 1]
+    assert len(sent) < 8  # the remaining cases were cancelled, not all sent
+
+
+def test_last_failed_reruns_only_the_failures(pytester):
+    pytester.makepyfile(PROMPT_CASES)
+    answers = _fake_answers()
+    answers["question 5"] = "no idea"
+    with FakeOpenAI(answers) as fake:
+        first = pytester.runpytest(f"--punie-base-url={fake.base_url}", "-p", "cacheprovider")
+        first.assert_outcomes(passed=7, failed=1)
+        fake.requests.clear()
+        again = pytester.runpytest(
+            f"--punie-base-url={fake.base_url}", "-p", "cacheprovider", "--lf"
+        )
+    again.assert_outcomes(passed=0, failed=1)
+    prompts = [r["messages"][-1]["content"] for r in fake.requests if r.get("max_tokens") != 1]
+    assert prompts == ["question 5"]
+
+
+def test_a_conversation_that_loops_is_stopped_and_scored(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_punie import assert_tool_called
+
+        @pytest.mark.punie(category="tools", prompt="loop", tools=["list_dir"])
+        def test_loops(punie_result):
+            assert punie_result.stopped and "request_limit" in punie_result.stopped
+            assert_tool_called(punie_result, "list_dir")
+        """
+    )
+    text_call = '<tool_call>{"name": "list_dir", "arguments": {"path": "."}}</tool_call>'
+    with FakeOpenAI({"loop": {"loop": text_call}}) as fake:
+        result = pytester.runpytest(f"--punie-base-url={fake.base_url}")
+    result.assert_outcomes(passed=1)
+    assert len([r for r in fake.requests if r.get("max_tokens") != 1]) == 10
+
+
+def test_failure_types_are_counted_per_category(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_punie import ExpectedCall, assert_tool_calls
+
+        @pytest.mark.punie(category="tools")
+        def test_no_call():
+            assert_tool_calls("I would rather not.", [ExpectedCall("list_dir")])
+
+        @pytest.mark.punie(category="tools")
+        def test_extra():
+            assert_tool_calls('<tool_call>{"name": "x", "arguments": {}}</tool_call>', [])
+        """
+    )
+    result = pytester.runpytest("--punie-results=r.json")
+    result.stdout.fnmatch_lines(["failures*extra call*no call*", "tools*1*1*"])
+    categories = json.loads((pytester.path / "r.json").read_text())["categories"]
+    assert categories[0]["failures"] == {"extra call": 1, "no call": 1}

@@ -11,7 +11,7 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from pytest_punie import ExpectedCall, ToolCall, any_of, assert_tool_calls
+from pytest_punie import ExpectedCall, Response, ToolCall, any_of, assert_tool_calls
 from pytest_punie.response import from_messages
 from pytest_punie.textcalls import TextToolCallModel
 from pytest_punie.tool_checker import (
@@ -36,52 +36,46 @@ def weather(**arguments):
     return ToolCall("get_weather", arguments)
 
 
+def expect(city=None, schema=None, optional=(), **arguments):
+    if city is not None:
+        arguments["city"] = city
+    return ExpectedCall("get_weather", arguments, frozenset(optional), schema)
+
+
+PARIS, TOKYO, ROME = expect("Paris"), expect("Tokyo"), expect("Rome")
+READ_A, LIST_DOT = ToolCall("read_file", {"path": "a"}), ToolCall("list_dir", {"path": "."})
+
+
 @pytest.mark.parametrize(
     ("calls", "expected", "ordered", "failure", "score"),
     [
         # name, required and unknown arguments
-        ([weather(city="Paris")], [ExpectedCall("get_weather", {"city": "Paris"})], False, None, 1),
-        ([weather(city=" paris. ")], [ExpectedCall("get_weather", {"city": "Paris"})], False, None, 1),
-        ([weather()], [ExpectedCall("get_weather", {"city": "Paris"})], False, WRONG_ARGUMENTS, 0),
-        ([weather(city="Paris", days=3)], [ExpectedCall("get_weather", {"city": "Paris"})],
-         False, WRONG_ARGUMENTS, 0),
-        ([weather(city="Paris", days=3)],
-         [ExpectedCall("get_weather", {"city": "Paris"}, optional=frozenset({"days"}))],
-         False, None, 1),
-        ([ToolCall("get_time", {"city": "Paris"})], [ExpectedCall("get_weather", {"city": "Paris"})],
-         False, WRONG_TOOL, 0),
+        ([weather(city="Paris")], [PARIS], False, None, 1),
+        ([weather(city=" paris. ")], [PARIS], False, None, 1),
+        ([weather()], [PARIS], False, WRONG_ARGUMENTS, 0),
+        ([weather(city="Paris", days=3)], [PARIS], False, WRONG_ARGUMENTS, 0),
+        ([weather(city="Paris", days=3)], [expect("Paris", optional=["days"])], False, None, 1),
+        ([ToolCall("get_time", {"city": "Paris"})], [PARIS], False, WRONG_TOOL, 0),
         # several acceptable values
-        ([weather(city="Paris, France")],
-         [ExpectedCall("get_weather", {"city": any_of("Paris", "Paris, France")})], False, None, 1),
-        ([weather(city="Lyon")],
-         [ExpectedCall("get_weather", {"city": any_of("Paris", "Paris, France")})],
-         False, WRONG_ARGUMENTS, 0),
-        # types: int accepted for float, not float for int, not str for int
-        ([weather(scale=2)], [ExpectedCall("get_weather", {"scale": 2.0}, schema=WEATHER_SCHEMA)],
+        ([weather(city="Paris, France")], [expect(any_of("Paris", "Paris, France"))],
          False, None, 1),
-        ([weather(days=2.5)], [ExpectedCall("get_weather", {"days": 2}, schema=WEATHER_SCHEMA)],
+        ([weather(city="Lyon")], [expect(any_of("Paris", "Paris, France"))],
          False, WRONG_ARGUMENTS, 0),
-        ([weather(days="2")], [ExpectedCall("get_weather", {"days": 2}, schema=WEATHER_SCHEMA)],
-         False, WRONG_ARGUMENTS, 0),
-        ([weather(days=True)], [ExpectedCall("get_weather", {"days": 1}, schema=WEATHER_SCHEMA)],
-         False, WRONG_ARGUMENTS, 0),
+        # types: int accepted for float, not float for int, not str for int, not bool for int
+        ([weather(scale=2)], [expect(scale=2.0, schema=WEATHER_SCHEMA)], False, None, 1),
+        ([weather(days=2.5)], [expect(days=2, schema=WEATHER_SCHEMA)], False, WRONG_ARGUMENTS, 0),
+        ([weather(days="2")], [expect(days=2, schema=WEATHER_SCHEMA)], False, WRONG_ARGUMENTS, 0),
+        ([weather(days=True)], [expect(days=1, schema=WEATHER_SCHEMA)], False, WRONG_ARGUMENTS, 0),
         # parallel: any order; sequence: in order
-        ([weather(city="Tokyo"), weather(city="Paris")],
-         [ExpectedCall("get_weather", {"city": "Paris"}), ExpectedCall("get_weather", {"city": "Tokyo"})],
-         False, None, 1),
-        ([weather(city="Tokyo"), weather(city="Paris")],
-         [ExpectedCall("get_weather", {"city": "Paris"}), ExpectedCall("get_weather", {"city": "Tokyo"})],
-         True, WRONG_ARGUMENTS, 0),
-        ([ToolCall("read_file", {"path": "a"}), ToolCall("list_dir", {"path": "."})],
+        ([weather(city="Tokyo"), weather(city="Paris")], [PARIS, TOKYO], False, None, 1),
+        ([weather(city="Tokyo"), weather(city="Paris")], [PARIS, TOKYO], True, WRONG_ARGUMENTS, 0),
+        ([READ_A, LIST_DOT],
          [ExpectedCall("list_dir", {"path": "."}), ExpectedCall("read_file", {"path": "a"})],
          True, WRONG_TOOL, 0),
         # extra and missing calls
-        ([weather(city="Paris"), weather(city="Rome")], [ExpectedCall("get_weather", {"city": "Paris"})],
-         False, EXTRA_CALL, 0.5),
-        ([weather(city="Paris")],
-         [ExpectedCall("get_weather", {"city": "Paris"}), ExpectedCall("get_weather", {"city": "Rome"})],
-         False, WRONG_ARGUMENTS, 0.5),
-        ([], [ExpectedCall("get_weather", {"city": "Paris"})], False, NO_CALL, 0),
+        ([weather(city="Paris"), weather(city="Rome")], [PARIS], False, EXTRA_CALL, 0.5),
+        ([weather(city="Paris")], [PARIS, ROME], False, WRONG_ARGUMENTS, 0.5),
+        ([], [PARIS], False, NO_CALL, 0),
         # relevance: no call expected
         ([], [], False, None, 1),
         ([weather(city="Paris")], [], False, EXTRA_CALL, 0),
@@ -119,10 +113,8 @@ calls_strategy = st.lists(
     st.builds(ToolCall, names, st.dictionaries(st.sampled_from(["p", "q"]), values, max_size=2)),
     max_size=4,
 )
-expected_strategy = st.lists(
-    st.builds(ExpectedCall, names, st.dictionaries(st.sampled_from(["p", "q"]), values, max_size=2)),
-    max_size=4,
-)
+arguments_strategy = st.dictionaries(st.sampled_from(["p", "q"]), values, max_size=2)
+expected_strategy = st.lists(st.builds(ExpectedCall, names, arguments_strategy), max_size=4)
 
 
 @given(calls_strategy, expected_strategy, st.booleans())
@@ -141,20 +133,25 @@ def test_making_exactly_the_expected_calls_passes_in_any_order(expected):
 
 
 def test_assert_tool_calls_records_the_failure_type():
-    with pytest.raises(AssertionError, match="wrong tool"):
-        assert_tool_calls("no tools here <tool_call>", [ExpectedCall("x")])
-    record = assert_tool_calls("just text", [])
-    assert record.score == 1.0
+    called_y = Response("", tool_calls=(ToolCall("y", {}),))
+    with pytest.raises(AssertionError, match=r"expected \['x'\], got \['y'\]") as failure:
+        assert_tool_calls(called_y, [ExpectedCall("x")])
+    assert failure.value.record.details["failure"] == WRONG_TOOL
+    with pytest.raises(AssertionError, match="could not be parsed") as failure:
+        assert_tool_calls("<tool_call>{broken", [ExpectedCall("x")])
+    assert failure.value.record.details["failure"] == UNPARSEABLE
+    assert assert_tool_calls("just text", []).score == 1.0
 
 
 # Tool calls written as text -----------------------------------------------------------------
 
 
 def _writes_calls_as_text(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    returns = [p for m in messages for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)]
+    parts = [p for m in messages for p in getattr(m, "parts", [])]
+    returns = [p for p in parts if isinstance(p, ToolReturnPart)]
     if not returns:
-        call = {"name": "read_file", "arguments": {"path": "README.md"}}
-        return ModelResponse(parts=[TextPart(f"Let me look.\n<tool_call>{json.dumps(call)}</tool_call>")])
+        call = json.dumps({"name": "read_file", "arguments": {"path": "README.md"}})
+        return ModelResponse(parts=[TextPart(f"Let me look.\n<tool_call>{call}</tool_call>")])
     return ModelResponse(parts=[TextPart(f"The readme says: {returns[0].content}")])
 
 
@@ -178,7 +175,8 @@ def test_text_tool_calls_are_executed_and_the_conversation_goes_on():
 
 def test_text_naming_an_unknown_tool_stays_text():
     def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        return ModelResponse(parts=[TextPart('<tool_call>{"name": "rm", "arguments": {}}</tool_call>')])
+        text = '<tool_call>{"name": "rm", "arguments": {}}</tool_call>'
+        return ModelResponse(parts=[TextPart(text)])
 
     def read_file(path: str) -> str:
         """Read a file."""

@@ -1,0 +1,232 @@
+"""Uncertainty for eval scores: confidence intervals and paired significance tests.
+
+Pure Python (``math``, ``random``, ``statistics``) so that reports and the ``punie`` command need
+nothing beyond the standard library. Every resampling function takes a seed, so the same results
+file always gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any
+
+__all__ = [
+    "CaseSamples",
+    "CategoryStats",
+    "bootstrap_mean_interval",
+    "case_samples",
+    "category_intervals",
+    "mcnemar_p",
+    "paired_bootstrap_p",
+    "wilson_interval",
+]
+
+_EPSILON = 1e-12  # resampled means this close to 0 count as 0 (float sums of +x and -x)
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence!r}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion ``successes / n``.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not zero-width at 0/n or n/n,
+    which matters for the few cases an eval category has. ``n == 0`` gives ``(0.0, 1.0)``.
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    z = _check_confidence(confidence)
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    z2 = z * z
+    denominator = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # Clamp rounding: the interval always holds the observed proportion and stays in [0, 1].
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default method)."""
+    position = q * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def _resampled_means(values: Sequence[float], resamples: int, seed: int) -> list[float]:
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    rng = random.Random(seed)
+    n = len(values)
+    return [math.fsum(rng.choices(values, k=n)) / n for _ in range(resamples)]
+
+
+def bootstrap_mean_interval(
+    values: Iterable[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval for the mean of ``values`` (one value per case).
+
+    Deterministic for a given seed. One value (or identical values) gives ``(v, v)``: with a
+    single case the bootstrap cannot see any spread, which is why `CategoryStats.step` exists.
+    """
+    values = list(values)
+    if not values:
+        raise ValueError("bootstrap_mean_interval needs at least one value")
+    _check_confidence(confidence)
+    mean = _mean(values)
+    if min(values) == max(values):
+        return mean, mean
+    means = sorted(_resampled_means(values, resamples, seed))
+    tail = (1 - confidence) / 2
+    low, high = _quantile(means, tail), _quantile(means, 1 - tail)
+    return min(low, mean), max(high, mean)
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """The exact two-sided McNemar test on paired pass/fail outcomes.
+
+    ``b`` counts cases that went pass -> fail, ``c`` fail -> pass; cases with the same outcome
+    in both runs carry no information. Under no change each discordant case is a fair coin.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"counts must not be negative, got b={b}, c={c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / (1 << n))
+
+
+def paired_bootstrap_p(diffs: Iterable[float], resamples: int = 2000, seed: int = 0) -> float:
+    """A two-sided bootstrap p-value for "the mean paired difference is not 0".
+
+    Resamples the differences (candidate - baseline per case) and doubles the share of resampled
+    means on the far side of 0 (add-one smoothed, so p is never 0). A bootstrap of a handful of
+    same-signed differences sees no spread and would report p ~ 0, so the result is floored at
+    ``2 / 2**m`` for ``m`` non-zero differences: the smallest p an exact sign-flip test can give.
+    Three cases that all improved are therefore never significant (p >= 0.25).
+    """
+    diffs = list(diffs)
+    nonzero = sum(d != 0 for d in diffs)
+    if nonzero == 0:
+        return 1.0
+    means = _resampled_means(diffs, resamples, seed)
+    at_or_below = sum(m <= _EPSILON for m in means)
+    at_or_above = sum(m >= -_EPSILON for m in means)
+    p = 2 * (min(at_or_below, at_or_above) + 1) / (resamples + 1)
+    return min(1.0, max(p, 2.0 ** (1 - nonzero)))
+
+
+@dataclass(frozen=True)
+class CaseSamples:
+    """One case's repeated samples (a single sample without repeats)."""
+
+    nodeid: str
+    category: str
+    scores: tuple[float, ...]
+    outcomes: tuple[str, ...]
+
+    @property
+    def score(self) -> float:
+        """The case's score: the mean over its repeats."""
+        return _mean(self.scores)
+
+    @property
+    def passes(self) -> int:
+        return sum(outcome == "passed" for outcome in self.outcomes)
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passes / len(self.outcomes)
+
+    @property
+    def passed(self) -> bool:
+        """Whether most repeats passed (a case that passes one time in two does not)."""
+        return self.passes * 2 > len(self.outcomes)
+
+
+def case_samples(cases: Iterable[Mapping[str, Any]]) -> dict[str, CaseSamples]:
+    """Group a results file's case entries by nodeid: repeats of a case are its samples."""
+    grouped: dict[str, tuple[str, list[float], list[str]]] = {}
+    for case in cases:
+        nodeid = str(case["nodeid"])
+        entry = grouped.setdefault(nodeid, (str(case.get("category", "")), [], []))
+        entry[1].append(float(case.get("score", 0.0)))
+        entry[2].append(str(case.get("outcome", "")))
+    return {
+        nodeid: CaseSamples(nodeid, category, tuple(scores), tuple(outcomes))
+        for nodeid, (category, scores, outcomes) in grouped.items()
+    }
+
+
+@dataclass(frozen=True)
+class CategoryStats:
+    """A category's score and pass rate with confidence intervals.
+
+    ``step`` is how far one case moves the mean (1 / cases): a 3-case category moves in steps of
+    33%, so differences smaller than a step or two are not evidence of anything.
+    """
+
+    name: str
+    cases: int
+    samples: int
+    mean: float
+    low: float
+    high: float
+    pass_rate: float
+    pass_low: float
+    pass_high: float
+    step: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CategoryStats:
+        return cls(**data)
+
+
+def category_intervals(
+    cases: Iterable[Mapping[str, Any]],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, CategoryStats]:
+    """Per category (sorted by name): the mean case score with a bootstrap interval over cases,
+    and the pass rate with a Wilson interval over all samples (every repeat of every case)."""
+    by_category: dict[str, list[CaseSamples]] = {}
+    for samples in case_samples(cases).values():
+        by_category.setdefault(samples.category, []).append(samples)
+    result = {}
+    for name, members in sorted(by_category.items()):
+        scores = [m.score for m in members]
+        low, high = bootstrap_mean_interval(scores, confidence, resamples, seed)
+        passes = sum(m.passes for m in members)
+        total = sum(len(m.outcomes) for m in members)
+        pass_low, pass_high = wilson_interval(passes, total, confidence)
+        result[name] = CategoryStats(
+            name=name,
+            cases=len(members),
+            samples=total,
+            mean=_mean(scores),
+            low=low,
+            high=high,
+            pass_rate=passes / total,
+            pass_low=pass_low,
+            pass_high=pass_high,
+            step=1 / len(members),
+        )
+    return result
