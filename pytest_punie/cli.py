@@ -12,11 +12,13 @@ __all__ = ["main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from pytest_punie import compare, dataset_commands, history
+    from pytest_punie.compare import add_parser as add_compare
+    from pytest_punie.dataset_commands import add_parser as add_dataset
+    from pytest_punie.history import add_parser as add_history
 
-    dataset_commands.add_parser(commands)
-    compare.add_parser(commands)
-    history.add_parser(commands)
+    add_dataset(commands)
+    add_compare(commands)
+    add_history(commands)
     return parser
 
 
