@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER", "Case", "CaseError", "case_from_marker"]
+__all__ = ["MARKER", "REPEAT_ID", "Case", "CaseError", "case_from_marker"]
 
 MARKER = "punie"
+REPEAT_ID = "repeat"  # ids of repeated cases end in repeat0, repeat1, ...
 MARKER_HELP = (
     "punie(category='general', prompt=None, tools=(), workspace=None, system_prompt=None): "
     "an eval case in a category; with a prompt, the plugin runs the conversation concurrently "
@@ -31,6 +33,16 @@ class Case:
     tools: tuple[str | Callable[..., Any], ...] = ()
     workspace: Path | Mapping[str, str] | None = None
     system_prompt: str | None = None
+    repeat: int = 0  # which run of the case, with --punie-repeat
+
+    @property
+    def case_id(self) -> str:
+        """The test id without the repeat's part: the same for every repeat of a case."""
+        if not self.nodeid.endswith("]") or "[" not in self.nodeid:
+            return self.nodeid
+        head, _, ids = self.nodeid[:-1].partition("[")
+        parts = [p for p in ids.split("-") if not re.fullmatch(rf"{REPEAT_ID}\d+", p)]
+        return f"{head}[{'-'.join(parts)}]" if parts else head
 
     @property
     def tool_names(self) -> tuple[str, ...]:
@@ -40,7 +52,7 @@ class Case:
 
 
 def case_from_marker(
-    nodeid: str, args: Sequence[Any], kwargs: Mapping[str, Any], test_dir: Path
+    nodeid: str, args: Sequence[Any], kwargs: Mapping[str, Any], test_dir: Path, repeat: int = 0
 ) -> Case:
     """Build a ``Case`` from a marker's arguments; relative workspaces are next to the test."""
     kwargs = dict(kwargs)
@@ -77,4 +89,5 @@ def case_from_marker(
         tools=tuple(tools),
         workspace=workspace,
         system_prompt=kwargs.get("system_prompt"),
+        repeat=repeat,
     )

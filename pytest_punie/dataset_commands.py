@@ -165,7 +165,10 @@ def dataset_stats(report: ValidationReport) -> dict[str, Any]:
     examples_with_calls = 0
     for example in examples:
         parts = text_parts(example)
-        roles.update(role for role, _ in parts if role not in ("tool_call", "text"))
+        if example.format in ("chat", "tools"):
+            roles.update(message["role"] for message in example.data["messages"])
+        elif example.format == "completions":
+            roles.update(("user", "assistant"))
         calls = [json.loads(text).get("name", "?") for role, text in parts if role == "tool_call"]
         tools.update(calls)
         examples_with_calls += bool(calls)

@@ -138,11 +138,12 @@ ENGLISH_STOPWORDS = frozenset(
 class LanguageFilter:
     """Keep examples whose prose looks English.
 
-    The heuristic, over the text of every message except tool calls and results, with code blocks,
-    inline code and URLs removed: at least ``min_ascii_letters`` of the letters are ASCII (other
-    scripts fail here), and when there are at least ``min_words`` words, at least
-    ``min_stopwords`` of them are common English function words (French, German, Spanish, ...
-    fail here). Text without letters, such as a bare number, passes.
+    The heuristic looks at the prose: every message except tool calls, tool results and
+    messages that parse as Python as a whole, with code blocks, inline code and URLs removed.
+    At least ``min_ascii_letters`` of its letters must be ASCII (other scripts fail here) and,
+    when it has at least ``min_words`` words, at least ``min_stopwords`` of them must be common
+    English function words (French, German, Spanish, ... fail here). Text without letters, such
+    as a bare number, passes.
     """
 
     language: str = "en"
@@ -159,8 +160,11 @@ class LanguageFilter:
         return f"language={self.language}"
 
     def why_remove(self, example: Example) -> str | None:
-        parts = text_parts(example)
-        prose = _prose("\n".join(text for role, text in parts if role not in ("tool", "tool_call")))
+        prose = "\n".join(
+            _prose(text)
+            for role, text in text_parts(example)
+            if role not in ("tool", "tool_call") and not _parses(text)  # bare code is not prose
+        )
         words = _WORD.findall(prose)
         letters = sum(len(word) for word in words)
         if not letters:
@@ -338,7 +342,7 @@ class Python2Filter:
                 continue
             for code, fenced in _code_candidates(text):
                 if constructs := python2_constructs(code, fenced=fenced):
-                    where = "" if role == "text" else f" in a {role} message"
+                    where = "" if role == "text" else f" in {role} text"
                     return f"Python 2 code{where}: {', '.join(constructs)}"
         return None
 

@@ -89,6 +89,31 @@ CHAT_TEMPLATE_OPTION = Option(
     "auto",
     "TEMPLATE",
 )
+REPEAT_OPTION = Option(
+    "repeat",
+    "Run each case N times (seeds differ above temperature 0) and report 95% intervals.",
+    1,
+    "N",
+)
+MIN_CASES_OPTION = Option(
+    "min-cases", "Warn about categories with fewer cases (their scores move in steps).", 10, "N"
+)
+BASELINE_OPTION = Option(
+    "baseline", "A results JSON to compare this run with, case by case.", metavar="RESULTS"
+)
+MAX_REGRESSION_OPTION = Option(
+    "max-regression",
+    "Fail when CATEGORY's score drops more than this below the baseline's, CATEGORY=0.05 "
+    "(repeatable; * for every category).",
+    metavar="CATEGORY=DROP",
+    repeatable=True,
+)
+HISTORY_OPTION = Option(
+    "history",
+    "SQLite file each run is appended to (default .punie/history.db; 'none' turns it off).",
+    ".punie/history.db",
+    "PATH",
+)
 STARTUP_TIMEOUT_OPTION = Option(
     "startup-timeout", "Seconds the server may take to load the model.", 600.0, "SECONDS"
 )
@@ -107,6 +132,11 @@ OPTIONS = (
     RESULTS_OPTION,
     CONCURRENCY_OPTION,
     CHAT_TEMPLATE_OPTION,
+    REPEAT_OPTION,
+    MIN_CASES_OPTION,
+    BASELINE_OPTION,
+    MAX_REGRESSION_OPTION,
+    HISTORY_OPTION,
     STARTUP_TIMEOUT_OPTION,
 )
 
@@ -128,6 +158,11 @@ class Settings:
     results: Path | None = None
     concurrency: int = 16
     chat_template: str = "auto"
+    repeat: int = 1
+    min_cases: int = 10
+    baseline: Path | None = None
+    max_regression: Mapping[str, float] = field(default_factory=dict)
+    history: Path | None = None
     startup_timeout: float = 600.0
 
     @property
@@ -243,6 +278,14 @@ def _model(text: str) -> str:
     return check_model_spec(text)
 
 
+def _results_file(text: str) -> Path:
+    from pytest_punie.compare import load_results
+
+    path = Path(text).expanduser()
+    load_results(path)  # raises a ValueError or FileNotFoundError that names the problem
+    return path.resolve()
+
+
 def parse_min_category(entries: Sequence[str]) -> dict[str, float]:
     """Parse ``NAME=SCORE`` entries into a mapping."""
     thresholds: dict[str, float] = {}
@@ -266,7 +309,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
             return raw
         try:
             return convert(str(raw))
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             reason = str(exc) if str(exc) and "invalid literal" not in str(exc) else "not valid"
             if "could not convert" in reason:
                 reason = "not a number"
@@ -277,7 +320,15 @@ def settings_from_config(config: pytest.Config) -> Settings:
         min_category = parse_min_category(min_category_raw)
     except ValueError as exc:
         raise pytest.UsageError(f"{MIN_CATEGORY_OPTION.flag}: {exc}") from None
+    try:
+        max_regression = parse_min_category(raw_value(config, MAX_REGRESSION_OPTION) or [])
+    except ValueError as exc:
+        raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag}: {exc}") from None
     results = raw_value(config, RESULTS_OPTION)
+    history = str(raw_value(config, HISTORY_OPTION))
+    baseline = value(BASELINE_OPTION, _results_file)
+    if max_regression and baseline is None:
+        raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag}")
     return Settings(
         model=value(MODEL_OPTION, _model),
         adapter=value(ADAPTER_OPTION, _adapter),
@@ -292,5 +343,10 @@ def settings_from_config(config: pytest.Config) -> Settings:
         results=Path(results) if results else None,
         concurrency=value(CONCURRENCY_OPTION, _positive_int),
         chat_template=value(CHAT_TEMPLATE_OPTION, _chat_template),
+        repeat=value(REPEAT_OPTION, _positive_int),
+        min_cases=value(MIN_CASES_OPTION, _positive_int),
+        baseline=baseline,
+        max_regression=max_regression,
+        history=None if history.lower() == "none" else config.rootpath / history,
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
     )

@@ -7,25 +7,18 @@ import tempfile
 from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
 
 from pytest_punie import hooks
-from pytest_punie.cases import MARKER, MARKER_HELP, Case, CaseError, case_from_marker
+from pytest_punie.cases import MARKER, MARKER_HELP, REPEAT_ID, Case, CaseError, case_from_marker
 from pytest_punie.options import Settings, add_options, settings_from_config
-from pytest_punie.report import (
-    category_rows,
-    failure_table,
-    html_table,
-    served_lines,
-    text_table,
-)
+from pytest_punie.reporter import PunieReporter
 from pytest_punie.results import (
     PROPERTY,
     CaseResult,
-    CategoryScore,
     RunResults,
     case_score,
     failure_type,
@@ -49,6 +42,7 @@ CASE_KEY = pytest.StashKey[Case]()
 SHEET_KEY = pytest.StashKey[ScoreSheet]()
 RESPONSE_KEY = pytest.StashKey["Response"]()
 WORKER_RUN_DIR = "punie_run_dir"
+REPEAT_FIXTURE = "_punie_repeat"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -73,7 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sampling = config.stash[SETTINGS_KEY].sampling()
     config.stash[RESULTS_KEY] = RunResults(run_metadata(started, sampling, config.rootpath))
-    config.pluginmanager.register(PunieReporter(config), "punie-reporter")
+    reporter = PunieReporter(config, config.stash[SETTINGS_KEY], config.stash[RESULTS_KEY])
+    config.pluginmanager.register(reporter, "punie-reporter")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -92,15 +87,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(run_dir / "workspaces", ignore_errors=True)
 
 
+@pytest.fixture
+def _punie_repeat(request: pytest.FixtureRequest) -> int:
+    """Which run of a repeated case this is (``--punie-repeat``)."""
+    return int(request.param)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own parametrize: ids end in -repeatN
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    repeat = metafunc.config.stash[SETTINGS_KEY].repeat
+    if repeat > 1 and metafunc.definition.get_closest_marker(MARKER) is not None:
+        metafunc.fixturenames.append(REPEAT_FIXTURE)
+        ids = [f"{REPEAT_ID}{k}" for k in range(repeat)]
+        metafunc.parametrize(REPEAT_FIXTURE, range(repeat), indirect=True, ids=ids)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         marker = item.get_closest_marker(MARKER)
         if marker is None:
             continue
+        callspec = getattr(item, "callspec", None)
+        repeat = int(callspec.params.get(REPEAT_FIXTURE, 0)) if callspec else 0
         try:
             item.stash[CASE_KEY] = case_from_marker(
-                item.nodeid, marker.args, marker.kwargs, item.path.parent
+                item.nodeid, marker.args, marker.kwargs, item.path.parent, repeat
             )
         except CaseError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -140,7 +152,7 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
     records = sheet.records if sheet else []
     scores = tuple(r.to_json() for r in records)
     return CaseResult(
-        nodeid=case.nodeid,
+        nodeid=case.case_id,
         category=case.category,
         outcome=outcome,
         score=case_score(outcome, [r.score for r in records]),
@@ -150,6 +162,7 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
         message=message,
         server=server[0].to_json() if server else None,
         failure=failure_type(outcome, scores),
+        repeat=case.repeat,
     )
 
 
@@ -225,6 +238,7 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
         lambda: make_model(punie_server, settings),
         config.stash[RUN_DIR_KEY] / "workspaces",
         concurrency=settings.concurrency,
+        repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
     )
     if not _is_worker(config):  # an xdist worker does not know which items it will be given
         for item in request.session.items:
@@ -306,99 +320,3 @@ def punie_agent(
 
     case = _case(request)
     return make_agent(punie_model, case.tools, Workspace(punie_workspace), case.system_prompt)
-
-
-class PunieReporter:
-    """Controller-side reporting: gathers case results, prints the table, gates, writes JSON."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.settings = config.stash[SETTINGS_KEY]
-        self.results = config.stash[RESULTS_KEY]
-        self.gate: list[str] | None = None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        found = False
-        for name, value in report.user_properties:
-            if name == PROPERTY:
-                found = True
-                result = CaseResult.from_json(cast("dict[str, Any]", value))
-                self.results.add(result)
-                self.config.hook.pytest_punie_case_result(result=result)
-        if not found and report.failed:
-            self.results.other_failures.append(report.nodeid)
-
-    def categories(self) -> list[CategoryScore]:
-        return self.results.categories(self.settings.min_category, self.settings.min_score)
-
-    def rows(self) -> list[list[str]]:
-        from pytest_punie.results import overall_score
-
-        categories = self.categories()
-        rows = category_rows(categories, overall_score(self.results.cases))
-        self.config.hook.pytest_punie_summary_rows(rows=rows, categories=categories)
-        return rows
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        settings = self.settings
-        self.results.metadata.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if settings.gated:
-            self.gate = self.results.gate(settings.min_category, settings.min_score)
-            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-                failed = bool(self.gate)
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
-        if settings.results is not None:
-            from pytest_punie.results import results_document, write_results
-
-            categories = self.categories()
-            document = results_document(
-                self.results.metadata, self.results.cases, categories, self.gate
-            )
-            self.config.hook.pytest_punie_results(document=document)
-            write_results(settings.results, document)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.results.cases:
-            return
-        terminalreporter.section("punie: category scores")
-        terminalreporter.line(text_table(self.rows()))
-        header, failures = failure_table(self.categories())
-        if failures:
-            terminalreporter.line("")
-            terminalreporter.line(text_table(failures, header))
-        for line in served_lines(self.results.metadata.server):
-            terminalreporter.line(line, red=line.startswith("WARNING"))
-        if self.settings.results is not None:
-            terminalreporter.line(f"results: {self.settings.results}")
-        if self.gate is not None:
-            if self.gate:
-                terminalreporter.line("punie gate FAILED:", red=True, bold=True)
-                for message in self.gate:
-                    terminalreporter.line(f"  {message}", red=True)
-            else:
-                terminalreporter.line(
-                    "punie gate passed: every category met its threshold", green=True
-                )
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_html_results_summary(
-        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
-    ) -> None:
-        if self.results.cases:
-            failures = failure_table(self.categories())
-            server = self.results.metadata.server
-            prefix.append(html_table(self.rows(), server, self.gate, failures))
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_html_results_table_header(self, cells: list[str]) -> None:
-        cells.insert(2, "<th>Category</th>")
-        cells.insert(3, '<th class="sortable" data-column-type="score">Score</th>')
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
-        value = next((v for n, v in getattr(report, "user_properties", ()) if n == PROPERTY), None)
-        category = value["category"] if value else ""
-        score = f"{value['score']:.2f}" if value else ""
-        cells.insert(2, f"<td>{category}</td>")
-        cells.insert(3, f"<td>{score}</td>")

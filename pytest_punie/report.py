@@ -6,24 +6,32 @@ import html
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from pytest_punie.results import CategoryScore
 
 __all__ = [
     "HEADER",
+    "bar_chart_svg",
     "category_rows",
     "failure_table",
+    "few_cases_warnings",
     "html_table",
     "served_lines",
     "text_table",
 ]
 
-HEADER = ["category", "cases", "passed", "errors", "score", "threshold", "result"]
+HEADER = ["category", "cases", "passed", "errors", "score", "95% CI", "threshold", "result"]
 
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "-"
+    return f"{low:.0%}-{high:.0%}"
 
 
 def category_rows(categories: Iterable[CategoryScore], overall: float | None) -> list[list[str]]:
@@ -32,10 +40,11 @@ def category_rows(categories: Iterable[CategoryScore], overall: float | None) ->
     rows = [
         [
             c.name,
-            str(c.cases),
+            str(c.cases) if c.samples in (0, c.cases) else f"{c.cases}x{c.samples // c.cases}",
             str(c.passed),
             str(c.errors),
             _percent(c.mean),
+            _interval(c.low, c.high),
             _percent(c.threshold),
             {True: "PASS", False: "FAIL", None: ""}[c.met],
         ]
@@ -50,9 +59,20 @@ def category_rows(categories: Iterable[CategoryScore], overall: float | None) ->
             _percent(overall),
             "",
             "",
+            "",
         ]
     )
     return rows
+
+
+def few_cases_warnings(categories: Iterable[CategoryScore], min_cases: int) -> list[str]:
+    """A warning for each category too small for its score to move smoothly."""
+    return [
+        f"WARNING: category {c.name!r} has {c.cases} case(s), fewer than {min_cases}: "
+        f"its score moves in steps of {c.step:.0%}"
+        for c in categories
+        if c.cases < min_cases
+    ]
 
 
 def failure_table(categories: Iterable[CategoryScore]) -> tuple[list[str], list[list[str]]]:
@@ -120,12 +140,16 @@ def html_table(
     server: dict[str, Any] | None,
     gate: Sequence[str] | None,
     failures: tuple[list[str], list[list[str]]] | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
     """The summary section pytest-html shows above its results table."""
     table = _html_rows(HEADER, rows, "punie-categories")
     if failures and failures[1]:
         table += "<h3>Failures by type</h3>" + _html_rows(*failures, "punie-failures")
     served = "".join(f"<li>{html.escape(line)}</li>" for line in served_lines(server))
+    if warnings:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        table += f"<ul class='punie-warnings'>{items}</ul>"
     verdict = ""
     if gate is not None:
         verdict = (
@@ -137,3 +161,60 @@ def html_table(
         f"<div id='punie-summary'><h2>Category scores</h2>{table}"
         f"{verdict}<ul class='punie-served'>{served}</ul></div>"
     )
+
+
+def bar_chart_svg(
+    categories: Sequence[CategoryScore], baseline: Mapping[str, float | None] | None = None
+) -> str:
+    """An inline SVG bar chart of category scores with their 95% intervals, thresholds and the
+    baseline's scores; nothing is fetched from the network."""
+    bar_height, gap, label_width, width = 22, 10, 150, 420
+    height = len(categories) * (bar_height + gap) + 30
+    parts = [
+        f"<svg id='punie-chart' xmlns='http://www.w3.org/2000/svg' role='img' "
+        f"width='{label_width + width + 70}' height='{height}' "
+        "aria-label='Category scores' style='font: 12px sans-serif'>"
+    ]
+
+    def x_of(value: float) -> float:
+        return label_width + value * width
+
+    for index, category in enumerate(categories):
+        y = 10 + index * (bar_height + gap)
+        parts.append(
+            f"<text x='{label_width - 8}' y='{y + 15}' text-anchor='end'>"
+            f"{html.escape(category.name)}</text>"
+            f"<rect class='punie-bar' x='{label_width}' y='{y}' "
+            f"width='{category.mean * width:.1f}' height='{bar_height}' fill='#4c78a8'>"
+            f"<title>{html.escape(category.name)}: {category.mean:.1%}</title></rect>"
+            f"<text x='{x_of(category.mean) + 6:.1f}' y='{y + 15}'>{category.mean:.0%}</text>"
+        )
+        if category.low is not None and category.high is not None:
+            low, high, middle = x_of(category.low), x_of(category.high), y + bar_height / 2
+            parts.append(
+                f"<line class='punie-ci' x1='{low:.1f}' x2='{high:.1f}' y1='{middle}' "
+                f"y2='{middle}' stroke='#222' />"
+            )
+        if category.threshold is not None:
+            x = x_of(category.threshold)
+            parts.append(
+                f"<line class='punie-threshold' x1='{x:.1f}' x2='{x:.1f}' y1='{y - 3}' "
+                f"y2='{y + bar_height + 3}' stroke='#d62728' stroke-width='2' />"
+            )
+        before = (baseline or {}).get(category.name)
+        if before is not None:
+            x = x_of(before)
+            parts.append(
+                f"<line class='punie-baseline' x1='{x:.1f}' x2='{x:.1f}' y1='{y - 3}' "
+                f"y2='{y + bar_height + 3}' stroke='#ff7f0e' stroke-width='2' "
+                "stroke-dasharray='3,2' />"
+            )
+    axis_y = height - 12
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        x = label_width + tick * width
+        parts.append(f"<text x='{x:.1f}' y='{axis_y + 10}' text-anchor='middle'>{tick:.0%}</text>")
+    parts.append("</svg>")
+    legend = "bars: mean score; black line: 95% interval; red: threshold"
+    if baseline:
+        legend += "; dashed orange: baseline"
+    return f"<figure>{''.join(parts)}<figcaption>{legend}</figcaption></figure>"

@@ -30,7 +30,7 @@ PROPERTY = "punie"  # the key of the user property that carries a case result on
 class CaseResult:
     """One case's result as it travels on the test report (JSON values only, for xdist)."""
 
-    nodeid: str
+    nodeid: str  # the case's test id, without the repeat's part
     category: str
     outcome: str  # passed, failed or error
     score: float
@@ -40,6 +40,7 @@ class CaseResult:
     message: str | None = None
     server: dict[str, Any] | None = None
     failure: str | None = None  # the failure type: "no call", "wrong tool", ..., "error"
+    repeat: int = 0
 
     @property
     def passed(self) -> bool:
@@ -94,6 +95,14 @@ class CategoryScore:
     mean: float
     threshold: float | None = None
     failures: Mapping[str, int] = field(default_factory=dict)
+    samples: int = 0  # cases times repeats
+    low: float | None = None  # 95% interval of the mean (bootstrap over cases)
+    high: float | None = None
+
+    @property
+    def step(self) -> float:
+        """How far one case moves the mean: 1/cases (a 3-case category moves in 33% steps)."""
+        return 1.0 / self.cases if self.cases else 1.0
 
     @property
     def met(self) -> bool | None:
@@ -107,7 +116,15 @@ def category_scores(
     results: Iterable[CaseResult], thresholds: Mapping[str, float] | None = None,
     default_threshold: float | None = None,
 ) -> list[CategoryScore]:  # fmt: skip
-    """Per-category counts and mean scores, sorted by category name."""
+    """Per-category counts, mean scores and 95% intervals, sorted by category name.
+
+    A case run several times (``--punie-repeat``) counts once, with its mean over the repeats;
+    the interval is a bootstrap over cases.
+    """
+    from pytest_punie.stats import category_intervals
+
+    results = list(results)
+    intervals = category_intervals(r.to_json() for r in results)
     by_category: dict[str, list[CaseResult]] = {}
     for result in results:
         by_category.setdefault(result.category, []).append(result)
@@ -115,21 +132,27 @@ def category_scores(
     return [
         CategoryScore(
             name=name,
-            cases=len(cases),
-            passed=sum(c.passed for c in cases),
-            errors=sum(c.outcome == "error" for c in cases),
-            mean=sum(c.score for c in cases) / len(cases),
+            cases=intervals[name].cases,
+            passed=sum(c.passed for c in samples),
+            errors=sum(c.outcome == "error" for c in samples),
+            mean=intervals[name].mean,
             threshold=thresholds.get(name, default_threshold),
-            failures=dict(sorted(Counter(c.failure for c in cases if c.failure).items())),
+            failures=dict(sorted(Counter(c.failure for c in samples if c.failure).items())),
+            samples=len(samples),
+            low=intervals[name].low,
+            high=intervals[name].high,
         )
-        for name, cases in sorted(by_category.items())
+        for name, samples in sorted(by_category.items())
     ]
 
 
 def overall_score(results: Iterable[CaseResult]) -> float | None:
-    """The mean score over all cases."""
-    scores = [r.score for r in results]
-    return sum(scores) / len(scores) if scores else None
+    """The mean score over all cases (each case's repeats averaged first)."""
+    per_case: dict[str, list[float]] = {}
+    for result in results:
+        per_case.setdefault(result.nodeid, []).append(result.score)
+    means = [sum(v) / len(v) for v in per_case.values()]
+    return sum(means) / len(means) if means else None
 
 
 def gate_failures(

@@ -48,8 +48,12 @@ class CaseRunner:
         concurrency: int = 16,
         command_timeout: float = 10.0,
         max_requests: int = 10,
+        repeat_seed: int | None = None,
     ) -> None:
         self._max_requests = max_requests
+        # With repeats above temperature 0, repeat k is sent seed repeat_seed + k, so repeats
+        # differ yet a run can be reproduced (seeded requests are not batched by mlx_lm).
+        self._repeat_seed = repeat_seed
         self._model_factory = model_factory
         self._workspaces = Path(workspaces)
         self._concurrency = concurrency
@@ -86,6 +90,7 @@ class CaseRunner:
     async def _run(self, case: Case) -> CaseOutcome:
         from pydantic_ai import capture_run_messages
         from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
+        from pydantic_ai.settings import ModelSettings
         from pydantic_ai.usage import UsageLimits
 
         from pytest_punie.agent import make_agent
@@ -106,7 +111,12 @@ class CaseRunner:
             with capture_run_messages() as messages:
                 try:
                     limits = UsageLimits(request_limit=self._max_requests)
-                    result = await agent.run(case.prompt or "", usage_limits=limits)
+                    seed = None if self._repeat_seed is None else self._repeat_seed + case.repeat
+                    result = await agent.run(
+                        case.prompt or "",
+                        usage_limits=limits,
+                        model_settings=ModelSettings(seed=seed) if seed is not None else None,
+                    )
                     messages, output = result.all_messages(), result.output
                 except (UsageLimitExceeded, UnexpectedModelBehavior) as exc:
                     # The conversation went round in circles (or the model kept sending tool

@@ -88,7 +88,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def _request(
+def request_json(
     url: str, payload: dict[str, Any] | None = None, timeout: float = 30.0
 ) -> tuple[int, str]:
     """POST ``payload`` as JSON (GET when None); return status and body; HTTP errors too."""
@@ -109,12 +109,12 @@ def probe_completion(base_url: str, model_name: str, timeout: float = 60.0) -> t
         "max_tokens": 1,
         "temperature": 0.0,
     }
-    return _request(f"{base_url}/chat/completions", payload, timeout=timeout)
+    return request_json(f"{base_url}/chat/completions", payload, timeout=timeout)
 
 
 def listed_models(base_url: str, timeout: float = 30.0) -> list[str]:
     """The ids ``/v1/models`` reports."""
-    status, body = _request(f"{base_url}/models", timeout=timeout)
+    status, body = request_json(f"{base_url}/models", timeout=timeout)
     if status != 200:
         raise ServerError(f"{base_url}/models answered {status}: {body[:300]}")
     try:

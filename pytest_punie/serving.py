@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_punie.chat_template import choose_template
 from pytest_punie.models import content_hash, resolve_model
@@ -24,6 +24,7 @@ from pytest_punie.server import (
     process_alive,
     stop_process_group,
 )
+from pytest_punie.verification import check_adapter_changes_model
 
 if TYPE_CHECKING:
     from pytest_punie.options import Settings
@@ -52,12 +53,19 @@ def _start(
         die_with_parent=die_with_parent,
     )
     server.start()
-    info = server.info(content_hash(server.model), content_hash(server.adapter))
-    extra = {
+    extra: dict[str, Any] = {
         "chat_template": template.name,
         "tools_visible": template.tools_visible,
         "chat_template_reason": template.reason,
     }
+    if server.adapter:
+        try:
+            effect = check_adapter_changes_model(server.base_url, model, server.adapter)
+        except BaseException:
+            server.stop()
+            raise
+        extra["adapter_effect"] = effect if effect != float("inf") else "greedy text differs"
+    info = server.info(content_hash(server.model), content_hash(server.adapter))
     return dataclasses.replace(info, extra=extra), server
 
 

@@ -7,6 +7,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -557,57 +558,69 @@ def test_validate_examples_keeps_provenance() -> None:
     assert str(report.problems[0]) == "raw.json:5: 'text' is empty"
 
 
-ROLES = st.sampled_from(["system", "user", "assistant", "tool", "bot", "", 3, None])
-TEXT = st.one_of(st.text(max_size=20), st.integers(), st.none(), st.lists(st.text(), max_size=2))
-ARGUMENTS = st.one_of(
-    st.dictionaries(st.sampled_from(["path", "city", "seats", "x"]), TEXT, max_size=3),
-    st.text(max_size=20),
-    st.just('{"path": "a"}'),
-    st.integers(),
+ROLES = st.one_of(
+    st.sampled_from(["user", "assistant", "tool", "system"]), st.sampled_from(["bot", "", 3])
 )
-CALL = st.fixed_dictionaries(
-    {},
-    optional={
-        "type": st.sampled_from(["function", "other"]),
-        "id": st.sampled_from(["a", "b", 1]),
-        "function": st.fixed_dictionaries(
-            {},
-            optional={
-                "name": st.sampled_from(["read_file", "book", "nope", "", 5]),
-                "arguments": ARGUMENTS,
-            },
-        ),
-    },
+TEXT = st.one_of(st.text(min_size=1, max_size=20), st.sampled_from(["", " ", None, 1, ["x"]]))
+ARGUMENTS = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["path", "seats", "cabin", "x"]),
+        st.one_of(st.text(max_size=5), st.integers(), st.booleans()),
+        max_size=3,
+    ),
+    st.sampled_from(['{"path": "a"}', "{bad", '"a"', 3]),
+)
+CALL = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "function": st.fixed_dictionaries(
+                {"name": st.sampled_from(["read_file", "book", "nope", "", 5])},
+                optional={"arguments": ARGUMENTS},
+            )
+        },
+        optional={"type": st.sampled_from(["function", "other"]), "id": st.sampled_from("ab")},
+    ),
+    st.sampled_from([{}, "call", {"name": "read_file"}]),
 )
 MESSAGE = st.one_of(
     st.fixed_dictionaries(
-        {},
+        {"role": ROLES, "content": TEXT},
         optional={
-            "role": ROLES,
-            "content": TEXT,
-            "tool_calls": st.one_of(st.lists(CALL, max_size=3), st.text(max_size=3)),
+            "tool_calls": st.one_of(st.lists(CALL, max_size=3), st.just("x")),
             "tool_call_id": st.sampled_from(["a", "b", "c"]),
             "extra": st.integers(),
         },
     ),
+    st.fixed_dictionaries({}, optional={"role": ROLES, "content": TEXT}),
     TEXT,
 )
-LINE_DATA = st.fixed_dictionaries(
-    {},
-    optional={
-        "messages": st.one_of(st.lists(MESSAGE, max_size=6), TEXT),
-        "tools": st.one_of(
-            st.lists(st.sampled_from([READ_FILE, BOOK, {"name": "x"}, "tool"]), max_size=3), TEXT
-        ),
-        "prompt": TEXT,
-        "completion": TEXT,
-        "text": TEXT,
-        "id": st.integers(),
+TOOLS = st.one_of(
+    st.lists(st.sampled_from([READ_FILE, BOOK, {"name": "x"}, "tool"]), max_size=3), TEXT
+)
+TOOL_TURN = st.builds(
+    lambda calls, results, tools: {
+        "messages": [USER, {"role": "assistant", "tool_calls": calls}, *results, ANSWER],
+        "tools": tools,
     },
+    st.lists(CALL, max_size=3),
+    st.lists(st.builds(result, tool_call_id=st.sampled_from(["a", "b", "c"])), max_size=3),
+    st.one_of(st.just([READ_FILE, BOOK]), TOOLS),
+)
+LINE_DATA = st.one_of(
+    TOOL_TURN,
+    st.fixed_dictionaries(
+        {"messages": st.one_of(st.lists(MESSAGE, max_size=6), TEXT)},
+        optional={"tools": TOOLS, "id": st.integers()},
+    ),
+    st.fixed_dictionaries({"prompt": TEXT, "completion": TEXT}, optional={"tools": TOOLS}),
+    st.fixed_dictionaries({"text": TEXT}),
+    st.fixed_dictionaries(
+        {}, optional={key: TEXT for key in ("messages", "prompt", "completion", "text", "id")}
+    ),
 )
 LINE_TEXT = st.one_of(
-    st.text(max_size=40),
     LINE_DATA.map(json.dumps),
+    st.text(max_size=40),
     st.recursive(st.none() | st.integers() | st.text(max_size=5), st.lists).map(json.dumps),
 )
 
@@ -871,6 +884,29 @@ def test_sample_reasoning_states_the_answer_and_code_runs() -> None:
         elif kind == "code_generation":
             code = answer.split("```python\n", 1)[1].split("```", 1)[0]
             exec(compile(code, str(example.location), "exec"), {})
+
+
+def test_sample_loads_with_mlx_lm() -> None:
+    tuner = pytest.importorskip("mlx_lm.tuner.datasets")
+    rendered: list[tuple[int, bool]] = []
+
+    class Tokenizer:
+        def apply_chat_template(
+            self, messages: list[Any], tools: Any = None, **kwargs: Any
+        ) -> list[int]:
+            rendered.append((len(messages), bool(tools)))
+            return [0] * len(messages)
+
+    splits = tuner.load_local_dataset(SAMPLE, Tokenizer(), SimpleNamespace())
+    assert [(type(s).__name__, len(s)) for s in splits] == [
+        ("ChatDataset", 48),
+        ("ChatDataset", 8),
+        ("ChatDataset", 8),
+    ]
+    for dataset in splits:
+        for index in range(len(dataset)):
+            dataset.process(dataset[index])
+    assert sum(with_tools for _, with_tools in rendered) == 21
 
 
 def eval_prompts() -> set[str]:
