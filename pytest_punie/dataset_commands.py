@@ -48,7 +48,7 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 REJECTS_NAME = "rejects.jsonl"
-_SHOWN_PROBLEMS = 50  # import and filter list this many problems; the rejects file has all
+_SHOWN_PROBLEMS = 50  # import lists this many rejections; its rejects file has them all
 
 
 class _UsageError(Exception):

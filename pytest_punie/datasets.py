@@ -28,7 +28,10 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "FORMATS",
+    "FORMAT_FAMILIES",
+    "HF_PREFIX",
     "IMPORTERS",
+    "MESSAGE_KEYS",
     "ROLES",
     "SPLITS",
     "DatasetError",
@@ -57,6 +60,9 @@ FORMATS = ("chat", "tools", "completions", "text")
 SPLITS = ("train", "valid", "test")
 ROLES = ("system", "user", "assistant", "tool")
 MESSAGE_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name"})
+# mlx_lm reads a whole file in the format of its first line; chat and tools lines both load as its
+# ChatDataset, so they may share a file, the other formats may not.
+FORMAT_FAMILIES = {"chat": "chat", "tools": "chat", "completions": "completions", "text": "text"}
 HF_PREFIX = "hf://"
 
 

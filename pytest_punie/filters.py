@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from pytest_punie.datasets import Example, Rejection, message_count, text_parts, write_jsonl
+from pytest_punie.datasets import (
+    FORMAT_FAMILIES,
+    Example,
+    Rejection,
+    message_count,
+    text_parts,
+    write_jsonl,
+)
 
 __all__ = [
     "DuplicatesFilter",
@@ -163,7 +170,7 @@ class LanguageFilter:
         prose = "\n".join(
             _prose(text)
             for role, text in text_parts(example)
-            if role not in ("tool", "tool_call") and not _parses(text)  # bare code is not prose
+            if role not in ("tool", "tool_call") and not _is_code(text)
         )
         words = _WORD.findall(prose)
         letters = sum(len(word) for word in words)
@@ -197,7 +204,8 @@ def language(code: str = "en") -> LanguageFilter:
 
 # Each rewrite turns one Python 2 construct into its Python 3 spelling. Code that does not parse
 # as Python 3 but does after these rewrites is Python 2 code.
-_PY2_REWRITES: list[tuple[str, re.Pattern[str], str]] = [
+_Replacement = str | Callable[[re.Match[str]], str]
+_PY2_REWRITES: list[tuple[str, re.Pattern[str], _Replacement]] = [
     (
         "print >> statement",
         re.compile(r"^([ \t]*)print[ \t]*>>[ \t]*([^,\n]+),[ \t]*(.+?),?[ \t]*$", re.M),
@@ -206,7 +214,7 @@ _PY2_REWRITES: list[tuple[str, re.Pattern[str], str]] = [
     (
         "print statement",
         re.compile(r"^([ \t]*)print(?:[ \t]+(?![(=.\[])(.+?))?,?[ \t]*$", re.M),
-        "",
+        lambda match: f"{match.group(1)}print({match.group(2) or ''})",
     ),
     ("exec statement", re.compile(r"^([ \t]*)exec[ \t]+(?![(=])(.+?)[ \t]*$", re.M), r"\1exec(\2)"),
     (
@@ -235,28 +243,31 @@ _PY2_NAMES = frozenset(
 _PY2_METHODS = frozenset({"has_key", "iteritems", "iterkeys", "itervalues"})
 
 
-def _print_call(match: re.Match[str]) -> str:
-    indent, arguments = match.group(1), match.group(2)
-    return f"{indent}print({arguments or ''})"
-
-
-def _parses(code: str) -> bool:
+def _parse(code: str) -> ast.Module | None:
+    """The syntax tree of Python 3 code, or None when it does not parse."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes is not our business
-            ast.parse(code)
+            return ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _is_code(text: str) -> bool:
+    """Bare Python code: it parses, and is more than one word or number (which also parse)."""
+    tree = _parse(text)
+    if tree is None or not tree.body:
         return False
-    return True
+    statement = tree.body[0] if len(tree.body) == 1 else None
+    return not (
+        isinstance(statement, ast.Expr) and isinstance(statement.value, (ast.Name, ast.Constant))
+    )
 
 
 def _rewrite_python2(code: str) -> tuple[str, list[str]]:
     found: list[str] = []
     for construct, pattern, replacement in _PY2_REWRITES:
-        repl: str | Callable[[re.Match[str]], str] = (
-            _print_call if construct == "print statement" else replacement
-        )
-        code, count = pattern.subn(repl, code)
+        code, count = pattern.subn(replacement, code)
         if count:
             found.append(construct)
     return code, found
@@ -266,12 +277,9 @@ def _is_print(node: ast.expr) -> bool:
     return isinstance(node, ast.Name) and node.id == "print"
 
 
-def _python2_names(code: str) -> list[str]:
+def _python2_names(tree: ast.Module) -> list[str]:
     """Python 2-only builtins and dict methods used by code that parses as Python 3, unless the
     code defines them itself (``xrange = range`` compatibility shims)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tree = ast.parse(code)
     bound: set[str] = set()
     used: list[str] = []
     for node in ast.walk(tree):
@@ -302,20 +310,20 @@ def python2_constructs(code: str, *, fenced: bool = True) -> list[str]:
     constructs makes it parse. Inside a ```python fence a clear construct (a print statement,
     ``except E, e``, backticks, ``<>``, ``ur''``) is enough, since the text is known to be code;
     outside one, a single line that parses once rewritten is (``print total``, not ``print the
-    total``).
+    total``), and a lone word such as ``long`` is prose.
     """
-    if _parses(code):
-        return _python2_names(code)
+    tree = _parse(code)
+    if tree is not None:
+        return _python2_names(tree) if fenced or _is_code(code) else []
     rewritten, found = _rewrite_python2(code)
-    if found and _parses(rewritten):
+    if found and _parse(rewritten) is not None:
         return found
-    if fenced and (strong := [c for c in found if c not in _WEAK_CONSTRUCTS]):
-        return strong
-    if not fenced:  # prose around bare code: try its lines one by one ("print total")
-        for line in code.splitlines():
-            line_found = python2_constructs(line.strip(), fenced=True) if line.strip() else []
-            if line_found and _parses(_rewrite_python2(line.strip())[0]):
-                return line_found
+    if fenced:
+        return [construct for construct in found if construct not in _WEAK_CONSTRUCTS]
+    for line in code.splitlines():  # prose around bare code: try its lines ("print total")
+        line_found = python2_constructs(line.strip(), fenced=True) if line.strip() else []
+        if line_found and _parse(_rewrite_python2(line.strip())[0]) is not None:
+            return line_found
     return []
 
 
@@ -442,8 +450,6 @@ def duplicates() -> DuplicatesFilter:
 
 # Merge and split -------------------------------------------------------------------------------
 
-_FAMILY = {"chat": "chat", "tools": "chat", "completions": "completions", "text": "text"}
-
 
 def merge(datasets: Iterable[Iterable[Example]]) -> list[Example]:
     """Concatenate datasets in order; every example keeps its source, line and origin.
@@ -454,7 +460,7 @@ def merge(datasets: Iterable[Iterable[Example]]) -> list[Example]:
     merged: list[Example] = []
     for dataset in datasets:
         merged.extend(dataset)
-    families = {_FAMILY.get(ex.format, ex.format): ex for ex in reversed(merged)}
+    families = {FORMAT_FAMILIES.get(ex.format, ex.format): ex for ex in reversed(merged)}
     if len(families) > 1:
         shown = ", ".join(f"{family} ({ex.location})" for family, ex in sorted(families.items()))
         raise ValueError(f"cannot merge different formats into one file: {shown}")

@@ -157,8 +157,14 @@ def html_table(
             + ("passed" if not gate else "FAILED: " + html.escape("; ".join(gate)))
             + "</p>"
         )
+    style = (
+        "<style>#punie-summary table{border-collapse:collapse;margin:6px 0}"
+        "#punie-summary th,#punie-summary td{padding:3px 10px;border-bottom:1px solid #ddd;"
+        "text-align:right}#punie-summary td:first-child,#punie-summary th:first-child"
+        "{text-align:left}.punie-warnings{color:#a15c00}</style>"
+    )
     return (
-        f"<div id='punie-summary'><h2>Category scores</h2>{table}"
+        f"<div id='punie-summary'>{style}<h2>Category scores</h2>{table}"
         f"{verdict}<ul class='punie-served'>{served}</ul></div>"
     )
 

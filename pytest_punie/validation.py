@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_punie.datasets import (
+    FORMAT_FAMILIES,
     MESSAGE_KEYS,
     ROLES,
     Example,
@@ -41,8 +42,6 @@ _KEYS = {
     "completions": {"prompt", "completion", "tools"},
     "text": {"text"},
 }
-# chat and tools lines both load as mlx_lm's ChatDataset, so they may share a file.
-_FAMILY = {"chat": "chat", "tools": "chat", "completions": "completions", "text": "text"}
 _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -309,8 +308,8 @@ class _Checker:
     def check(self, data: Any, source: Path, number: int, raw: str, origin: str | None) -> None:
         fmt, problems = check_data(data)
         if fmt is not None and not problems:
-            family, first = self.families.setdefault(source, (_FAMILY[fmt], number))
-            if family != _FAMILY[fmt]:
+            family, first = self.families.setdefault(source, (FORMAT_FAMILIES[fmt], number))
+            if family != FORMAT_FAMILIES[fmt]:
                 problems.append(
                     f"{fmt} line in a {family} file (line {first}); "
                     "mlx_lm reads a whole file in its first line's format"

@@ -95,3 +95,49 @@ def test_html_report_has_the_chart_and_the_comparison(pytester):
     assert page.count("class='punie-bar'") == 1
     assert "class='punie-baseline'" in page
     assert "Compared with the baseline" in page
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def _chromium() -> str:
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def test_html_report_renders_in_chromium(pytester, tmp_path):
+    import subprocess
+
+    chromium = _chromium()
+    _cases(pytester)
+    pytester.runpytest("--punie-results=before.json")
+    _cases(pytester, answer="omega")
+    pytester.runpytest(
+        "--html=report.html", "--punie-baseline=before.json", "--punie-min-score=0.5"
+    )
+    page = (pytester.path / "report.html").as_uri()
+    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(
+        [*command, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    # the summary table, the chart and pytest-html's own rows (built by its JavaScript)
+    assert '<table id="punie-categories">' in dom
+    assert dom.count('class="punie-bar"') == 1
+    assert "<td>75.0%</td>" in dom
+    assert dom.count("<td>words</td>") >= 4  # the category column of each result row
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [*command, f"--screenshot={screenshot}", "--window-size=1200,1400", page],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert screenshot.stat().st_size > 10_000
