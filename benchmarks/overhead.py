@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import ROOT, machine_facts, server, table
 
-from tests.fake_openai import FakeOpenAI
+from pytest_punie.testing import FakeOpenAI
 
 
 def run_suite(base_url: str, workdir: Path, name: str, *extra: str) -> tuple[float, dict]:

@@ -29,6 +29,7 @@ __all__ = [
     "load_config",
     "sweep_configs",
     "train_adapter",
+    "train_in_subprocess",
 ]
 
 MANIFEST = "punie-manifest.json"
@@ -301,3 +302,73 @@ def sweep_configs(base: LoraConfig, spec: str) -> list[LoraConfig]:
         except ValueError as exc:
             raise ValueError(f"sweep: {part!r}: {exc}") from None
     return [replace(base, **dict(combo)).check() for combo in itertools.product(*axes)]
+
+
+def train_in_subprocess(
+    model: str,
+    data_dir: Path,
+    out_dir: Path,
+    config: LoraConfig,
+    *,
+    chat_template: str | None = None,
+    dataset_hash: str | None = None,
+    openblas: bool = True,
+) -> dict[str, Any]:
+    """``train_adapter`` in a fresh Python with OpenBLAS preloaded (as the eval server has it):
+    MLX's Linux CPU wheel links reference BLAS, far slower for training's matmuls. Progress lines
+    go to this process's stdout; the manifest is returned."""
+    import subprocess
+    import sys
+
+    from pytest_punie.server import blas_preload
+
+    job = {
+        "model": model,
+        "data_dir": str(data_dir),
+        "out_dir": str(out_dir),
+        "config": {**asdict(config), "keys": list(config.keys) if config.keys else None},
+        "chat_template": chat_template,
+        "dataset_hash": dataset_hash,
+    }
+    env = dict(os.environ)
+    if openblas:
+        blas_preload(env)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_punie.lora"],
+        input=json.dumps(job),
+        text=True,
+        env=env,
+        stdout=None,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise TrainingError(f"training failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    manifest: dict[str, Any] = json.loads((Path(out_dir) / MANIFEST).read_text())
+    return manifest
+
+
+def _main() -> int:
+    import sys
+
+    job = json.loads(sys.stdin.read())
+    values = dict(job["config"])
+    values["keys"] = tuple(values["keys"]) if values.get("keys") else None
+    try:
+        train_adapter(
+            job["model"],
+            Path(job["data_dir"]),
+            Path(job["out_dir"]),
+            LoraConfig(**values),
+            chat_template=job["chat_template"],
+            dataset_hash=job["dataset_hash"],
+            progress=lambda line: print(f"[punie train] {line}", flush=True),
+        )
+    except (TrainingError, ValueError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

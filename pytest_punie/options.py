@@ -41,6 +41,7 @@ class Option:
     default: Any = None
     metavar: str | None = None
     repeatable: bool = False
+    switch: bool = False  # --punie-NAME alone sets it; its ini twin is a bool
 
     @property
     def flag(self) -> str:
@@ -186,21 +187,28 @@ class Settings:
 
 def add_options(parser: pytest.Parser) -> None:
     """Register every option and its ini twin in one ``punie`` group."""
-    group = parser.getgroup("punie", "pytest-punie: evaluate local language models")
-    for option in OPTIONS:
+    group = parser.getgroup("punie", "pytest-punie: evaluate and fine-tune local language models")
+    for option in (*OPTIONS, *TRAINING_OPTIONS):
+        text = option.help.replace("%", "%%")  # argparse formats help strings with %
+        if option.switch:
+            group.addoption(option.flag, dest=option.dest, action="store_true", help=text)
+            parser.addini(option.dest, option.help, type="bool", default=False)
+            continue
         group.addoption(
             option.flag,
             dest=option.dest,
             action="append" if option.repeatable else "store",
             default=None,
             metavar=option.metavar,
-            help=option.help,
+            help=text,
         )
         parser.addini(option.dest, option.help, type="linelist" if option.repeatable else "string")
 
 
 def raw_value(config: pytest.Config, option: Option) -> Any:
     """The option's value: command line first, then the ini file, then the default."""
+    if option.switch:
+        return bool(config.getoption(option.dest)) or bool(config.getini(option.dest))
     value = config.getoption(option.dest)
     if value is None or value == []:
         value = config.getini(option.dest)
@@ -349,4 +357,144 @@ def settings_from_config(config: pytest.Config) -> Settings:
         max_regression=max_regression,
         history=None if history.lower() == "none" else config.rootpath / history,
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
+    )
+
+
+# Training (``pytest training/``) ------------------------------------------------------------
+
+TRAIN_DATA_OPTION = Option(
+    "train-data",
+    "Training data: a folder of train.jsonl, valid.jsonl (and test.jsonl).",
+    None,
+    "PATH",
+)
+ADAPTER_OUT_OPTION = Option("adapter-out", "Folder the trained adapter is written to.", None, "DIR")
+TRAIN_CONFIG_OPTION = Option(
+    "train-config", "YAML file of LoRA settings (options given here win).", None, "YAML"
+)
+LORA_RANK_OPTION = Option("lora-rank", "LoRA rank.", None, "N")
+LORA_ALPHA_OPTION = Option("lora-alpha", "LoRA alpha (mlx_lm's scale = alpha / rank).", None, "A")
+LORA_DROPOUT_OPTION = Option("lora-dropout", "LoRA dropout.", None, "P")
+LORA_KEYS_OPTION = Option(
+    "lora-keys", "Comma-separated layer keys to adapt, or 'all' linear layers.", None, "KEYS"
+)
+NUM_LAYERS_OPTION = Option("num-layers", "Blocks to adapt, from the last (-1: all).", None, "N")
+ITERS_OPTION = Option("iters", "Training iterations.", None, "N")
+BATCH_SIZE_OPTION = Option("batch-size", "Training batch size.", None, "N")
+LEARNING_RATE_OPTION = Option("learning-rate", "Learning rate.", None, "LR")
+MAX_SEQ_LENGTH_OPTION = Option(
+    "max-seq-length", "Longest example in tokens (longer lines fail validation).", None, "N"
+)
+MASK_PROMPT_OPTION = Option("mask-prompt", "Train on the answers only.", switch=True)
+GRAD_CHECKPOINT_OPTION = Option("grad-checkpoint", "Trade speed for memory.", switch=True)
+MIN_RETENTION_OPTION = Option(
+    "min-retention", "Fraction of lines each filter must keep.", 0.5, "FRACTION"
+)
+EVAL_AFTER_OPTION = Option(
+    "eval-after", "After training, run evals/ on the base and the adapter and compare.", switch=True
+)
+SWEEP_OPTION = Option(
+    "sweep", "Train one adapter per combination, e.g. 'rank=8,16 lr=1e-5,1e-4'.", None, "SPEC"
+)
+
+TRAINING_OPTIONS = (
+    TRAIN_DATA_OPTION,
+    ADAPTER_OUT_OPTION,
+    TRAIN_CONFIG_OPTION,
+    LORA_RANK_OPTION,
+    LORA_ALPHA_OPTION,
+    LORA_DROPOUT_OPTION,
+    LORA_KEYS_OPTION,
+    NUM_LAYERS_OPTION,
+    ITERS_OPTION,
+    BATCH_SIZE_OPTION,
+    LEARNING_RATE_OPTION,
+    MAX_SEQ_LENGTH_OPTION,
+    MASK_PROMPT_OPTION,
+    GRAD_CHECKPOINT_OPTION,
+    MIN_RETENTION_OPTION,
+    EVAL_AFTER_OPTION,
+    SWEEP_OPTION,
+)
+
+_LORA_FIELDS = {
+    LORA_RANK_OPTION: ("rank", int),
+    LORA_ALPHA_OPTION: ("alpha", float),
+    LORA_DROPOUT_OPTION: ("dropout", float),
+    NUM_LAYERS_OPTION: ("num_layers", int),
+    ITERS_OPTION: ("iters", int),
+    BATCH_SIZE_OPTION: ("batch_size", int),
+    LEARNING_RATE_OPTION: ("learning_rate", float),
+    MAX_SEQ_LENGTH_OPTION: ("max_seq_length", int),
+}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The validated training options; LoRA values not given stay None (suite defaults apply)."""
+
+    train_data: Path | None = None
+    adapter_out: Path | None = None
+    train_config: Path | None = None
+    lora: Mapping[str, Any] = field(default_factory=dict)
+    min_retention: float = 0.5
+    eval_after: bool = False
+    sweep: str | None = None
+
+
+def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
+    """Read and validate the training options; raise ``pytest.UsageError`` naming a bad one."""
+    lora: dict[str, Any] = {}
+    for option, (name, kind) in _LORA_FIELDS.items():
+        raw = raw_value(config, option)
+        if raw is None:
+            continue
+        try:
+            lora[name] = kind(raw)
+        except ValueError:
+            raise pytest.UsageError(f"{option.flag}={raw}: not a number") from None
+    keys = raw_value(config, LORA_KEYS_OPTION)
+    if keys and keys != "all":
+        lora["keys"] = tuple(k.strip() for k in str(keys).split(",") if k.strip())
+    for option, name in (
+        (MASK_PROMPT_OPTION, "mask_prompt"),
+        (GRAD_CHECKPOINT_OPTION, "grad_checkpoint"),
+    ):
+        if raw_value(config, option):
+            lora[name] = True
+    from pytest_punie.lora import LoraConfig
+
+    try:
+        LoraConfig(**lora).check()
+    except ValueError as exc:
+        raise pytest.UsageError(f"training options: {exc}") from None
+    paths: dict[str, Path | None] = {}
+    for option in (TRAIN_DATA_OPTION, ADAPTER_OUT_OPTION, TRAIN_CONFIG_OPTION):
+        raw = raw_value(config, option)
+        paths[option.dest] = Path(raw).expanduser() if raw else None
+    for option in (TRAIN_DATA_OPTION, TRAIN_CONFIG_OPTION):
+        path = paths[option.dest]
+        if path is not None and not path.exists():
+            raise pytest.UsageError(f"{option.flag}={path}: no such file or folder")
+    retention = raw_value(config, MIN_RETENTION_OPTION)
+    try:
+        min_retention = _score(str(retention))
+    except ValueError as exc:
+        raise pytest.UsageError(f"{MIN_RETENTION_OPTION.flag}={retention}: {exc}") from None
+    sweep = raw_value(config, SWEEP_OPTION)
+    if sweep:
+        from pytest_punie.lora import sweep_configs
+
+        try:
+            sweep_configs(LoraConfig(), str(sweep))
+        except ValueError as exc:
+            raise pytest.UsageError(f"{SWEEP_OPTION.flag}: {exc}") from None
+    return TrainingSettings(
+        train_data=paths["punie_train_data"],
+        adapter_out=paths["punie_adapter_out"],
+        train_config=paths["punie_train_config"],
+        lora=lora,
+        min_retention=min_retention,
+        eval_after=bool(raw_value(config, EVAL_AFTER_OPTION)),
+        sweep=str(sweep) if sweep else None,
     )

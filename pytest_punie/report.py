@@ -84,7 +84,8 @@ def failure_table(categories: Iterable[CategoryScore]) -> tuple[list[str], list[
 
 
 def text_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> str:
-    """A plain aligned table (names left, numbers right)."""
+    """A plain aligned table (names left, numbers right); short rows are padded."""
+    rows = [[*row, *[""] * (len(header) - len(row))] for row in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:

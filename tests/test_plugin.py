@@ -12,9 +12,9 @@ import time
 import pytest
 
 from pytest_punie.options import MIN_CATEGORY_OPTION, MIN_SCORE_OPTION, RESULTS_OPTION
+from pytest_punie.testing import FakeOpenAI
 
 from .conftest import INI_HEAD
-from .fake_openai import FakeOpenAI
 
 LITERAL_CASES = """
 import pytest

@@ -207,8 +207,7 @@ def test_xdist_workers_share_one_server(pytester, model_path):
     document = json.loads((pytester.path / "r.json").read_text())
     pids = {case["server"]["pid"] for case in document["cases"]}
     assert len(pids) == 1
-    workers = {line.split()[1] for line in result.stdout.lines if line.startswith("[gw")}
-    assert workers  # the run really was distributed
+    result.stdout.fnmatch_lines(["*2 workers*"])  # the run really was distributed
 
 
 def test_base_url_uses_a_server_started_elsewhere(pytester, model_path, tmp_path):

@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible chat server for the plugin's offline tests.
+"""A small OpenAI-compatible chat server for offline tests of eval suites and of the plugin.
 
 It answers each prompt from a table, can return structured tool calls, waits ``delay`` seconds
 per request and records how many requests were in flight at once, so tests can check the
