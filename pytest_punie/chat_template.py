@@ -24,6 +24,7 @@ __all__ = [
     "hermes_template",
     "model_template",
     "render",
+    "render_request",
     "tools_visible",
 ]
 
@@ -96,6 +97,18 @@ def render(
         eos_token="",
         **extra,
     )
+
+
+def render_request(template: str, body: dict[str, Any], add_generation_prompt: bool = True) -> str:
+    """What ``mlx_lm server`` renders for an OpenAI chat request ``body``: its own message
+    preprocessing first (text parts joined, tool-call arguments parsed from JSON strings)."""
+    import copy
+
+    from mlx_lm.server import process_message_content
+
+    messages = copy.deepcopy(body["messages"])
+    process_message_content(messages)
+    return render(template, messages, body.get("tools"), add_generation_prompt)
 
 
 def tools_visible(template: str) -> bool:

@@ -14,7 +14,13 @@ import pytest_asyncio
 
 from pytest_punie import hooks
 from pytest_punie.cases import MARKER, MARKER_HELP, REPEAT_ID, Case, CaseError, case_from_marker
-from pytest_punie.options import Settings, add_options, settings_from_config
+from pytest_punie.options import (
+    Settings,
+    TrainingSettings,
+    add_options,
+    settings_from_config,
+    training_settings_from_config,
+)
 from pytest_punie.reporter import PunieReporter
 from pytest_punie.results import (
     PROPERTY,
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     from pytest_punie.server import MlxServer
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+TRAINING_KEY = pytest.StashKey[TrainingSettings]()
 RUN_DIR_KEY = pytest.StashKey[Path]()
 RESULTS_KEY = pytest.StashKey[RunResults]()
 SERVER_KEY = pytest.StashKey[tuple[ServerInfo, "MlxServer | None"]]()
@@ -60,6 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[SETTINGS_KEY] = settings_from_config(config)
+    config.stash[TRAINING_KEY] = training_settings_from_config(config)
     if _is_worker(config):
         config.stash[RUN_DIR_KEY] = Path(config.workerinput[WORKER_RUN_DIR])  # type: ignore[attr-defined]
         return
@@ -189,6 +197,18 @@ def _add_html_extras(item: pytest.Item, report: pytest.TestReport) -> None:
 
 def _fail(exc: Exception) -> None:
     pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def punie_settings(request: pytest.FixtureRequest) -> Settings:
+    """The run's validated ``--punie-*`` evaluation settings."""
+    return request.config.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def punie_training(request: pytest.FixtureRequest) -> TrainingSettings:
+    """The run's validated training settings (``--punie-train-data``, ``--punie-lora-*``...)."""
+    return request.config.stash[TRAINING_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,164 @@
+"""One test per pipeline step, in order: each shows what its step did and checks it."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from pytest_punie.chat_template import render, render_request, tools_visible
+from pytest_punie.compare import compare, format_comparison
+from pytest_punie.datasets import load_dataset
+from pytest_punie.lora import MANIFEST
+from pytest_punie.pipeline import evaluate
+
+EVALS = Path(__file__).resolve().parent.parent / "evals"
+
+
+def test_dataset_loads(source_data):
+    splits = load_dataset(source_data)
+    print({split: len(lines) for split, lines in splits.items()})
+    assert splits.get("train"), f"{source_data} has no training lines"
+    assert splits.get("valid"), f"{source_data} has no validation lines"
+
+
+def test_every_line_is_valid(prepared):
+    problems = [p for report in prepared.validation.values() for p in report.problems]
+    assert not problems, f"{len(problems)} invalid line(s):\n" + "\n".join(map(str, problems))
+
+
+def test_filters_keep_enough(prepared, punie_training):
+    rows = prepared.retention_rows()
+    for split, name, kept, removed, fraction in rows:
+        print(f"{split:6} {name:12} kept {kept:4}  removed {removed:4}  ({fraction:.0%})")
+    print(f"rejected lines and reasons: {prepared.rejects}")
+    low = [r for r in rows if r[4] < punie_training.min_retention]
+    assert not low, (
+        f"filters kept less than --punie-min-retention={punie_training.min_retention}: "
+        + ", ".join(f"{split}/{name} {fraction:.0%}" for split, name, _, _, fraction in low)
+    )
+
+
+def test_training_and_evaluation_use_the_same_tool_format(prepared, chat_template, model_path):
+    """The journal's H1: training data and the eval requests must render tool calls alike."""
+    from pytest_punie.chat_template import model_template
+
+    template = chat_template or model_template(Path(model_path))
+    assert template, "the model has no chat template to render tool examples with"
+    assert tools_visible(template), "the chat template ignores tools: the model never sees them"
+    example = next(
+        (
+            e.data
+            for e in prepared.kept["train"]
+            if any(m.get("tool_calls") for m in e.data["messages"])
+        ),
+        None,
+    )
+    if example is None:
+        pytest.skip("the training data has no tool-calling example")
+    messages = example["messages"]
+    turn = next(i for i, m in enumerate(messages) if m.get("tool_calls"))
+    call = messages[turn]["tool_calls"][0]["function"]
+    # The request the eval sends after the model called the tool: OpenAI format, with the
+    # call's arguments as a JSON string, exactly as pydantic-ai sends it to the server.
+    eval_request = _eval_request(messages[: turn + 1], example["tools"], call)
+    trained_text = render(template, messages[: turn + 1], example["tools"], False)
+    eval_text = render_request(template, eval_request, add_generation_prompt=False)
+    assert (
+        trained_text.split("<|im_start|>assistant")[-1]
+        == eval_text.split("<|im_start|>assistant")[-1]
+    ), "the tool call renders differently in training and in evaluation"
+
+
+def _eval_request(messages, tools, call):
+    """Replay the conversation through pydantic-ai against a fake server; return the request
+    the eval plugin sends once the model has called the tool."""
+    from pydantic_ai import Agent, Tool
+
+    from pytest_punie.agent import make_model
+    from pytest_punie.options import Settings
+    from pytest_punie.server import ServerInfo
+    from pytest_punie.testing import FakeOpenAI
+
+    prompt = next(m["content"] for m in messages if m["role"] == "user")
+    arguments = call["arguments"]
+    if isinstance(arguments, str):
+        arguments = json.loads(arguments)
+    answers = {prompt: {"tool_calls": [{"name": call["name"], "arguments": arguments}]}}
+
+    def tool(spec):
+        function = spec["function"]
+
+        def run(**kwargs) -> str:
+            return "ok"
+
+        return Tool.from_schema(
+            run, name=function["name"], description=function.get("description", ""),
+            json_schema=function["parameters"],
+        )  # fmt: skip
+
+    with FakeOpenAI(answers) as fake:
+        info = ServerInfo(base_url=fake.base_url, model_name="default_model", model=None)
+        agent = Agent(make_model(info, Settings()), tools=[tool(t) for t in tools])
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        if system:
+            agent = Agent(make_model(info, Settings()), tools=[tool(t) for t in tools],
+                          system_prompt=system[0])  # fmt: skip
+        agent.run_sync(prompt)
+        request = next(r for r in fake.requests if any(m["role"] == "tool" for m in r["messages"]))
+    cut = next(i for i, m in enumerate(request["messages"]) if m["role"] == "tool")
+    return {"messages": request["messages"][:cut], "tools": request["tools"]}
+
+
+def test_training_loss_goes_down(trained):
+    adapter, manifest = trained
+    losses = manifest["losses"]
+    train = losses["train_losses"]
+    print(
+        f"{adapter}: train loss {train[0][1]:.3f} -> {train[-1][1]:.3f}; validation "
+        f"{[round(v, 3) for _, v in losses['val_losses']]}; "
+        f"{losses['seconds_per_iteration']:.2f} s/iter, "
+        f"{losses['mean_tokens_per_second']:.0f} tok/s, peak {losses['peak_memory_gb']:.2f} GB"
+    )
+    assert train[-1][1] < train[0][1], f"training loss did not go down: {train}"
+    val = [v for _, v in losses["val_losses"]]
+    if len(val) >= 2 and val[-1] > min(val) + 1e-6:
+        warnings.warn(
+            f"validation loss rose from {min(val):.3f} to {val[-1]:.3f}: overfitting?",
+            UserWarning,
+            stacklevel=1,
+        )
+
+
+def test_adapter_is_complete(trained):
+    adapter, manifest = trained
+    assert (adapter / "adapters.safetensors").is_file()
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["lora_parameters"]["scale"] == pytest.approx(
+        manifest["config"]["alpha"] / manifest["config"]["rank"]
+    )
+    on_disk = json.loads((adapter / MANIFEST).read_text())
+    for key in ("dataset_hash", "config", "losses", "versions"):
+        assert on_disk[key], f"the manifest has no {key}"
+
+
+def test_adapter_against_base(trained, model_path, punie_training, training_runs, tmp_path):
+    """With --punie-eval-after: the eval suite on the base and on the adapter, side by side."""
+    if not punie_training.eval_after:
+        pytest.skip("run with --punie-eval-after to evaluate the adapter against the base")
+    adapter, _ = trained
+    base = evaluate(EVALS, tmp_path / "base.json", model=model_path, cwd=tmp_path)
+    tuned = evaluate(EVALS, tmp_path / "adapter.json", model=model_path, adapter=adapter,
+                     cwd=tmp_path)  # fmt: skip
+    comparison = compare(base, tuned)
+    table = format_comparison(comparison)
+    (adapter / "comparison.txt").write_text(table)
+    for name in ("base.json", "adapter.json"):
+        (adapter / f"eval-{name}").write_text((tmp_path / name).read_text())
+    print(table)
+    for row in training_runs:
+        if row["adapter"] == str(adapter):
+            row["scores"] = {c["name"]: c["mean"] for c in tuned["categories"]}
+    assert tuned["cases"], "the adapter's evaluation ran no case"
