@@ -1,0 +1,125 @@
+"""Real training and real adapters on the default model: the pipeline, and what is served."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_punie.default_model import default_model_path
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = """
+import pytest
+from pytest_punie import assert_keywords, assert_number
+
+@pytest.mark.punie(category="knowledge", prompt="What is the capital of France?")
+def test_capital(punie_result):
+    assert_keywords(punie_result, ["Paris"])
+
+@pytest.mark.punie(category="math", prompt="What is 2 + 2?")
+def test_sum(punie_result):
+    assert_number(punie_result, 4)
+
+@pytest.mark.punie(category="math", prompt="What is 15 * 23?")
+def test_product(punie_result):
+    assert_number(punie_result, 345)
+"""
+
+
+@pytest.fixture(scope="module")
+def model_path() -> Path:
+    return default_model_path()
+
+
+@pytest.fixture(scope="module")
+def trained_adapter(tmp_path_factory) -> Path:
+    """The training suite, run for a few iterations on the shipped sample dataset."""
+    work = tmp_path_factory.mktemp("train")
+    adapter = work / "adapter"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "training"), "-p", "no:cacheprovider",
+         f"--punie-adapter-out={adapter}", "--punie-iters=4", "--punie-batch-size=1",
+         "--punie-num-layers=2", "--punie-lora-rank=4", "--punie-lora-alpha=32"],
+        cwd=work, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "punie: training runs" in done.stdout
+    return adapter
+
+
+def test_training_writes_an_adapter_with_its_manifest(trained_adapter):
+    manifest = json.loads((trained_adapter / "punie-manifest.json").read_text())
+    assert manifest["config"]["rank"] == 4
+    assert manifest["config"]["scale"] == 8.0  # alpha 32 / rank 4, as mlx_lm wants it
+    assert json.loads((trained_adapter / "adapter_config.json").read_text())["lora_parameters"][
+        "scale"
+    ] == pytest.approx(8.0)
+    assert len(manifest["losses"]["train_losses"]) >= 1
+    assert manifest["dataset_hash"]
+    rejects = trained_adapter.parent / "adapter.data" / "rejects.jsonl"
+    assert rejects.is_file()  # written even when empty: nothing is dropped silently
+
+
+def _untrained_adapter(model_path: Path, out: Path) -> Path:
+    """A LoRA adapter straight from initialisation: its B matrices are zero, it changes nothing."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model = load(str(model_path))[0]
+    model.freeze()
+    parameters = {"rank": 4, "scale": 2.0, "dropout": 0.0}
+    linear_to_lora_layers(model, 2, parameters)
+    out.mkdir()
+    mx.save_safetensors(
+        str(out / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters()))
+    )
+    config = {"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": parameters}
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    return out
+
+
+def test_an_adapter_that_changes_nothing_stops_the_run(pytester, model_path, tmp_path):
+    adapter = _untrained_adapter(model_path, tmp_path / "untrained")
+    pytester.makepyfile(CASES)
+    result = pytester.runpytest_subprocess(
+        f"--punie-model={model_path}", f"--punie-adapter={adapter}"
+    )
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(["*does not change the model*Was it trained*"])
+    assert result.ret != 0
+
+
+def test_a_trained_adapter_is_served_and_differs_from_base(pytester, model_path, trained_adapter):
+    pytester.makepyfile(CASES)
+    pytester.runpytest_subprocess(f"--punie-model={model_path}", "--punie-results=base.json")
+    tuned = pytester.runpytest_subprocess(
+        f"--punie-model={model_path}", f"--punie-adapter={trained_adapter}",
+        "--punie-results=tuned.json", "--punie-baseline=base.json",
+    )  # fmt: skip
+    tuned.stdout.fnmatch_lines(["*compared with*base.json*", f"adapter: {trained_adapter}*"])
+    document = json.loads((pytester.path / "tuned.json").read_text())
+    served = document["metadata"]["server"]
+    assert served["adapter"] == str(trained_adapter.resolve())
+    assert len(served["adapter_hash"]) == 64
+    assert served["extra"]["adapter_effect"]  # the log-probability probe saw a change
+    base_doc = json.loads((pytester.path / "base.json").read_text())
+    assert base_doc["metadata"]["server"]["adapter"] is None
+
+
+def test_two_runs_with_the_same_settings_score_the_same(pytester, model_path):
+    pytester.makepyfile(CASES)
+    for name in ("one", "two"):
+        pytester.runpytest_subprocess(f"--punie-model={model_path}", f"--punie-results={name}.json")
+    one, two = (json.loads((pytester.path / f"{n}.json").read_text()) for n in ("one", "two"))
+    scores = [
+        {c["nodeid"]: (c["score"], c["response"]["text"]) for c in d["cases"]} for d in (one, two)
+    ]
+    assert scores[0] == scores[1]
