@@ -1,0 +1,103 @@
+"""LoRA settings, sweeps and the `punie train` command's checks (no training here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_punie.cli import main
+from pytest_punie.lora import LoraConfig, TrainingReport, load_config, sweep_configs
+
+
+def test_alpha_becomes_mlx_scale():
+    config = LoraConfig(rank=16, alpha=32)
+    assert config.scale == 2.0
+    args = config.mlx_args("m", "data", "out", layers=30)
+    assert args.lora_parameters == {"rank": 16, "scale": 2.0, "dropout": 0.0}
+    assert "alpha" not in args.lora_parameters  # mlx_lm raises KeyError on alpha
+    assert args.num_layers == 30  # -1: every block
+
+
+def test_keys_and_layers_reach_mlx():
+    args = LoraConfig(keys=("self_attn.q_proj",), num_layers=4).mlx_args("m", "d", "o", layers=30)
+    assert args.lora_parameters["keys"] == ["self_attn.q_proj"]
+    assert args.num_layers == 4
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"rank": 0}, "rank must be at least 1"),
+        ({"dropout": 1.5}, "dropout must be in"),
+        ({"num_layers": 0}, "num_layers must be -1"),
+        ({"learning_rate": 0}, "must be positive"),
+    ],
+)
+def test_bad_settings_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        LoraConfig(**values).check()
+
+
+def test_yaml_config_with_mlx_keys(tmp_path):
+    path = tmp_path / "lora.yaml"
+    path.write_text("iters: 50\nlearning_rate: 1.0e-4\nlora_parameters:\n  rank: 8\n  scale: 4.0\n")
+    config = load_config(path, {"dropout": 0.1, "iters": None})
+    assert (config.rank, config.alpha, config.iters, config.dropout) == (8, 32.0, 50, 0.1)
+    path.write_text("- not a mapping\n")
+    with pytest.raises(ValueError, match="must be a mapping"):
+        load_config(path)
+
+
+def test_sweep_makes_every_combination():
+    configs = sweep_configs(LoraConfig(), "rank=8,16 lr=1e-5,1e-4")
+    assert [(c.rank, c.learning_rate) for c in configs] == [
+        (8, 1e-5), (8, 1e-4), (16, 1e-5), (16, 1e-4)
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="is not NAME=V1,V2"):
+        sweep_configs(LoraConfig(), "colour=red")
+    with pytest.raises(ValueError, match="rank must be at least 1"):
+        sweep_configs(LoraConfig(), "rank=0")
+
+
+def test_training_report_flags_overfitting():
+    report = TrainingReport(
+        train_losses=[(10, 2.0), (20, 1.0)], val_losses=[(0, 2.0), (10, 1.5), (20, 1.7)]
+    )
+    assert report.loss_went_down
+    assert report.validation_rose
+    assert not TrainingReport(val_losses=[(0, 2.0), (10, 1.5)]).validation_rose
+
+
+def test_sweep_option_is_checked_at_start(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--punie-sweep=rank=8 bogus")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--punie-sweep: sweep: 'bogus' is not NAME=V1,V2*"])
+    result = pytester.runpytest("--punie-lora-rank=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*training options: rank must be at least 1*"])
+    result = pytester.runpytest("--punie-train-data=nowhere")
+    result.stderr.fnmatch_lines(["*--punie-train-data=nowhere: no such file or folder*"])
+
+
+def test_punie_train_refuses_a_missing_folder(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "a")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.integration  # counts tokens with the default model's tokenizer
+def test_punie_train_lists_invalid_lines_and_does_not_train(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    (data / "train.jsonl").write_text(json.dumps(good) + "\n{broken\n")
+    (data / "valid.jsonl").write_text(json.dumps(good) + "\n")
+    from pytest_punie.default_model import default_model_path
+
+    model = default_model_path()
+    status = main(["train", str(data), "--out", str(tmp_path / "adapter"), "--model", str(model)])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "train.jsonl:2:" in captured.err
+    assert not (tmp_path / "adapter").exists()
