@@ -14,22 +14,30 @@ from pytest_punie.server import SERVED_MODEL_NAME, ServerError, request_json
 
 __all__ = ["PROBE", "adapter_effect", "check_adapter_changes_model", "probe_logprobs"]
 
+# float32 arithmetic through an untrained LoRA layer moves log-probabilities by ~1e-5; any
+# trained adapter moves them by far more.
+
 PROBE = "Write one sentence about the sea."
-TOLERANCE = 1e-4
+TOLERANCE = 1e-3
 
 
-def _floats(value: Any) -> list[float]:
-    if isinstance(value, dict):
-        return [f for key in sorted(value) for f in _floats(value[key])]
-    if isinstance(value, list):
-        return [f for item in value for f in _floats(item)]
-    if isinstance(value, float):
-        return [value]
-    return []
+def _positions(logprobs: Any) -> list[dict[int, float]]:
+    """Per generated position: token id -> log-probability (the chosen token and the top ones).
+
+    Matched by id, because the order of the top tokens is not stable between two runs.
+    """
+    positions = []
+    for entry in (logprobs or {}).get("content") or []:
+        found = {int(top["id"]): float(top["logprob"]) for top in entry.get("top_logprobs") or []}
+        found[int(entry["id"])] = float(entry["logprob"])
+        positions.append(found)
+    return positions
 
 
-def probe_logprobs(base_url: str, model_name: str, tokens: int = 8) -> tuple[str, list[float]]:
-    """The greedy text and top log-probabilities of the probe, as the server computes them."""
+def probe_logprobs(
+    base_url: str, model_name: str, tokens: int = 8
+) -> tuple[str, list[dict[int, float]]]:
+    """The greedy text and per-position log-probabilities of the probe, from the server."""
     payload = {
         "model": model_name,
         "messages": [{"role": "user", "content": PROBE}],
@@ -42,7 +50,7 @@ def probe_logprobs(base_url: str, model_name: str, tokens: int = 8) -> tuple[str
     if status != 200:
         raise ServerError(f"the log-probability probe of {model_name!r} got {status}: {body[:300]}")
     choice = json.loads(body)["choices"][0]
-    return str(choice["message"].get("content") or ""), _floats(choice.get("logprobs"))
+    return str(choice["message"].get("content") or ""), _positions(choice.get("logprobs"))
 
 
 def adapter_effect(base_url: str, model_path: str) -> float:
@@ -57,7 +65,12 @@ def adapter_effect(base_url: str, model_path: str) -> float:
     probe_logprobs(base_url, SERVED_MODEL_NAME, tokens=1)
     if adapted_text != base_text or len(adapted) != len(base):
         return float("inf")
-    return max((abs(a - b) for a, b in zip(adapted, base, strict=True)), default=0.0)
+    changes = [
+        abs(position[token] - other[token])
+        for position, other in zip(adapted, base, strict=True)
+        for token in position.keys() & other.keys()
+    ]
+    return max(changes, default=0.0)
 
 
 def check_adapter_changes_model(base_url: str, model_path: str, adapter: str) -> float:

@@ -43,10 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def base_config(training) -> LoraConfig:
-    """Suite defaults, then the YAML config, then the command line."""
+    """Suite defaults, then the YAML config, then the command line; short runs report often
+    enough that the loss can be seen going down."""
     if training.train_config is not None:
-        return load_config(training.train_config, dict(training.lora))
-    return dataclasses.replace(SUITE_DEFAULTS, **training.lora).check()
+        config = load_config(training.train_config, dict(training.lora))
+    else:
+        config = dataclasses.replace(SUITE_DEFAULTS, **training.lora)
+    return dataclasses.replace(
+        config,
+        steps_per_report=max(1, min(config.steps_per_report, config.iters // 4)),
+        steps_per_eval=max(1, min(config.steps_per_eval, config.iters // 2)),
+    ).check()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
