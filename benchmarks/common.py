@@ -73,6 +73,19 @@ def server(
             os.environ["PUNIE_OPENBLAS"] = previous
 
 
+def run_evals(workdir: Path, name: str, *extra: str) -> tuple[float, dict[str, Any]]:
+    """`pytest evals/` in a fresh process: its wall seconds and its results document."""
+    import subprocess
+    import sys
+
+    results = workdir / f"{name}.json"
+    command = [sys.executable, "-m", "pytest", str(ROOT / "evals"), "-q", "-p", "no:cacheprovider",
+               "--punie-history=none", f"--punie-results={results}", *extra]  # fmt: skip
+    started = time.perf_counter()
+    subprocess.run(command, cwd=workdir, capture_output=True, check=False)
+    return time.perf_counter() - started, json.loads(results.read_text())
+
+
 def stream_completion(base_url: str, prompt: str, max_tokens: int = 128) -> dict[str, float | str]:
     """One streamed chat completion: prompt tok/s until the first token, then generation tok/s."""
     body = {

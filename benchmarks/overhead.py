@@ -9,51 +9,25 @@ that is left is the plugin's and pytest's own work), once against the real defau
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import ROOT, machine_facts, server, table
+from common import machine_facts, run_evals, server, table
 
 from pytest_punie.testing import FakeOpenAI
-
-
-def run_suite(base_url: str, workdir: Path, name: str, *extra: str) -> tuple[float, dict]:
-    results = workdir / f"{name}.json"
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "evals"),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--punie-base-url={base_url}",
-            f"--punie-results={results}",
-            *extra,
-        ],
-        cwd=workdir,
-        capture_output=True,
-        check=False,
-    )
-    return time.perf_counter() - started, json.loads(results.read_text())
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         with FakeOpenAI({}, default="The answer is 42.") as fake:
-            fake_seconds, fake_doc = run_suite(fake.base_url, workdir, "fake")
+            fake_seconds, fake_doc = run_evals(workdir, "fake", f"--punie-base-url={fake.base_url}")
         with server() as srv:
-            real_seconds, real_doc = run_suite(
-                srv.base_url, workdir, "real", "--punie-concurrency=1"
+            real_seconds, real_doc = run_evals(
+                workdir, "real", f"--punie-base-url={srv.base_url}", "--punie-concurrency=1"
             )
     cases = len(fake_doc["cases"])
     plugin_per_case = fake_seconds / cases

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine_facts, server, table
+from common import ROOT, machine_facts, run_evals, server, table
 
 from pytest_punie.agent import make_agent, make_model
 from pytest_punie.options import Settings
@@ -65,23 +63,11 @@ async def sequential(
 
 
 def through_plugin(base_url: str, concurrency: int, workdir: Path) -> tuple[float, int, int]:
-    results = workdir / f"plugin-{concurrency}.json"
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(ROOT / "evals"),
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--punie-base-url={base_url}",
+    elapsed, document = run_evals(
+        workdir, f"plugin-{concurrency}", f"--punie-base-url={base_url}",
         f"--punie-concurrency={concurrency}",
-        f"--punie-results={results}",
-    ]
-    started = time.perf_counter()
-    subprocess.run(command, cwd=workdir, capture_output=True, check=False)
-    elapsed = time.perf_counter() - started
-    cases = json.loads(results.read_text())["cases"]
+    )  # fmt: skip
+    cases = document["cases"]
     return elapsed, sum(c["response"]["output_tokens"] for c in cases if c["response"]), len(cases)
 
 

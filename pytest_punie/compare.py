@@ -14,11 +14,12 @@ import html
 import json
 import math
 import sys
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pytest_punie.report import text_table
 from pytest_punie.stats import CaseSamples, case_samples, mcnemar_p, paired_bootstrap_p
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ __all__ = [
     "load_results",
     "regressions",
     "run_label",
-    "text_table",
 ]
 
 ALPHA = 0.05  # the significance level of the ``significant`` column
@@ -367,29 +367,6 @@ def comparison_rows(comparison: Comparison) -> list[list[str]]:
     return [_row(c) for c in comparison.categories] + [_row(comparison.overall)]
 
 
-def text_table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    total_row: bool = False,
-    left: Collection[int] = (0,),
-) -> str:
-    """A plain aligned table: the ``left`` columns (names) left-aligned, the others (numbers)
-    right-aligned; with ``total_row``, a rule above the last row."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            str(c).ljust(w) if i in left else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    body = [line(r) for r in rows]
-    if total_row and len(body) > 1:
-        body.insert(-1, rule)
-    return "\n".join([line(header), rule, *body])
-
-
 def _case_line(case: CaseChange) -> str:
     if case.change == "added":
         return f"  {case.nodeid}  (new: {_percent(case.candidate_score)})"
@@ -412,7 +389,7 @@ def format_comparison(comparison: Comparison) -> str:
         f"baseline:  {comparison.baseline_label}",
         f"candidate: {comparison.candidate_label}",
         "",
-        text_table(HEADER, comparison_rows(comparison), total_row=True),
+        text_table(comparison_rows(comparison), HEADER, total_row=True),
     ]
     for change, title in _LISTS:
         cases = [c for c in comparison.cases if c.change == change]

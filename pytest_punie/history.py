@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_punie.compare import text_table
+from pytest_punie.report import text_table
 from pytest_punie.stats import CategoryStats, case_samples, category_intervals
 
 if TYPE_CHECKING:
@@ -309,13 +309,14 @@ def format_history(db_path: str | os.PathLike[str], all_runs: bool = False) -> s
         return f"no runs recorded in {db_path}"
     header, rows = _table(recorded)
     lines = [
-        text_table(header, [[str(c) for c in row] for row in rows]),
+        text_table([[str(c) for c in row] for row in rows], header),
         "",
         f"* best in its column. {len(recorded)} run(s) recorded in {db_path}.",
         f"One case moves a category by: {_steps(recorded)}.",
     ]
     if all_runs:
-        lines += ["", text_table(*_all_runs(recorded), left=(0, 1, 2, 5))]
+        header, all_rows = _all_runs(recorded)
+        lines += ["", text_table(all_rows, header, left=(0, 1, 2, 5))]
     return "\n".join(lines)
 
 

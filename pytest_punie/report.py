@@ -6,7 +6,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from pytest_punie.results import CategoryScore
 
@@ -83,20 +83,27 @@ def failure_table(categories: Iterable[CategoryScore]) -> tuple[list[str], list[
     return ["failures", *kinds], rows
 
 
-def text_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> str:
-    """A plain aligned table (names left, numbers right); short rows are padded."""
-    rows = [[*row, *[""] * (len(header) - len(row))] for row in rows]
+def text_table(
+    rows: Sequence[Sequence[str]],
+    header: Sequence[str] = HEADER,
+    *,
+    total_row: bool = False,
+    left: Collection[int] = (0,),
+) -> str:
+    """A plain aligned table: the ``left`` columns (names) left-aligned, the others (numbers)
+    right-aligned; short rows are padded; with ``total_row``, a rule above the last row."""
+    rows = [[*map(str, row), *[""] * (len(header) - len(row))] for row in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            str(c).ljust(w) if i in left else str(c).rjust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=False))
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     body = [line(r) for r in rows]
-    if len(body) > 1:
+    if total_row and len(body) > 1:
         body.insert(-1, rule)
     return "\n".join([line(header), rule, *body])
 

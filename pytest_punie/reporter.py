@@ -110,7 +110,7 @@ class PunieReporter:
             return
         write = terminalreporter.line
         terminalreporter.section("punie: category scores")
-        write(text_table(self.rows()))
+        write(text_table(self.rows(), total_row=True))
         for warning in self.warnings():
             write(warning, yellow=True)
         header, failures = failure_table(self.categories())

@@ -251,6 +251,7 @@ def test_killed_pytest_takes_its_server_along(pytester, model_path):
     assert server_pid is not None
     process.kill()
     process.wait(timeout=30)
+    process.stdout.close()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

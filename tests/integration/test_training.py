@@ -44,8 +44,9 @@ def trained_adapter(tmp_path_factory) -> Path:
     adapter = work / "adapter"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "training"), "-p", "no:cacheprovider",
-         f"--punie-adapter-out={adapter}", "--punie-iters=4", "--punie-batch-size=1",
-         "--punie-num-layers=2", "--punie-lora-rank=4", "--punie-lora-alpha=32"],
+         f"--punie-adapter-out={adapter}", "--punie-iters=12", "--punie-batch-size=2",
+         "--punie-num-layers=2", "--punie-lora-rank=4", "--punie-lora-alpha=32",
+         "--punie-learning-rate=1e-3"],
         cwd=work, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
