@@ -40,6 +40,14 @@ TASKS = [
         "Write a Python function find_max(numbers) that returns the largest number in a list.",
         ["assert find_max([3, 9, 2]) == 9", "assert find_max([-5, -1]) == -1"],
     ),
+    (
+        "Write a Python function is_prime(n) that returns True when n is a prime number.",
+        ["assert is_prime(7)", "assert not is_prime(9)", "assert not is_prime(1)"],
+    ),
+    (
+        "Write a Python function word_count(text) that returns the number of words in text.",
+        ["assert word_count('the quick brown fox') == 4", "assert word_count('') == 0"],
+    ),
 ]
 
 

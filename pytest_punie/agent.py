@@ -35,7 +35,8 @@ def make_model(server: ServerInfo, settings: Settings) -> TextToolCallModel:
     """An OpenAI-compatible chat model on ``server``, requesting the name it serves, whose tool
     calls written as text are executed like structured ones.
 
-    The client does not retry: a timeout or a dead server should fail the case at once.
+    The client itself does not retry: a timeout or a dead server should fail the case at once
+    (``TextToolCallModel`` sends again only what a reset connection lost).
     """
     from openai import AsyncOpenAI
     from pydantic_ai.models.openai import OpenAIChatModel
@@ -44,7 +45,10 @@ def make_model(server: ServerInfo, settings: Settings) -> TextToolCallModel:
     from pytest_punie.textcalls import TextToolCallModel
 
     client = AsyncOpenAI(
-        base_url=server.base_url, api_key="punie", max_retries=0, timeout=settings.timeout
+        base_url=server.base_url,
+        api_key="punie",
+        max_retries=0,
+        timeout=settings.timeout,
     )
     chat_model = OpenAIChatModel(
         server.model_name,

@@ -355,7 +355,8 @@ def settings_from_config(config: pytest.Config) -> Settings:
         min_cases=value(MIN_CASES_OPTION, _positive_int),
         baseline=baseline,
         max_regression=max_regression,
-        history=None if history.lower() == "none" else config.rootpath / history,
+        # relative to where pytest was started, so evals/ and training/ runs share one history
+        history=None if history.lower() == "none" else config.invocation_params.dir / history,
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
     )
 

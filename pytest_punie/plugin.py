@@ -295,9 +295,19 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
             check_server_alive(request.config)  # a dead server must not leave the test waiting
         except Exception as exc:
             check_server_alive(request.config)
-            pytest.fail(f"the model request failed: {type(exc).__name__}: {exc}", pytrace=False)
+            pytest.fail(f"the model request failed: {_causes(exc)}", pytrace=False)
     request.node.stash[RESPONSE_KEY] = outcome.response
     return outcome.response
+
+
+def _causes(exc: BaseException) -> str:
+    """``exc`` and what caused it, down to the root (the HTTP or socket error)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 6:
+        parts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(parts)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ start with ``TEXT_CALL_PREFIX`` so results can tell where a call came from.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,14 @@ def convert_text_calls(
 
 
 class TextToolCallModel(WrapperModel):
-    """A model whose tool calls written as text are executed like structured ones."""
+    """A model whose tool calls written as text are executed like structured ones.
+
+    It also sends a request again when the server reset its connection before answering:
+    mlx_lm's HTTP server listens with a backlog of 5, and a burst of concurrent cases can
+    overflow it. A timed-out request is never repeated.
+    """
+
+    connection_retries = 4
 
     async def request(
         self,
@@ -67,5 +75,14 @@ class TextToolCallModel(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
-        response = await super().request(messages, model_settings, model_request_parameters)
+        from pydantic_ai.exceptions import ModelConnectionError
+
+        for attempt in range(self.connection_retries + 1):
+            try:
+                response = await super().request(messages, model_settings, model_request_parameters)
+                break
+            except ModelConnectionError:
+                if attempt == self.connection_retries:
+                    raise
+                await asyncio.sleep(0.25 * 2**attempt)
         return convert_text_calls(response, model_request_parameters)
