@@ -75,14 +75,14 @@ class TextToolCallModel(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
-        from pydantic_ai.exceptions import ModelConnectionError
+        from pydantic_ai.exceptions import ModelConnectionError, ModelTimeoutError
 
         for attempt in range(self.connection_retries + 1):
             try:
                 response = await super().request(messages, model_settings, model_request_parameters)
                 break
-            except ModelConnectionError:
-                if attempt == self.connection_retries:
+            except ModelConnectionError as exc:
+                if isinstance(exc, ModelTimeoutError) or attempt == self.connection_retries:
                     raise
                 await asyncio.sleep(0.25 * 2**attempt)
         return convert_text_calls(response, model_request_parameters)

@@ -185,3 +185,28 @@ def test_text_naming_an_unknown_tool_stays_text():
     agent = Agent(TextToolCallModel(FunctionModel(answer)), tools=[read_file])
     result = agent.run_sync("hi")
     assert "rm" in result.output
+
+
+def test_a_reset_connection_is_sent_again_but_a_timeout_is_not(monkeypatch):
+    from pydantic_ai.exceptions import ModelConnectionError, ModelTimeoutError
+
+    monkeypatch.setattr(TextToolCallModel, "connection_retries", 2)
+    calls = []
+
+    def flaky(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ModelConnectionError("fake", "Connection reset by peer")
+        return ModelResponse(parts=[TextPart("answer")])
+
+    assert Agent(TextToolCallModel(FunctionModel(flaky))).run_sync("hi").output == "answer"
+    assert len(calls) == 2
+
+    def slow(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(1)
+        raise ModelTimeoutError("fake", "timed out")
+
+    calls.clear()
+    with pytest.raises(ModelTimeoutError):
+        Agent(TextToolCallModel(FunctionModel(slow))).run_sync("hi")
+    assert len(calls) == 1
