@@ -101,3 +101,20 @@ def test_punie_train_lists_invalid_lines_and_does_not_train(tmp_path, capsys):
     assert status == 1
     assert "train.jsonl:2:" in captured.err
     assert not (tmp_path / "adapter").exists()
+
+
+def test_sweep_parametrizes_the_training_suite():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    training = Path(__file__).resolve().parents[1] / "training"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(training), "--collect-only", "-q",
+         "-p", "no:cacheprovider", "--punie-sweep=rank=4,8 lr=1e-4"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in (4, 8):
+        assert f"test_training_loss_goes_down[rank{rank}-lr0.0001-iters16]" in done.stdout
+    assert done.stdout.count("test_every_line_is_valid") == 1  # steps before training run once
