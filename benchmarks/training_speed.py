@@ -1,10 +1,11 @@
 """The training pipeline vs raw `mlx_lm lora` on the same data and config, in one run.
 
 Both train the default model on the shipped sample data (already valid and filtered, so the
-pipeline's own steps cost little) with the same LoRA settings and OpenBLAS preloaded; raw
-`mlx_lm lora` is also run without OpenBLAS, as a plain install would. Wall time and peak
-resident memory come from the OS for every run; seconds per iteration and tokens/s from the
-pipeline's manifest (mlx_lm's own table is colour output, not an interface).
+pipeline's own steps cost little) with the same LoRA settings and OpenBLAS preloaded. Wall
+time and peak resident memory come from the OS for every run; seconds per iteration and
+tokens/s from the pipeline's manifest (mlx_lm's own table is colour output, not an
+interface). Raw mlx_lm without OpenBLAS is timed only with --with-reference-blas: it takes
+about 80 s per iteration here.
 
     python benchmarks/training_speed.py [--iters 16]
 """
@@ -49,6 +50,11 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, floa
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iters", type=int, default=16)
+    parser.add_argument(
+        "--with-reference-blas",
+        action="store_true",
+        help="also time raw mlx_lm lora without OpenBLAS (about 80 s per iteration here)",
+    )
     args = parser.parse_args()
     model = str(default_model_path())
     template = choose_template("auto", model).template
@@ -124,7 +130,7 @@ def main() -> None:
             "1024",
         ]
         punie = run(pipeline, dict(os.environ), work)
-        raw_plain = run(raw, plain, work)
+        raw_plain = run(raw, plain, work) if args.with_reference_blas else None
         manifest = json.loads((work / "punie" / "punie-manifest.json").read_text())
     losses = manifest["losses"]
     rows.append(

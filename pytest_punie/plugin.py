@@ -139,9 +139,9 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     case = item.stash.get(CASE_KEY, None)
-    if case is None or report.skipped or not (report.when == "call" or report.failed):
-        return report
-    if report.when == "teardown":
+    # a case's result is its call, or its setup when that failed (the server could not start)
+    counted = report.when == "call" or (report.when == "setup" and report.failed)
+    if case is None or report.skipped or not counted:
         return report
     result = _case_result(item, case, report)
     report.user_properties.append((PROPERTY, result.to_json()))
@@ -149,10 +149,16 @@ def pytest_runtest_makereport(
     return report
 
 
+def _response(item: pytest.Item) -> Response | None:
+    """The case's response: from ``punie_result``, else the last one a scorer read."""
+    sheet = item.stash.get(SHEET_KEY, None)
+    return item.stash.get(RESPONSE_KEY, None) or (sheet.response if sheet else None)
+
+
 def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> CaseResult:
     outcome = "error" if report.when != "call" else report.outcome
     sheet = item.stash.get(SHEET_KEY, None)
-    response = item.stash.get(RESPONSE_KEY, None) or (sheet.response if sheet else None)
+    response = _response(item)
     server = item.config.stash.get(SERVER_KEY, None)
     message = None
     if report.failed:
@@ -182,7 +188,7 @@ def _add_html_extras(item: pytest.Item, report: pytest.TestReport) -> None:
     import pytest_html
 
     sheet = item.stash.get(SHEET_KEY, None)
-    response = item.stash.get(RESPONSE_KEY, None) or (sheet.response if sheet else None)
+    response = _response(item)
     extras = list(getattr(report, "extras", []))
     if response is not None:
         extras.append(pytest_html.extras.text(response.text, name="response"))
