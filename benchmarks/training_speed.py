@@ -133,9 +133,11 @@ def main() -> None:
         raw_plain = run(raw, plain, work) if args.with_reference_blas else None
         manifest = json.loads((work / "punie" / "punie-manifest.json").read_text())
     losses = manifest["losses"]
-    rows.append(
-        ["raw mlx_lm lora (reference BLAS)", f"{raw_plain[0]:.1f}", "", "", f"{raw_plain[1]:.2f}"]
-    )
+    if raw_plain is not None:
+        rows.append(
+            ["raw mlx_lm lora (reference BLAS)", f"{raw_plain[0]:.1f}", "", "",
+             f"{raw_plain[1]:.2f}"]
+        )  # fmt: skip
     rows.append(["raw mlx_lm lora (OpenBLAS)", f"{raw_blas[0]:.1f}", "", "", f"{raw_blas[1]:.2f}"])
     rows.append(
         [
