@@ -13,32 +13,27 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from pytest_punie.default_model import default_model_path
 from pytest_punie.server import MlxServer, ServerError, probe_completion
+
+from .conftest import TWO_CASES
 
 pytestmark = pytest.mark.integration
 
-CASES = """
-import pytest
-from pytest_punie import assert_keywords, assert_number
-
-@pytest.mark.punie(category="knowledge", prompt="What is the capital of France?")
-def test_capital(punie_result):
-    assert_keywords(punie_result, ["Paris"])
-
-@pytest.mark.punie(category="math", prompt="What is 2 + 2?")
-def test_sum(punie_result):
-    assert_number(punie_result, 4)
-"""
+CASES = TWO_CASES
 
 
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    return default_model_path()
+def _pytest_in_background(pytester, model_path) -> subprocess.Popen[str]:
+    """pytest on the pytester folder in its own process, its output readable line by line."""
+    command = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"]
+    process = subprocess.Popen(
+        [*command, f"--punie-model={model_path}"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    return process
 
 
 def _server_processes() -> list[str]:
@@ -175,12 +170,7 @@ def test_interrupt_stops_the_server(pytester, model_path):
             time.sleep(120)
         """
     )
-    command = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"]
-    process = subprocess.Popen(
-        [*command, f"--punie-model={model_path}"],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
+    process = _pytest_in_background(pytester, model_path)
     for line in process.stdout:
         if "SERVER-READY" in line:
             break
@@ -237,12 +227,7 @@ def test_killed_pytest_takes_its_server_along(pytester, model_path):
             time.sleep(120)
         """
     )
-    command = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"]
-    process = subprocess.Popen(
-        [*command, f"--punie-model={model_path}"],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
+    process = _pytest_in_background(pytester, model_path)
     server_pid = None
     for line in process.stdout:
         if "SERVER-PID" in line:  # pytest -s prints it after the test file's name

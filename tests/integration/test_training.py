@@ -9,32 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.default_model import default_model_path
+from .conftest import TWO_CASES
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = """
-import pytest
-from pytest_punie import assert_keywords, assert_number
-
-@pytest.mark.punie(category="knowledge", prompt="What is the capital of France?")
-def test_capital(punie_result):
-    assert_keywords(punie_result, ["Paris"])
-
-@pytest.mark.punie(category="math", prompt="What is 2 + 2?")
-def test_sum(punie_result):
-    assert_number(punie_result, 4)
-
+CASES = (
+    TWO_CASES
+    + """
 @pytest.mark.punie(category="math", prompt="What is 15 * 23?")
 def test_product(punie_result):
     assert_number(punie_result, 345)
 """
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    return default_model_path()
+)
 
 
 @pytest.fixture(scope="module")
