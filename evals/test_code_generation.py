@@ -41,8 +41,8 @@ TASKS = [
         ["assert find_max([3, 9, 2]) == 9", "assert find_max([-5, -1]) == -1"],
     ),
     (
-        "Write a Python function is_prime(n) that returns True when n is a prime number.",
-        ["assert is_prime(7)", "assert not is_prime(9)", "assert not is_prime(1)"],
+        "Write a Python function is_even(n) that returns True when the integer n is even.",
+        ["assert is_even(4)", "assert not is_even(7)", "assert is_even(0)"],
     ),
     (
         "Write a Python function word_count(text) that returns the number of words in text.",
