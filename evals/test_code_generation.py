@@ -45,8 +45,9 @@ TASKS = [
         ["assert is_even(4)", "assert not is_even(7)", "assert is_even(0)"],
     ),
     (
-        "Write a Python function word_count(text) that returns the number of words in text.",
-        ["assert word_count('the quick brown fox') == 4", "assert word_count('') == 0"],
+        "Write a Python function last_item(items) that returns the last element of a list, "
+        "or None when the list is empty.",
+        ["assert last_item([1, 2, 3]) == 3", "assert last_item([]) is None"],
     ),
 ]
 
