@@ -48,6 +48,7 @@ SERVER_KEY = pytest.StashKey[tuple[ServerInfo, "MlxServer | None"]]()
 CASE_KEY = pytest.StashKey[Case]()
 SHEET_KEY = pytest.StashKey[ScoreSheet]()
 RESPONSE_KEY = pytest.StashKey["Response"]()
+RUNNER_KEY = pytest.StashKey["CaseRunner"]()
 WORKER_RUN_DIR = "punie_run_dir"
 REPEAT_FIXTURE = "_punie_repeat"
 
@@ -268,13 +269,31 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
     )
     if not _is_worker(config):  # an xdist worker does not know which items it will be given
         for item in request.session.items:
-            case = item.stash.get(CASE_KEY, None)
-            if case and case.prompt and "punie_result" in getattr(item, "fixturenames", ()):
+            if case := _prompt_case(item):
                 runner.submit(case)
+    config.stash[RUNNER_KEY] = runner
     try:
         yield runner
     finally:
+        del config.stash[RUNNER_KEY]
         runner.close()
+
+
+def _prompt_case(item: pytest.Item) -> Case | None:
+    """The item's case when the plugin runs its conversation (a prompt and ``punie_result``)."""
+    case = item.stash.get(CASE_KEY, None)
+    if case and case.prompt and "punie_result" in getattr(item, "fixturenames", ()):
+        return case
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own implementation, which ends the hook
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """An xdist worker learns its items one at a time: start the next case's conversation
+    while this one runs, so each worker keeps the server busy with two."""
+    runner = item.config.stash.get(RUNNER_KEY, None)
+    if runner is not None and nextitem is not None and (case := _prompt_case(nextitem)):
+        runner.submit(case)
 
 
 def _case(request: pytest.FixtureRequest) -> Case:

@@ -308,10 +308,12 @@ def test_deselected_cases_are_not_sent(pytester):
 
 def test_prompt_cases_under_xdist(pytester):
     pytester.makepyfile(PROMPT_CASES)
-    with FakeOpenAI(_fake_answers()) as fake:
+    with FakeOpenAI(_fake_answers(), delay=0.5) as fake:
         result = pytester.runpytest_subprocess(f"--punie-base-url={fake.base_url}", "-n", "2")
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["q*8*8*0*100.0%*"])
+    # two workers, each running its current case and starting its next one
+    assert fake.max_in_flight >= 3
 
 
 TOOL_CASES = """
