@@ -31,6 +31,8 @@ FILE_TYPES = {
     16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
 }  # fmt: skip
 
+READABLE = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0")
+
 _LAYER_NAMES = {
     "attn_q": "self_attn.q_proj",
     "attn_k": "self_attn.k_proj",
@@ -52,6 +54,52 @@ _MARKER = "punie-conversion.json"
 
 class GGUFConversionError(Exception):
     """A GGUF file that cannot be turned into an MLX model; the message says why."""
+
+
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+def header_file_type(path: Path) -> int | None:
+    """``general.file_type`` read straight from a GGUF header (no tensor is loaded), so a
+    file mlx cannot read can still be described; None when the header does not say."""
+    import struct
+
+    def read(handle: Any, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        data = handle.read(size)
+        if len(data) != size:
+            raise ValueError("truncated GGUF header")
+        return struct.unpack(fmt, data)[0]
+
+    def skip(handle: Any, kind: int) -> None:
+        if kind == _STRING:
+            handle.seek(read(handle, "<Q"), 1)
+        elif kind == _ARRAY:
+            item_kind, count = read(handle, "<I"), read(handle, "<Q")
+            if item_kind in _SCALAR_SIZES:
+                handle.seek(_SCALAR_SIZES[item_kind] * count, 1)
+            else:
+                for _ in range(count):
+                    skip(handle, item_kind)
+        else:
+            handle.seek(_SCALAR_SIZES[kind], 1)
+
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"GGUF":
+                return None
+            read(handle, "<I")  # version
+            read(handle, "<Q")  # tensor count
+            for _ in range(read(handle, "<Q")):
+                key = handle.read(read(handle, "<Q")).decode("utf-8", "replace")
+                kind = read(handle, "<I")
+                if key == "general.file_type" and kind in (4, 5):
+                    return int(read(handle, "<I" if kind == 4 else "<i"))
+                skip(handle, kind)
+    except (OSError, ValueError, KeyError, struct.error):
+        return None
+    return None
 
 
 def mlx_name(gguf_name: str) -> str:
@@ -210,6 +258,12 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str | None = None) -> Pa
     try:
         loaded = mx.load(str(gguf_path), return_metadata=True)
     except Exception as exc:  # mlx raises RuntimeError/ValueError for unreadable files
+        kind = header_file_type(gguf_path)
+        if kind is not None and FILE_TYPES.get(kind) not in (None, *READABLE):
+            raise GGUFConversionError(
+                f"{gguf_path.name}: quantization type {FILE_TYPES[kind]} is not supported by mlx "
+                f"(supported: {', '.join(READABLE)}); mlx said: {exc}"
+            ) from exc
         raise GGUFConversionError(f"mlx cannot read {gguf_path}: {exc}") from exc
     weights, metadata = cast("tuple[dict[str, Any], dict[str, Any]]", loaded)
     architecture = str(_scalar(metadata, "general.architecture", "unknown"))
@@ -221,10 +275,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str | None = None) -> Pa
     file_type = metadata.get("general.file_type")
     unconverted = [n for n, w in weights.items() if w.dtype == mx.uint8]
     if unconverted:
-        kind = FILE_TYPES.get(int(file_type.item()), "unknown") if file_type is not None else "?"
+        name = FILE_TYPES.get(int(file_type.item()), "unknown") if file_type is not None else "?"
         raise GGUFConversionError(
-            f"{gguf_path.name}: quantization type {kind} is not supported by mlx "
-            "(supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)"
+            f"{gguf_path.name}: quantization type {name} is not supported by mlx "
+            f"(supported: {', '.join(READABLE)})"
         )
 
     config = _config(metadata, weights)

