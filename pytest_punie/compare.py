@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_punie.report import text_table
+from pytest_punie.report import path_name, percent, text_table
 from pytest_punie.stats import CaseSamples, case_samples, mcnemar_p, paired_bootstrap_p
 
 if TYPE_CHECKING:
@@ -72,17 +72,13 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
-def _last_part(name: str) -> str:
-    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or name
-
-
 def run_label(document: Mapping[str, Any]) -> str:
     """A run's model and adapter in a few words: ``Qwen2.5-1.5B + my-adapter`` or ``... (base)``."""
     server = (document.get("metadata") or {}).get("server") or {}
     model = server.get("model") or server.get("model_name")
     adapter = server.get("adapter")
-    model_part = _last_part(str(model)) if model else "unknown model"
-    return f"{model_part} + {_last_part(str(adapter))}" if adapter else f"{model_part} (base)"
+    model_part = path_name(str(model)) if model else "unknown model"
+    return f"{model_part} + {path_name(str(adapter))}" if adapter else f"{model_part} (base)"
 
 
 @dataclass(frozen=True)
@@ -337,10 +333,6 @@ HEADER = [
 ]
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
 def _change(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:+.1f} pts"
 
@@ -352,8 +344,8 @@ def _p(value: float) -> str:
 def _row(category: CategoryComparison) -> list[str]:
     return [
         category.name,
-        _percent(category.baseline_mean),
-        _percent(category.candidate_mean),
+        percent(category.baseline_mean),
+        percent(category.candidate_mean),
         _change(category.difference),
         str(category.paired),
         _p(category.p_mcnemar) if category.paired else "-",
@@ -369,10 +361,10 @@ def comparison_rows(comparison: Comparison) -> list[list[str]]:
 
 def _case_line(case: CaseChange) -> str:
     if case.change == "added":
-        return f"  {case.nodeid}  (new: {_percent(case.candidate_score)})"
+        return f"  {case.nodeid}  (new: {percent(case.candidate_score)})"
     if case.change == "removed":
-        return f"  {case.nodeid}  (was: {_percent(case.baseline_score)})"
-    return f"  {case.nodeid}  {_percent(case.baseline_score)} -> {_percent(case.candidate_score)}"
+        return f"  {case.nodeid}  (was: {percent(case.baseline_score)})"
+    return f"  {case.nodeid}  {percent(case.baseline_score)} -> {percent(case.candidate_score)}"
 
 
 _LISTS: tuple[tuple[Change, str], ...] = (

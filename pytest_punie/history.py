@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_punie.report import text_table
+from pytest_punie.report import path_name, percent, text_table
 from pytest_punie.stats import CategoryStats, case_samples, category_intervals
 
 if TYPE_CHECKING:
@@ -90,10 +90,6 @@ def _connect(db_path: str | os.PathLike[str], create: bool) -> Iterator[sqlite3.
             except sqlite3.DatabaseError as error:
                 raise ValueError(f"{path} is not a pytest-punie run history: {error}") from error
             yield connection
-
-
-def _last_part(name: str) -> str:
-    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or name
 
 
 def _text(value: Any) -> str | None:
@@ -173,8 +169,8 @@ class RunRow:
         """The label if given, else the adapter folder (or "base") and the model."""
         if self.label:
             return self.label
-        adapter = _last_part(self.adapter) if self.adapter else "base"
-        return f"{adapter} ({_last_part(self.model)})" if self.model else adapter
+        adapter = path_name(self.adapter) if self.adapter else "base"
+        return f"{adapter} ({path_name(self.model)})" if self.model else adapter
 
     @property
     def cases(self) -> int:
@@ -240,10 +236,6 @@ class Cell:
         return f"{self.text}*" if self.best else self.text
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
 def _score_cell(stats: CategoryStats | None) -> Cell:
     if stats is None:
         return Cell("-")
@@ -251,7 +243,7 @@ def _score_cell(stats: CategoryStats | None) -> Cell:
         f"{stats.cases} cases ({stats.samples} samples), 95% interval "
         f"{stats.low:.1%}-{stats.high:.1%}; one case moves it {stats.step:.1%}"
     )
-    return Cell(_percent(stats.mean), stats.mean, note=note)
+    return Cell(percent(stats.mean), stats.mean, note=note)
 
 
 def _mark_best(rows: list[list[Cell]], column: int) -> None:
@@ -272,7 +264,7 @@ def _table(recorded: Sequence[RunRow]) -> tuple[list[str], list[list[Cell]]]:
     rows = [
         [
             Cell(run.name, note=f"run {run.id}: {run.model or '?'}, adapter {run.adapter or '-'}"),
-            Cell(_percent(run.overall), run.overall),
+            Cell(percent(run.overall), run.overall),
             *(_score_cell(run.category(name)) for name in names),
             Cell(str(run.cases)),
             Cell(run.date),
@@ -327,7 +319,7 @@ def _all_runs(recorded: Sequence[RunRow]) -> tuple[list[str], list[list[str]]]:
             run.name,
             str(run.id),
             run.started or "-",
-            _percent(run.overall),
+            percent(run.overall),
             str(run.cases),
             str(run.metadata.get("git_commit") or "-")[:12],
         ]

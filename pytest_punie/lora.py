@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pytest_punie.results import package_version
 
 __all__ = [
     "MANIFEST",
@@ -201,16 +202,6 @@ def _callback(report: TrainingReport, progress: Callable[[str], None] | None) ->
     return Recorder()
 
 
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in ("mlx", "mlx-lm", "pytest-punie"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def train_adapter(
     model: str,
     data_dir: Path,
@@ -269,7 +260,7 @@ def train_adapter(
             "config": {**asdict(config), "scale": config.scale},
             "chat_template": "given" if chat_template else "model",
             "losses": report.to_json(),
-            "versions": _versions(),
+            "versions": {n: package_version(n) for n in ("mlx", "mlx-lm", "pytest-punie")},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if out_dir.exists():

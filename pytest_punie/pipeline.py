@@ -23,6 +23,7 @@ from pytest_punie.filters import (
     language,
     python2,
     quality,
+    retention,
     run_filters,
     write_rejects,
 )
@@ -76,13 +77,11 @@ class PreparedData:
 
     def retention_rows(self) -> list[tuple[str, str, int, int, float]]:
         """(split, filter, kept, removed, fraction kept) for every split and filter."""
-        rows = []
-        for split, results in self.filters.items():
-            for result in results:
-                total = len(result.kept) + len(result.removed)
-                fraction = len(result.kept) / total if total else 1.0
-                rows.append((split, result.name, len(result.kept), len(result.removed), fraction))
-        return rows
+        return [
+            (split, row.name, row.kept, row.removed, row.fraction)
+            for split, results in self.filters.items()
+            for row in retention(results)
+        ]
 
 
 def prepare(

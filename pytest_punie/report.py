@@ -17,6 +17,8 @@ __all__ = [
     "failure_table",
     "few_cases_warnings",
     "html_table",
+    "path_name",
+    "percent",
     "served_lines",
     "text_table",
 ]
@@ -24,8 +26,14 @@ __all__ = [
 HEADER = ["category", "cases", "passed", "errors", "score", "95% CI", "threshold", "result"]
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A score as a percentage with one decimal; "-" for none."""
     return "-" if value is None else f"{value:.1%}"
+
+
+def path_name(path: str) -> str:
+    """The last part of a model or adapter path (or repo id), for labels."""
+    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or path
 
 
 def _interval(low: float | None, high: float | None) -> str:
@@ -43,9 +51,9 @@ def category_rows(categories: Iterable[CategoryScore], overall: float | None) ->
             str(c.cases) if c.samples in (0, c.cases) else f"{c.cases}x{c.samples // c.cases}",
             str(c.passed),
             str(c.errors),
-            _percent(c.mean),
+            percent(c.mean),
             _interval(c.low, c.high),
-            _percent(c.threshold),
+            percent(c.threshold),
             {True: "PASS", False: "FAIL", None: ""}[c.met],
         ]
         for c in categories
@@ -56,7 +64,7 @@ def category_rows(categories: Iterable[CategoryScore], overall: float | None) ->
             str(sum(c.cases for c in categories)),
             str(sum(c.passed for c in categories)),
             str(sum(c.errors for c in categories)),
-            _percent(overall),
+            percent(overall),
             "",
             "",
             "",

@@ -173,7 +173,8 @@ def gate_failures(
     return messages
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """The installed version of ``package``, or None."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -209,7 +210,7 @@ def run_metadata(started: str, sampling: Mapping[str, Any], root: Path | None) -
         started=started,
         sampling=dict(sampling),
         versions={
-            name: _version(name)
+            name: package_version(name)
             for name in ("pytest-punie", "mlx", "mlx-lm", "pydantic-ai-slim", "pytest")
         },
         git_commit=git_commit(root),
