@@ -33,6 +33,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, overload
 
+from pytest_punie.arguments import argument_problems
 from pytest_punie.response import Response, as_response
 from pytest_punie.tool_checker import (
     EXTRA_CALL,
@@ -463,8 +464,8 @@ def assert_tool_called(
 ) -> tuple[float, dict[str, Any]]:
     """1.0 when ``name`` was called with ``arguments``; 0.5 when called with other arguments.
 
-    Only the given arguments are checked (extra ones are fine). Strings compare after
-    ``strip()`` and ``casefold()``, and ints equal floats of the same value.
+    Only the given arguments are checked (extra ones are fine); values compare by the one rule
+    of ``arguments.same_value`` (free text normalised; paths, globs and identifiers exactly).
     """
     calls = response.tool_calls
     details: dict[str, Any] = {
@@ -484,7 +485,10 @@ def assert_tool_called(
         return 0.0, details
     if arguments is None:
         return 1.0, details
-    problems = min((_argument_problems(arguments, call.arguments) for call in named), key=len)
+    problems = min(
+        (argument_problems(arguments, call.arguments, allow_unknown=True) for call in named),
+        key=len,
+    )
     if not problems:
         return 1.0, details
     details["failure"] = REFUSED if response.sandbox_refusals else WRONG_ARGUMENTS
@@ -496,32 +500,6 @@ def _call_like_note(response: Response) -> str:
     if find_call_like_text(response.text):
         return " (the text holds what looks like a tool call that could not be parsed)"
     return ""
-
-
-def _argument_problems(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
-    problems = []
-    for key, value in expected.items():
-        if key not in actual:
-            problems.append(f"{key} missing")
-        elif not _same_value(value, actual[key]):
-            problems.append(f"{key}: expected {value!r}, got {actual[key]!r}")
-    return problems
-
-
-def _same_value(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, str) and isinstance(actual, str):
-        return expected.strip().casefold() == actual.strip().casefold()
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return type(expected) is type(actual) and expected == actual
-    if isinstance(expected, numbers.Real) and isinstance(actual, numbers.Real):
-        return expected == actual
-    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
-        return expected.keys() == actual.keys() and all(
-            _same_value(value, actual[key]) for key, value in expected.items()
-        )
-    if isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)):
-        return len(expected) == len(actual) and all(map(_same_value, expected, actual))
-    return bool(expected == actual)
 
 
 @scorer

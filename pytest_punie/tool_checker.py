@@ -2,19 +2,20 @@
 
 The Berkeley Function Calling Leaderboard's rules: the function name must match; every required
 argument is present; no unknown argument; types are checked (an int is accepted for a float);
-strings are compared normalised; an argument may have several acceptable values; parallel calls
+strings are compared by ``arguments.same_value`` (free text normalised; paths, globs and
+identifiers exactly); an argument may have several acceptable values; parallel calls
 match in any order, a sequence in its order; a case that must call nothing fails on any call.
 A failure is classified, so a report can count what went wrong per category.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_punie import arguments
+from pytest_punie.arguments import AnyOf, any_of
 from pytest_punie.toolcalls import ToolCall, find_call_like_text
 
 __all__ = [
@@ -33,20 +34,6 @@ WRONG_ARGUMENTS = "wrong arguments"
 EXTRA_CALL = "extra call"
 REFUSED = "refused by sandbox"
 FAILURE_TYPES = (NO_CALL, UNPARSEABLE, WRONG_TOOL, WRONG_ARGUMENTS, EXTRA_CALL, REFUSED)
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    """Several acceptable values for one argument."""
-
-    values: tuple[Any, ...]
-
-
-def any_of(*values: Any) -> AnyOf:
-    """Accept any of ``values`` for an argument: ``{"unit": any_of("celsius", "C")}``."""
-    if not values:
-        raise ValueError("any_of() needs at least one value")
-    return AnyOf(values)
 
 
 @dataclass(frozen=True)
@@ -74,70 +61,14 @@ class CallCheck:
         return self.failure is None
 
 
-def normalise(text: str) -> str:
-    """BFCL's string normalisation: case-folded, without spaces and common punctuation."""
-    return re.sub(r"[\s,./\-_*^'\"`]", "", text).casefold()
-
-
-def _same(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, AnyOf):
-        return any(_same(value, actual) for value in expected.values)
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return type(expected) is type(actual) and expected == actual
-    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
-        if isinstance(expected, int) and isinstance(actual, float) and not actual.is_integer():
-            return False
-        return math.isclose(expected, actual, rel_tol=1e-9, abs_tol=1e-9)
-    if isinstance(expected, str) and isinstance(actual, str):
-        return normalise(expected) == normalise(actual)
-    if isinstance(expected, Sequence) and isinstance(actual, Sequence):
-        return len(expected) == len(actual) and all(map(_same, expected, actual))
-    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
-        return set(expected) == set(actual) and all(_same(expected[k], actual[k]) for k in expected)
-    return bool(expected == actual)
-
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),  # an int is accepted where a float is expected
-    "boolean": (bool,),
-    "array": (list, tuple),
-    "object": (dict,),
-}
-
-
-def _type_problem(name: str, value: Any, schema: Mapping[str, Any] | None) -> str | None:
-    if not schema:
-        return None
-    spec = (schema.get("properties") or {}).get(name)
-    if not isinstance(spec, Mapping) or "type" not in spec:
-        return None
-    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
-    allowed = tuple(t for kind in kinds for t in _JSON_TYPES.get(kind, (object,)))
-    if isinstance(value, bool) and bool not in allowed:
-        return f"{name}={value!r} is not of type {spec['type']}"
-    if not isinstance(value, allowed):
-        return f"{name}={value!r} is not of type {spec['type']}"
-    return None
-
-
 def argument_problems(expected: ExpectedCall, actual: ToolCall) -> list[str]:
     """What is wrong with ``actual``'s arguments (empty: nothing)."""
-    problems = []
-    allowed = set(expected.arguments) | set(expected.optional)
-    required = set(expected.arguments) - set(expected.optional)
-    for name in sorted(required - set(actual.arguments)):
-        problems.append(f"missing argument {name!r}")
-    for name in sorted(set(actual.arguments) - allowed):
-        problems.append(f"unknown argument {name!r}")
-    for name, value in actual.arguments.items():
-        problem = _type_problem(name, value, expected.schema)
-        if problem:
-            problems.append(problem)
-        elif name in expected.arguments and not _same(expected.arguments[name], value):
-            problems.append(f"{name}={value!r}, expected {expected.arguments[name]!r}")
-    return problems
+    return arguments.argument_problems(
+        expected.arguments,
+        actual.arguments,
+        optional=expected.optional,
+        schema=expected.schema,
+    )
 
 
 def _match_unordered(expected: Sequence[ExpectedCall], calls: Sequence[ToolCall]) -> int:

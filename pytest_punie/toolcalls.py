@@ -12,11 +12,12 @@ from __future__ import annotations
 import ast
 import bisect
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_punie.schema import coerce, json_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -53,10 +54,7 @@ def parse_tool_calls(
         return []
     names = _name_set(tool_names)
     context = _Context(names, schemas if isinstance(schemas, Mapping) else {})
-    try:
-        found = _find_calls(_strip_thinking(text), context)
-    except Exception:  # a last guard: parsing model output must never fail a test run
-        return []
+    found = _find_calls(_strip_thinking(text), context)
     return [call for group in found for call in group.calls if names is None or call.name in names]
 
 
@@ -68,16 +66,13 @@ def find_call_like_text(text: str) -> bool:
     """
     if not isinstance(text, str):
         return False
-    try:
-        visible = _strip_thinking(text)
-        found = _find_calls(visible, _Context(None, {}))
-        starts = [group.start for group in found]
-        for marker in _CALL_LIKE.finditer(visible):
-            index = bisect.bisect_right(starts, marker.start()) - 1
-            if index < 0 or marker.start() >= found[index].end:
-                return True
-    except Exception:  # same guard as parse_tool_calls
-        return False
+    visible = _strip_thinking(text)
+    found = _find_calls(visible, _Context(None, {}))
+    starts = [group.start for group in found]
+    for marker in _CALL_LIKE.finditer(visible):
+        index = bisect.bisect_right(starts, marker.start()) - 1
+        if index < 0 or marker.start() >= found[index].end:
+            return True
     return False
 
 
@@ -144,23 +139,13 @@ def _find_calls(text: str, context: _Context) -> list[_Found]:
     A fenced block inside a ``<tool_call>``, or a call quoted inside another call's arguments,
     overlaps a reading that starts earlier, so it is not counted twice.
     """
-    candidates = [found for parser in _PARSERS for found in _safely(parser, text, context)]
+    candidates = [found for parser in _PARSERS for found in parser(text, context) if found.calls]
     candidates.sort(key=lambda found: (found.start, -found.end))
     kept: list[_Found] = []
     for found in candidates:
         if not kept or found.start >= kept[-1].end:
             kept.append(found)
     return kept
-
-
-def _safely(
-    parser: Callable[[str, _Context], list[_Found]], text: str, context: _Context
-) -> list[_Found]:
-    """One format's calls; a format that fails on odd input yields none instead of raising."""
-    try:
-        return [found for found in parser(text, context) if found.calls]
-    except Exception:
-        return []
 
 
 # --- JSON call objects ----------------------------------------------------------------------
@@ -196,7 +181,7 @@ def _literal_values(body: str) -> list[Any] | None:
     if not body.startswith(("{", "[")):
         return None
     try:
-        return [_jsonable(ast.literal_eval(body))]
+        return [json_value(ast.literal_eval(body))]
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
 
@@ -258,19 +243,6 @@ def _as_arguments(raw: Any) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as JSON data (tuples become lists); ValueError if it has no JSON form."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {key: _jsonable(item) for key, item in value.items()}
-    raise ValueError(f"not JSON data: {type(value).__name__}")
 
 
 def _json_or_pythonic(body: str, context: _Context) -> list[ToolCall]:
@@ -360,7 +332,7 @@ def _xml_call(raw_name: str, body: str, context: _Context) -> ToolCall | None:
         key = parameter.group(1).strip()
         if not key:
             return None
-        arguments[key] = _typed(_trim_newline(parameter.group(2)), properties.get(key))
+        arguments[key] = coerce(_trim_newline(parameter.group(2)), properties.get(key))
     return ToolCall(name=name, arguments=arguments)
 
 
@@ -373,96 +345,6 @@ def _trim_newline(value: str) -> str:
 def _properties(schema: Any) -> Mapping[str, Any]:
     properties = schema.get("properties") if isinstance(schema, Mapping) else None
     return properties if isinstance(properties, Mapping) else {}
-
-
-def _typed(value: str, schema: Any) -> Any:
-    """``value`` converted to the first type of its schema it fits; the string if none."""
-    for type_name in _schema_types(schema):
-        if type_name == "string":
-            return value
-        convert = _CONVERTERS.get(type_name)
-        if convert is None:
-            continue
-        try:
-            return convert(value)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            continue
-    return value
-
-
-def _schema_types(schema: Any) -> list[str]:
-    """The ``type`` of a property schema as a list (``"integer"`` or ``["integer", "null"]``)."""
-    types = schema.get("type") if isinstance(schema, Mapping) else None
-    if isinstance(types, str):
-        return [types]
-    if isinstance(types, list):
-        return [name for name in types if isinstance(name, str)]
-    return []
-
-
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-
-
-def _to_integer(value: str) -> int:
-    if not _INTEGER.fullmatch(value.strip()):
-        raise ValueError(value)
-    return int(value)
-
-
-def _to_number(value: str) -> int | float:
-    if _INTEGER.fullmatch(value.strip()):
-        return int(value)
-    if not _NUMBER.fullmatch(value.strip()):
-        raise ValueError(value)
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(value)
-    return number
-
-
-def _to_boolean(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered not in ("true", "false"):
-        raise ValueError(value)
-    return lowered == "true"
-
-
-def _to_null(value: str) -> None:
-    if value.strip().lower() not in ("null", "none"):
-        raise ValueError(value)
-
-
-def _to_array(value: str) -> list[Any]:
-    parsed = _structured(value)
-    if not isinstance(parsed, list):
-        raise ValueError(value)
-    return parsed
-
-
-def _to_object(value: str) -> dict[str, Any]:
-    parsed = _structured(value)
-    if not isinstance(parsed, dict):
-        raise ValueError(value)
-    return parsed
-
-
-def _structured(value: str) -> Any:
-    """JSON, or failing that a Python literal, as models write lists and dicts both ways."""
-    try:
-        return json.loads(value, strict=False)
-    except ValueError:
-        return _jsonable(ast.literal_eval(value.strip()))
-
-
-_CONVERTERS: dict[str, Callable[[str], Any]] = {
-    "integer": _to_integer,
-    "number": _to_number,
-    "boolean": _to_boolean,
-    "null": _to_null,
-    "array": _to_array,
-    "object": _to_object,
-}
 
 
 # --- Mistral: [TOOL_CALLS][{...}] and [TOOL_CALLS]name[ARGS]{...} -----------------------------
@@ -611,7 +493,7 @@ def _call_from_ast(node: ast.expr) -> ToolCall | None:
         if keyword.arg is None:
             return None
         try:
-            arguments[keyword.arg] = _jsonable(ast.literal_eval(keyword.value))
+            arguments[keyword.arg] = json_value(ast.literal_eval(keyword.value))
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             return None
     return ToolCall(name=name, arguments=arguments)

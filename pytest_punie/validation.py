@@ -27,6 +27,7 @@ from pytest_punie.datasets import (
     read_provenance,
     text_parts,
 )
+from pytest_punie.schema import argument_problems, type_name
 
 __all__ = [
     "ValidationReport",
@@ -41,15 +42,6 @@ _KEYS = {
     "tools": {"messages", "tools"},
     "completions": {"prompt", "completion", "tools"},
     "text": {"text"},
-}
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "null": lambda v: v is None,
 }
 _CALL_KEYS = frozenset({"type", "id", "function"})
 
@@ -77,15 +69,9 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def _check_text(value: Any, what: str) -> str | None:
     if not isinstance(value, str):
-        return f"{what} must be a string, not {_type_name(value)}"
+        return f"{what} must be a string, not {type_name(value)}"
     if not value.strip():
         return f"{what} is empty"
     return None
@@ -95,7 +81,7 @@ def _declared_tools(tools: Any, problems: list[str]) -> dict[str, dict[str, Any]
     """Name -> parameters schema of each well-formed tool; problems for the others."""
     declared: dict[str, dict[str, Any]] = {}
     if not isinstance(tools, list):
-        problems.append(f"'tools' must be a list, not {_type_name(tools)}")
+        problems.append(f"'tools' must be a list, not {type_name(tools)}")
         return declared
     if not tools:
         problems.append("'tools' is empty")
@@ -133,31 +119,8 @@ def _declared_tools(tools: Any, problems: list[str]) -> dict[str, dict[str, Any]
 def _check_arguments(
     arguments: dict[str, Any], name: str, schema: dict[str, Any], where: str
 ) -> list[str]:
-    """Required arguments present, no unknown ones (unless allowed), simple types and enums."""
-    problems: list[str] = []
-    properties: dict[str, Any] = schema.get("properties", {})
-    for required in schema.get("required", []):
-        if required not in arguments:
-            problems.append(f"call to {name!r} {where} lacks required argument {required!r}")
-    for key, value in arguments.items():
-        spec = properties.get(key)
-        if not isinstance(spec, dict):
-            if spec is None and schema.get("additionalProperties") is not True:
-                problems.append(f"call to {name!r} {where} passes unknown argument {key!r}")
-            continue
-        expected = spec.get("type")
-        types = [expected] if isinstance(expected, str) else expected
-        if isinstance(types, list):
-            known = [t for t in types if isinstance(t, str) and t in _JSON_TYPES]
-            if known and not any(_JSON_TYPES[t](value) for t in known):
-                problems.append(
-                    f"argument {key!r} of call to {name!r} {where} must be "
-                    f"{' or '.join(known)}, not {_type_name(value)}"
-                )
-                continue
-        if isinstance(spec.get("enum"), list) and value not in spec["enum"]:
-            problems.append(f"argument {key!r} of call to {name!r} {where} is not one of its enum")
-    return problems
+    """The arguments against the tool's JSON schema (``schema.argument_problems``)."""
+    return [f"call to {name!r} {where}: {p}" for p in argument_problems(arguments, schema)]
 
 
 def _check_tool_calls(
@@ -166,7 +129,7 @@ def _check_tool_calls(
     """Check one assistant message's calls; return their ids ("" for calls without one)."""
     ids: list[str] = []
     if not isinstance(calls, list):
-        problems.append(f"tool_calls of message {number} must be a list, not {_type_name(calls)}")
+        problems.append(f"tool_calls of message {number} must be a list, not {type_name(calls)}")
         return ids
     if not calls:
         problems.append(f"tool_calls of message {number} is empty")
@@ -213,21 +176,21 @@ def _check_messages(data: dict[str, Any], fmt: str) -> list[str]:
     declared = _declared_tools(data["tools"], problems) if fmt == "tools" else None
     messages = data["messages"]
     if not isinstance(messages, list):
-        return [*problems, f"'messages' must be a list, not {_type_name(messages)}"]
+        return [*problems, f"'messages' must be a list, not {type_name(messages)}"]
     if not messages:
         return [*problems, "'messages' is empty"]
     pending_ids: list[str] | None = None  # the calls that tool messages may still answer
     roles: list[str] = []
     for number, message in enumerate(messages, start=1):
         if not isinstance(message, dict):
-            problems.append(f"message {number} must be an object, not {_type_name(message)}")
+            problems.append(f"message {number} must be an object, not {type_name(message)}")
             pending_ids = None
             continue
         role = message.get("role")
         if role is None:
             problems.append(f"message {number} has no role")
         elif not isinstance(role, str):
-            problems.append(f"role of message {number} must be a string, not {_type_name(role)}")
+            problems.append(f"role of message {number} must be a string, not {type_name(role)}")
         elif role not in ROLES:
             problems.append(f"unknown role {role!r} in message {number}")
         else:
@@ -269,7 +232,7 @@ def _check_messages(data: dict[str, Any], fmt: str) -> list[str]:
 def check_data(data: Any) -> tuple[str | None, list[str]]:
     """The format of one parsed line and its problems (none: the line is valid)."""
     if not isinstance(data, dict):
-        return None, [f"line is a JSON {_type_name(data)}, not an object"]
+        return None, [f"line is a JSON {type_name(data)}, not an object"]
     fmt = detect_format(data)
     if fmt is None:
         keys = ", ".join(repr(k) for k in sorted(data)[:5]) or "none"

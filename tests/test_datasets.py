@@ -287,22 +287,22 @@ BAD_LINES: list[tuple[str, str, str]] = [
     (
         "missing-required-argument",
         j(tools_line(USER, calls(("read_file", {})), result(), ANSWER)),
-        "call to 'read_file' in message 2 lacks required argument 'path'",
+        "call to 'read_file' in message 2: missing required argument 'path'",
     ),
     (
         "unknown-argument",
         j(tools_line(USER, calls(("read_file", {"path": "a", "mode": "r"})), result(), ANSWER)),
-        "call to 'read_file' in message 2 passes unknown argument 'mode'",
+        "call to 'read_file' in message 2: unknown argument 'mode'",
     ),
     (
         "wrong-argument-type",
         j(tools_line(USER, calls(("book", {"seats": "2"})), result(), ANSWER, tools=[BOOK])),
-        "argument 'seats' of call to 'book' in message 2 must be integer, not string",
+        "call to 'book' in message 2: seats='2' must be integer, not string",
     ),
     (
         "boolean-is-not-integer",
         j(tools_line(USER, calls(("book", {"seats": True})), result(), ANSWER, tools=[BOOK])),
-        "argument 'seats' of call to 'book' in message 2 must be integer, not boolean",
+        "call to 'book' in message 2: seats=True must be integer, not boolean",
     ),
     (
         "call-without-arguments",

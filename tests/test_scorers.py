@@ -427,9 +427,9 @@ def test_tool_arguments_do_not_equate_bools_and_numbers() -> None:
 def test_tool_called_with_wrong_arguments_scores_half() -> None:
     error = failure(lambda: assert_tool_called(WEATHER_CALL, "weather", {"city": "London"}))
     assert error.record.score == 0.5
-    assert "wrong arguments: city: expected 'London', got 'Paris'" in str(error)
+    assert "wrong arguments: city='Paris', expected 'London'" in str(error)
     missing = failure(lambda: assert_tool_called(WEATHER_CALL, "weather", {"units": "metric"}))
-    assert "wrong arguments: units missing" in str(missing)
+    assert "wrong arguments: missing argument 'units'" in str(missing)
 
 
 def test_tool_called_picks_the_best_of_several_calls() -> None:
