@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_punie.report import path_name, percent, text_table
 from pytest_punie.stats import CaseSamples, case_samples, mcnemar_p, paired_bootstrap_p
+from pytest_punie.thresholds import parse_threshold
 
 if TYPE_CHECKING:
     import os
@@ -430,19 +431,11 @@ def comparison_html(comparison: Comparison) -> str:
 
 
 def parse_max_regression(text: str) -> tuple[str, float]:
-    """``CATEGORY=0.05``, ``CATEGORY=5%`` or a bare ``0.05`` (every category)."""
-    name, _, value = text.rpartition("=")
-    name = name.strip() or "*"
-    value = value.strip()
+    """argparse's face of ``thresholds.parse_threshold``."""
     try:
-        drop = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        drop = math.nan
-    if not 0.0 <= drop <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected CATEGORY=DROP with DROP a fraction (0.05) or percentage (5%), got {text!r}"
-        )
-    return name, drop
+        return parse_threshold(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_punie.thresholds import parse_thresholds
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "ADAPTER_OPTION",
@@ -294,20 +296,6 @@ def _results_file(text: str) -> Path:
     return path.resolve()
 
 
-def parse_min_category(entries: Sequence[str]) -> dict[str, float]:
-    """Parse ``NAME=SCORE`` entries into a mapping."""
-    thresholds: dict[str, float] = {}
-    for entry in entries:
-        name, sep, score = entry.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"{entry!r} is not NAME=SCORE")
-        try:
-            thresholds[name.strip()] = _score(score.strip())
-        except ValueError as exc:
-            raise ValueError(f"{entry!r}: the score {exc}") from None
-    return thresholds
-
-
 def settings_from_config(config: pytest.Config) -> Settings:
     """Read and validate every option; raise ``pytest.UsageError`` naming a bad one."""
 
@@ -325,11 +313,11 @@ def settings_from_config(config: pytest.Config) -> Settings:
 
     min_category_raw = raw_value(config, MIN_CATEGORY_OPTION) or []
     try:
-        min_category = parse_min_category(min_category_raw)
+        min_category = parse_thresholds(min_category_raw)
     except ValueError as exc:
         raise pytest.UsageError(f"{MIN_CATEGORY_OPTION.flag}: {exc}") from None
     try:
-        max_regression = parse_min_category(raw_value(config, MAX_REGRESSION_OPTION) or [])
+        max_regression = parse_thresholds(raw_value(config, MAX_REGRESSION_OPTION) or [])
     except ValueError as exc:
         raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag}: {exc}") from None
     results = raw_value(config, RESULTS_OPTION)

@@ -54,8 +54,14 @@ def test_not_a_case():
         (["--punie-concurrency=0"], "--punie-concurrency=0"),
         (["--punie-seed=x"], "--punie-seed=x: not valid"),
         (["--punie-base-url=ftp://x"], "--punie-base-url=ftp://x: must be an http(s) URL"),
-        ([f"{MIN_CATEGORY_OPTION.flag}=tools"], "--punie-min-category: 'tools' is not NAME=SCORE"),
-        ([f"{MIN_CATEGORY_OPTION.flag}=tools=1.5"], "'tools=1.5': the score must be"),
+        (
+            [f"{MIN_CATEGORY_OPTION.flag}=tools"],
+            "--punie-min-category: 'tools': 'tools' is not a fraction",
+        ),
+        (
+            [f"{MIN_CATEGORY_OPTION.flag}=tools=1.5"],
+            "'tools=1.5': '1.5' is not a fraction from 0 to 1",
+        ),
         (["--punie-model=/no/such/model"], "--punie-model=/no/such/model: no model at"),
         (["--punie-model=/no/such/model.gguf"], "no GGUF file at /no/such/model.gguf"),
         (["--punie-adapter=/no/such/adapter"], "--punie-adapter=/no/such/adapter: no adapter"),

@@ -1,0 +1,49 @@
+"""CATEGORY=VALUE is parsed by one rule for the plugin's options and ``punie compare``."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pytest_punie.compare import parse_max_regression
+from pytest_punie.thresholds import parse_threshold, parse_thresholds
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tool_calling=0.05", ("tool_calling", 0.05)),
+        ("tool_calling=5%", ("tool_calling", 0.05)),
+        ("*=10%", ("*", 0.1)),
+        ("0.2", ("*", 0.2)),
+        ("20%", ("*", 0.2)),
+        (" reasoning = 1 ", ("reasoning", 1.0)),
+        ("a=b=0.5", ("a=b", 0.5)),
+    ],
+)
+def test_thresholds_parse(text: str, expected: tuple[str, float]) -> None:
+    name, value = parse_threshold(text)
+    assert name == expected[0]
+    assert value == pytest.approx(expected[1])
+    assert parse_max_regression(text) == (name, value)  # the CLI agrees with the plugin
+
+
+@pytest.mark.parametrize("text", ["tools", "tools=1.5", "tools=-1%", "=0.5", "tools=", "x=nan"])
+def test_bad_thresholds_are_refused_by_both(text: str) -> None:
+    with pytest.raises(ValueError, match=r"fraction|names no category"):
+        parse_threshold(text)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_max_regression(text)
+
+
+def test_later_entries_win() -> None:
+    assert parse_thresholds(["a=0.1", "a=20%", "b=0.3"]) == {"a": 0.2, "b": 0.3}
+
+
+def test_percent_is_accepted_by_the_pytest_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--punie-max-regression=tool_calling=5%")
+    # the value parses; what is missing is the baseline to compare with
+    result.stderr.fnmatch_lines(["*--punie-max-regression needs --punie-baseline*"])
+    assert "fraction" not in result.stderr.str()
