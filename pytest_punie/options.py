@@ -173,10 +173,6 @@ class Settings:
         """True when a threshold decides the exit status."""
         return self.min_score is not None or bool(self.min_category)
 
-    def threshold(self, category: str) -> float | None:
-        """The score ``category`` must reach, or None."""
-        return self.min_category.get(category, self.min_score)
-
     def sampling(self) -> dict[str, Any]:
         """Sampling settings as recorded in the run's metadata."""
         return {

@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.thresholds import EVERY_CATEGORY
+
 __all__ = [
     "CaseResult",
     "CategoryScore",
@@ -136,7 +138,7 @@ def category_scores(
             passed=sum(c.passed for c in samples),
             errors=sum(c.outcome == "error" for c in samples),
             mean=intervals[name].mean,
-            threshold=thresholds.get(name, default_threshold),
+            threshold=thresholds.get(name, thresholds.get(EVERY_CATEGORY, default_threshold)),
             failures=dict(sorted(Counter(c.failure for c in samples if c.failure).items())),
             samples=len(samples),
             low=intervals[name].low,
@@ -168,7 +170,7 @@ def gate_failures(
     messages += [
         f"category {name!r} has a threshold ({value:.3f}) but no case ran in it"
         for name, value in (thresholds or {}).items()
-        if name not in seen
+        if name not in seen and name != EVERY_CATEGORY
     ]
     return messages
 

@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from pytest_punie.compare import parse_max_regression
+from pytest_punie.results import CaseResult, category_scores, gate_failures
 from pytest_punie.thresholds import parse_threshold, parse_thresholds
 
 
@@ -47,3 +48,16 @@ def test_percent_is_accepted_by_the_pytest_option(pytester: pytest.Pytester) -> 
     # the value parses; what is missing is the baseline to compare with
     result.stderr.fnmatch_lines(["*--punie-max-regression needs --punie-baseline*"])
     assert "fraction" not in result.stderr.str()
+
+
+def test_a_threshold_for_every_category_gates_each_one() -> None:
+    cases = [
+        CaseResult(nodeid="a", category="reasoning", outcome="passed", score=1.0),
+        CaseResult(nodeid="b", category="tools", outcome="failed", score=0.0),
+    ]
+    thresholds = parse_thresholds(["50%"])
+    categories = category_scores(cases, thresholds)
+    assert {c.name: c.threshold for c in categories} == {"reasoning": 0.5, "tools": 0.5}
+    assert gate_failures(categories, thresholds) == [
+        "category 'tools' scored 0.000 < threshold 0.500"
+    ]
