@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_punie.case_files import CaseFileError, parse_line, read_case_file, to_model_messages
 from pytest_punie.cli import main
@@ -403,3 +405,70 @@ def test_export_failures_writes_lines_and_provenance_and_never_overwrites(tmp_pa
     assert "already exists" in capsys.readouterr().err
     assert (out / "failures.jsonl").read_bytes() == before
     assert main(["export-failures", str(tmp_path / "none.json"), "--out", str(tmp_path)]) == 2
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+line_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": json_values | st.sampled_from(["a", "b-1"]),
+        "category": json_values,
+        "messages": json_values
+        | st.just([{"role": "user", "content": "q"}])
+        | st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["system", "user", "assistant", "tool", "x"])},
+                optional={"content": json_values},
+            ),
+            max_size=3,
+        ),
+        "tools": json_values | st.just([WEATHER_TOOL]),
+        "tool_results": json_values,
+        "expected": json_values
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "number": json_values,
+                "keywords": json_values,
+                "regex": json_values,
+                "tool_calls": json_values,
+                "no_tool_call": json_values,
+                "python_tests": json_values,
+            },
+        ),
+        "marks": json_values,
+    },
+)
+
+
+@given(fields=line_fields)
+def test_any_line_is_a_case_or_an_error_naming_file_and_line(fields):
+    message = ""
+    try:
+        case = parse_line(json.dumps(fields), Path("eval_h.jsonl"), 3)
+    except CaseFileError as error:
+        message, case = str(error), None
+    if case is None:
+        assert message.startswith("eval_h.jsonl:3: ")
+        return
+    assert case.prompt.strip()
+    assert any(
+        key in case.expected
+        for key in ("number", "keywords", "regex", "tool_calls", "no_tool_call", "python_tests")
+    )
+
+
+@given(text=st.text(max_size=200))
+def test_any_text_line_is_a_case_or_an_error(text):
+    message = "eval_h.jsonl:1: "
+    try:
+        parse_line(text, Path("eval_h.jsonl"), 1)
+    except CaseFileError as error:
+        message = str(error)
+    assert message.startswith("eval_h.jsonl:1: ")
