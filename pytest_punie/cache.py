@@ -301,14 +301,17 @@ class CacheUse:
     cache: ResponseCache
     served: dict[str, Any]
     mode: str
+    repeat: int | None = None
 
     @classmethod
-    def open(cls, path: Path | str, server: ServerInfo, mode: str) -> CacheUse:
-        return cls(ResponseCache(path), served_content(server), mode)
+    def open(
+        cls, path: Path | str, server: ServerInfo, mode: str, repeat: int | None = None
+    ) -> CacheUse:
+        return cls(ResponseCache(path), served_content(server), mode, repeat)
 
     def wrap(self, model: Any) -> CachedModel:
         """``model`` answering from (and filling) this cache."""
-        return CachedModel(model, self.cache, self.served, self.mode)
+        return CachedModel(model, self.cache, self.served, self.mode, repeat=self.repeat)
 
     def close(self) -> None:
         self.cache.close()
@@ -323,9 +326,16 @@ class CachedModel(WrapperModel):
     """
 
     def __init__(
-        self, wrapped: Any, cache: ResponseCache, served: Mapping[str, Any], mode: str = "on"
+        self,
+        wrapped: Any,
+        cache: ResponseCache,
+        served: Mapping[str, Any],
+        mode: str = "on",
+        *,
+        repeat: int | None = None,
     ) -> None:
         super().__init__(wrapped)
+        self.repeat = repeat  # None: the repeat ``cache_context`` sets
         if mode not in ("on", "read", "refresh"):
             raise ValueError(f"cache mode must be on, read or refresh, not {mode!r}")
         self.cache = cache
@@ -339,7 +349,8 @@ class CachedModel(WrapperModel):
         parameters: ModelRequestParameters,
     ) -> str:
         settings = {**(self.wrapped.settings or {}), **(model_settings or {})}
-        return request_key(self.served, messages, settings, parameters, repeat_index.get())
+        repeat = self.repeat if self.repeat is not None else repeat_index.get()
+        return request_key(self.served, messages, settings, parameters, repeat)
 
     def _lookup(self, key: str) -> ModelResponse | None:
         found = self.cache.get(key) if self.mode in ("on", "read") else None

@@ -316,14 +316,17 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
             cache.close()
 
 
-def _response_cache(config: pytest.Config, server: ServerInfo) -> CacheUse | None:
-    """The run's response cache (``--punie-cache``) for what ``server`` serves, or None."""
+def _response_cache(
+    config: pytest.Config, server: ServerInfo, repeat: int | None = None
+) -> CacheUse | None:
+    """The run's response cache (``--punie-cache``) for what ``server`` serves, or None;
+    ``repeat`` fixes the repeat index of the key (else the runner sets it per case)."""
     settings = config.stash[SETTINGS_KEY]
     if settings.cache == "off":
         return None
     from pytest_punie.cache import CacheUse
 
-    return CacheUse.open(_cache_path(config), server, settings.cache)
+    return CacheUse.open(_cache_path(config), server, settings.cache, repeat)
 
 
 def _cache_path(config: pytest.Config) -> Path:
@@ -409,13 +412,17 @@ async def punie_model(
     from pytest_punie.agent import close_model, make_model
 
     check_server_alive(request.config)
-    model = make_model(punie_server, request.config.stash[SETTINGS_KEY])
+    case = request.node.stash.get(CASE_KEY, None)
+    cache = _response_cache(request.config, punie_server, case.repeat if case else 0)
+    model = make_model(punie_server, request.config.stash[SETTINGS_KEY], cache=cache)
     try:
         yield model
     finally:
         closing = close_model(model)
         if closing is not None:
             await closing
+        if cache is not None:
+            cache.close()
 
 
 @pytest.fixture

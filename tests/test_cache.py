@@ -397,3 +397,27 @@ def test_cached_entries_survive_in_the_file(tmp_path: Path):
     assert found is not None
     assert is_cached(found)
     assert found.parts[0].content == "kept"  # type: ignore[union-attr]
+
+
+def test_free_form_cases_on_punie_agent_are_cached_too(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_punie import assert_keywords
+
+        @pytest.mark.asyncio
+        @pytest.mark.punie(category="chat")
+        async def test_two_turns(punie_agent):
+            first = await punie_agent.run("question 0")
+            second = await punie_agent.run("question 1", message_history=first.all_messages())
+            assert_keywords(second, ["answer"])
+        """
+    )
+    with FakeOpenAI(_answers(2)) as fake:
+        args = (f"--punie-base-url={fake.base_url}",)
+        pytester.runpytest(*args).assert_outcomes(passed=1)
+        assert len(fake.chat_requests) == 2
+        again = pytester.runpytest(*args)
+        assert len(fake.chat_requests) == 2
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["cache: 1 of 1 case(s) answered from the cache*"])
