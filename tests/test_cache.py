@@ -273,9 +273,13 @@ def test_a_rerun_sends_no_request_and_says_the_cases_came_from_the_cache(pyteste
         args = (f"--punie-base-url={fake.base_url}", "--punie-results=r.json")
         pytester.runpytest(*args).assert_outcomes(passed=4)
         assert len(fake.chat_requests) == 4
-        second = pytester.runpytest(*args)
+        second = pytester.runpytest(*args, "--html=report.html")
         assert len(fake.chat_requests) == 4
     second.assert_outcomes(passed=4)
+    assert (
+        "cache: 4 of 4 case(s) answered from the cache"
+        in (pytester.path / "report.html").read_text()
+    )
     second.stdout.fnmatch_lines(["cache: 4 of 4 case(s) answered from the cache (mode on, *"])
     document = json.loads((pytester.path / "r.json").read_text())
     assert all(c["cached"] for c in document["cases"])
