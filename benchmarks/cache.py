@@ -9,6 +9,9 @@ also hold the plugin's one-token readiness probe).
 
 Goals: the re-run takes < 10% of the first run's wall time with identical scores; the run after
 a scorer change sends no model request.
+
+Extra arguments go to each pytest run, e.g. ``python cache.py -k reasoning
+--punie-max-tokens=64 --punie-timeout=1200`` on a slow machine.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ SCORER_CHANGE = (
 )
 
 
-def run_suite(workdir: Path, label: str) -> dict[str, Any]:
+def run_suite(workdir: Path, label: str, extra: list[str]) -> dict[str, Any]:
     results = workdir / f"results-{label}.json"
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "evals", "-q", "-p", "no:cacheprovider",
-         f"--punie-results={results}", "-o", "addopts="],
+         f"--punie-results={results}", "-o", "addopts=", *extra],
         cwd=workdir, capture_output=True, text=True, check=False,
     )  # fmt: skip
     wall = time.perf_counter() - started
@@ -68,15 +71,16 @@ def main() -> None:
     try:
         shutil.copytree(ROOT / "evals", workdir / "evals", ignore=shutil.ignore_patterns(
             "report.html", "punie-results.json", "__pycache__", ".punie"))  # fmt: skip
-        first = run_suite(workdir, "first")
-        again = run_suite(workdir, "again")
+        extra = sys.argv[1:]
+        first = run_suite(workdir, "first", extra)
+        again = run_suite(workdir, "again", extra)
         name, old, new = SCORER_CHANGE
         test_file = workdir / "evals" / name
         text = test_file.read_text()
         if old not in text:
             raise SystemExit(f"{name} no longer holds {old!r}: update SCORER_CHANGE")
         test_file.write_text(text.replace(old, new))
-        rescored = run_suite(workdir, "scorer changed")
+        rescored = run_suite(workdir, "scorer changed", extra)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     rows = []
@@ -94,6 +98,7 @@ def main() -> None:
             ]
         )
     print("\n".join(machine_facts()))
+    print(f"pytest evals {' '.join(extra)}")
     print(
         table(
             ["run", "cases", "wall s", "vs first", "cases cached", "model requests",
