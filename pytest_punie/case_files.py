@@ -128,7 +128,8 @@ class CaseLine:
             history=self.history,
             tool_schemas=self.tools,
             expected=dict(self.expected),
-            source=self.location,
+            # the file as the node id names it (relative to the rootdir), else as it was read
+            source=f"{nodeid.partition('::')[0]}:{self.line}" if "::" in nodeid else self.location,
         )
 
     def _tools(self) -> Iterator[Any]:

@@ -144,7 +144,7 @@ def test_a_line_reads_as_a_case(tmp_path):
     assert (second.id, second.line, second.system_prompt) == ("2", 2, "Answer with a number.")
     case = weather.case("eval_x.jsonl::weather")
     assert case.tool_names == ("get_weather",)
-    assert case.source == f"{path}:4"
+    assert case.source == "eval_x.jsonl:4"
 
 
 def test_earlier_turns_become_the_message_history():
@@ -201,7 +201,7 @@ def test_case_files_are_collected_run_and_scored(pytester):
     assert returns == ["sunny, 21 C"]  # the line's tool_results answered the call
     system = [m for m in fake.chat_requests if m["messages"][-1]["content"] == "6 times 7?"]
     assert system[0]["messages"][0] == {"role": "system", "content": "Answer with a number."}
-    assert cases["eval_demo.jsonl::2"]["source"].endswith("eval_demo.jsonl:2")
+    assert cases["eval_demo.jsonl::2"]["source"] == "eval_demo.jsonl:2"
 
 
 def test_k_markers_and_last_failed_select_file_cases(pytester):
