@@ -472,3 +472,14 @@ def test_any_text_line_is_a_case_or_an_error(text):
     except CaseFileError as error:
         message = str(error)
     assert message.startswith("eval_h.jsonl:1: ")
+
+
+def test_case_files_under_xdist(pytester):
+    pytester.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nmarkers = slow: slow\n"
+    )
+    pytester.makefile(".jsonl", eval_demo=CASES)
+    with FakeOpenAI(ANSWERS) as fake:
+        result = pytester.runpytest_subprocess(f"--punie-base-url={fake.base_url}", "-n", "2")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["tools * 2 * 2 *"])
