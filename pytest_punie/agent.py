@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from pydantic_ai import Agent
     from pydantic_ai.settings import ModelSettings
 
+    from pytest_punie.cache import CacheUse
     from pytest_punie.options import Settings
     from pytest_punie.server import ServerInfo
     from pytest_punie.textcalls import TextToolCallModel
@@ -31,9 +32,12 @@ def model_settings(settings: Settings) -> ModelSettings:
     return values
 
 
-def make_model(server: ServerInfo, settings: Settings) -> TextToolCallModel:
+def make_model(
+    server: ServerInfo, settings: Settings, cache: CacheUse | None = None
+) -> TextToolCallModel:
     """An OpenAI-compatible chat model on ``server``, requesting the name it serves, whose tool
-    calls written as text are executed like structured ones.
+    calls written as text are executed like structured ones; with ``cache``, each request is
+    answered from the response cache when it can be (the server's raw answer is cached).
 
     The client itself does not retry: a timeout or a dead server should fail the case at once
     (``TextToolCallModel`` sends again only what a reset connection lost).
@@ -55,7 +59,7 @@ def make_model(server: ServerInfo, settings: Settings) -> TextToolCallModel:
         provider=OpenAIProvider(openai_client=client),
         settings=model_settings(settings),
     )
-    return TextToolCallModel(chat_model)
+    return TextToolCallModel(cache.wrap(chat_model) if cache is not None else chat_model)
 
 
 def close_model(model: Any) -> Awaitable[None] | None:

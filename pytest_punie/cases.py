@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER", "REPEAT_ID", "Case", "CaseError", "case_from_marker"]
+__all__ = ["MARKER", "REPEAT_ID", "Case", "CaseError", "case_from_marker", "case_tool_schemas"]
 
 MARKER = "punie"
 REPEAT_ID = "repeat"  # ids of repeated cases end in repeat0, repeat1, ...
@@ -34,6 +34,19 @@ class Case:
     workspace: Path | Mapping[str, str] | None = None
     system_prompt: str | None = None
     repeat: int = 0  # which run of the case, with --punie-repeat
+    # a data-file case (``eval_*.jsonl``): earlier turns, tool schemas, expectations, origin
+    history: tuple[dict[str, Any], ...] = ()  # mlx_lm chat messages before the prompt
+    tool_schemas: tuple[dict[str, Any], ...] = ()  # the tools as the model sees them
+    expected: Mapping[str, Any] | None = None
+    source: str | None = None  # path:line
+
+    def message_history(self) -> list[Any] | None:
+        """The earlier turns as pydantic-ai messages (None: the conversation starts here)."""
+        if not self.history:
+            return None
+        from pytest_punie.case_files import to_model_messages
+
+        return to_model_messages(self.history)
 
     @property
     def case_id(self) -> str:
@@ -47,7 +60,10 @@ class Case:
     @property
     def tool_names(self) -> tuple[str, ...]:
         return tuple(
-            t if isinstance(t, str) else getattr(t, "__name__", "tool") for t in self.tools
+            t
+            if isinstance(t, str)
+            else str(getattr(t, "name", None) or getattr(t, "__name__", "tool"))
+            for t in self.tools
         )
 
 
@@ -90,4 +106,30 @@ def case_from_marker(
         workspace=workspace,
         system_prompt=kwargs.get("system_prompt"),
         repeat=repeat,
+    )
+
+
+def case_tool_schemas(case: Case) -> tuple[dict[str, Any], ...]:
+    """The tools a case's model sees, in mlx_lm's ``tools`` format (for results and export)."""
+    if case.tool_schemas or not case.tools:
+        return case.tool_schemas
+    import tempfile
+
+    from pytest_punie.workspace import Workspace, make_tools
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            built = make_tools(Workspace(Path(folder)), case.tools)
+    except (ValueError, TypeError, OSError):
+        return ()
+    return tuple(
+        {
+            "type": "function",
+            "function": {
+                "name": tool.tool_def.name,
+                "description": tool.tool_def.description or "",
+                "parameters": tool.tool_def.parameters_json_schema,
+            },
+        }
+        for tool in built
     )

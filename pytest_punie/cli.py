@@ -12,8 +12,10 @@ __all__ = ["main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from pytest_punie.cache_command import add_parser as add_cache
     from pytest_punie.compare import add_parser as add_compare
     from pytest_punie.dataset_commands import add_parser as add_dataset
+    from pytest_punie.export_failures import add_parser as add_export
     from pytest_punie.history import add_parser as add_history
     from pytest_punie.train_command import add_parser as add_train
 
@@ -21,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_compare(commands)
     add_history(commands)
+    add_cache(commands)
+    add_export(commands)
     return parser
 
 

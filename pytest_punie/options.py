@@ -120,6 +120,13 @@ HISTORY_OPTION = Option(
 STARTUP_TIMEOUT_OPTION = Option(
     "startup-timeout", "Seconds the server may take to load the model.", 600.0, "SECONDS"
 )
+CACHE_OPTION = Option(
+    "cache",
+    "Response cache in .punie/cache.db, keyed by content: on (read and write), off, read (never "
+    "write) or refresh (ask the model again and replace entries).",
+    "on",
+    "MODE",
+)
 
 OPTIONS = (
     MODEL_OPTION,
@@ -141,6 +148,7 @@ OPTIONS = (
     MAX_REGRESSION_OPTION,
     HISTORY_OPTION,
     STARTUP_TIMEOUT_OPTION,
+    CACHE_OPTION,
 )
 
 
@@ -167,6 +175,7 @@ class Settings:
     max_regression: Mapping[str, float] = field(default_factory=dict)
     history: Path | None = None
     startup_timeout: float = 600.0
+    cache: str = "on"
 
     @property
     def gated(self) -> bool:
@@ -267,6 +276,14 @@ def _adapter(text: str) -> Path:
     return path.resolve()
 
 
+def _cache_mode(text: str) -> str:
+    from pytest_punie.cache import MODES
+
+    if text not in MODES:
+        raise ValueError(f"must be one of {', '.join(MODES)}")
+    return text
+
+
 def _chat_template(text: str) -> str:
     from pytest_punie.chat_template import CHOICES
 
@@ -342,6 +359,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         # relative to where pytest was started, so evals/ and training/ runs share one history
         history=None if history.lower() == "none" else config.invocation_params.dir / history,
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
+        cache=value(CACHE_OPTION, _cache_mode),
     )
 
 

@@ -13,7 +13,15 @@ import pytest
 import pytest_asyncio
 
 from pytest_punie import hooks
-from pytest_punie.cases import MARKER, MARKER_HELP, REPEAT_ID, Case, CaseError, case_from_marker
+from pytest_punie.cases import (
+    MARKER,
+    MARKER_HELP,
+    REPEAT_ID,
+    Case,
+    CaseError,
+    case_from_marker,
+    case_tool_schemas,
+)
 from pytest_punie.options import (
     Settings,
     TrainingSettings,
@@ -36,6 +44,7 @@ from pytest_punie.server import ServerError, ServerInfo
 if TYPE_CHECKING:
     from pydantic_ai import Agent
 
+    from pytest_punie.cache import CacheUse
     from pytest_punie.response import Response
     from pytest_punie.runner import CaseRunner
     from pytest_punie.server import MlxServer
@@ -76,6 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sampling = config.stash[SETTINGS_KEY].sampling()
     config.stash[RESULTS_KEY] = RunResults(run_metadata(started, sampling, config.rootpath))
+    cache_mode = config.stash[SETTINGS_KEY].cache
+    config.stash[RESULTS_KEY].metadata.cache = {
+        "mode": cache_mode,
+        "path": str(_cache_path(config)),
+    }
     reporter = PunieReporter(config, config.stash[SETTINGS_KEY], config.stash[RESULTS_KEY])
     config.pluginmanager.register(reporter, "punie-reporter")
 
@@ -96,6 +110,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(run_dir / "workspaces", ignore_errors=True)
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Collect ``eval_*.jsonl`` case files as pytest collects ``test_*.py``."""
+    from pytest_punie.case_files import EvalFile, is_case_file
+
+    return EvalFile.from_parent(parent, path=file_path) if is_case_file(file_path) else None
+
+
 @pytest.fixture
 def _punie_repeat(request: pytest.FixtureRequest) -> int:
     """Which run of a repeated case this is (``--punie-repeat``)."""
@@ -113,12 +134,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from pytest_punie.case_files import CASE_FILE_KEY, CaseLine
+
     for item in items:
+        callspec = getattr(item, "callspec", None)
+        repeat = int(callspec.params.get(REPEAT_FIXTURE, 0)) if callspec else 0
+        if CASE_FILE_KEY in item.stash:  # a line of an eval_*.jsonl file
+            item.stash[CASE_KEY] = item.stash[CASE_FILE_KEY]
+            continue
+        line = callspec.params.get("punie_case") if callspec else None
+        if isinstance(line, CaseLine):  # parametrized with punie_cases(path)
+            item.stash[CASE_KEY] = line.case(item.nodeid, repeat)
+            continue
         marker = item.get_closest_marker(MARKER)
         if marker is None:
             continue
-        callspec = getattr(item, "callspec", None)
-        repeat = int(callspec.params.get(REPEAT_FIXTURE, 0)) if callspec else 0
         try:
             item.stash[CASE_KEY] = case_from_marker(
                 item.nodeid, marker.args, marker.kwargs, item.path.parent, repeat
@@ -178,6 +208,10 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
         server=server[0].to_json() if server else None,
         failure=failure_type(outcome, scores),
         repeat=case.repeat,
+        prompt=case.prompt,
+        tools=case_tool_schemas(case),
+        expected=dict(case.expected) if case.expected is not None else None,
+        source=case.source,
     )
 
 
@@ -261,8 +295,9 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
+    cache = _response_cache(config, punie_server)
     runner = CaseRunner(
-        lambda: make_model(punie_server, settings),
+        lambda: make_model(punie_server, settings, cache=cache),
         config.stash[RUN_DIR_KEY] / "workspaces",
         concurrency=settings.concurrency,
         repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
@@ -277,6 +312,27 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
     finally:
         del config.stash[RUNNER_KEY]
         runner.close()
+        if cache is not None:
+            cache.close()
+
+
+def _response_cache(
+    config: pytest.Config, server: ServerInfo, repeat: int | None = None
+) -> CacheUse | None:
+    """The run's response cache (``--punie-cache``) for what ``server`` serves, or None;
+    ``repeat`` fixes the repeat index of the key (else the runner sets it per case)."""
+    settings = config.stash[SETTINGS_KEY]
+    if settings.cache == "off":
+        return None
+    from pytest_punie.cache import CacheUse
+
+    return CacheUse.open(_cache_path(config), server, settings.cache, repeat)
+
+
+def _cache_path(config: pytest.Config) -> Path:
+    from pytest_punie.cache import DEFAULT_CACHE_PATH
+
+    return config.invocation_params.dir / DEFAULT_CACHE_PATH
 
 
 def _prompt_case(item: pytest.Item) -> Case | None:
@@ -356,13 +412,17 @@ async def punie_model(
     from pytest_punie.agent import close_model, make_model
 
     check_server_alive(request.config)
-    model = make_model(punie_server, request.config.stash[SETTINGS_KEY])
+    case = request.node.stash.get(CASE_KEY, None)
+    cache = _response_cache(request.config, punie_server, case.repeat if case else 0)
+    model = make_model(punie_server, request.config.stash[SETTINGS_KEY], cache=cache)
     try:
         yield model
     finally:
         closing = close_model(model)
         if closing is not None:
             await closing
+        if cache is not None:
+            cache.close()
 
 
 @pytest.fixture

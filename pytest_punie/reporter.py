@@ -6,6 +6,7 @@ on test reports, so they are the same with or without xdist.
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
@@ -60,6 +61,17 @@ class PunieReporter:
         rows = category_rows(categories, overall_score(self.results.cases))
         self.config.hook.pytest_punie_summary_rows(rows=rows, categories=categories)
         return rows
+
+    def cache_line(self) -> str:
+        """How many cases the response cache answered (``--punie-cache``)."""
+        cache = self.results.metadata.cache
+        if cache.get("mode") == "off":
+            return "cache: off"
+        cached = sum(c.cached for c in self.results.cases)
+        return (
+            f"cache: {cached} of {len(self.results.cases)} case(s) answered from the cache "
+            f"(mode {cache.get('mode')}, {cache.get('path')})"
+        )
 
     def warnings(self) -> list[str]:
         return few_cases_warnings(self.categories(), self.settings.min_cases)
@@ -125,6 +137,7 @@ class PunieReporter:
             write(format_comparison(self.comparison))
         for line in served_lines(self.results.metadata.server):
             write(line, red=line.startswith("WARNING"))
+        write(self.cache_line())
         if self.settings.results is not None:
             write(f"results: {self.settings.results}")
         if self.history_note:
@@ -149,6 +162,7 @@ class PunieReporter:
             self.rows(), server, self.gate, failure_table(categories), self.warnings()
         )
         prefix.append(section)
+        prefix.append(f"<p class='punie-cache'>{html.escape(self.cache_line())}</p>")
         baseline = None
         if self.comparison is not None:
             from pytest_punie.compare import comparison_html

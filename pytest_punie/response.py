@@ -34,6 +34,13 @@ class Response:
     sandbox_refusals: tuple[str, ...] = ()
     tool_names: tuple[str, ...] = field(default=(), compare=False)
     stopped: str | None = None  # why the conversation was cut short, if it was
+    cached_requests: int = 0  # how many of ``requests`` were answered by the response cache
+
+    @property
+    def cached(self) -> bool:
+        """True when every request of the conversation came from the cache (none reached the
+        model); token counts are those the responses were generated with."""
+        return self.requests > 0 and self.cached_requests == self.requests
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable form for the results file and the test report."""
@@ -46,6 +53,9 @@ class Response:
             "latency_s": round(self.latency_s, 4),
             "sandbox_refusals": list(self.sandbox_refusals),
             "stopped": self.stopped,
+            "cached_requests": self.cached_requests,
+            "cached": self.cached,
+            "messages": list(self.messages),  # the whole transcript, as pydantic-ai dumps it
         }
 
 
@@ -70,16 +80,18 @@ def from_messages(
     """Build a ``Response`` from pydantic-ai messages (``result.all_messages()``)."""
     from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, TextPart, ToolCallPart
 
+    from pytest_punie.cache import is_cached
     from pytest_punie.textcalls import TEXT_CALL_PREFIX
 
     messages = list(messages)
     names = tuple(tool_names) if tool_names is not None else ()
     calls: list[ToolCall] = []
-    input_tokens = output_tokens = requests = 0
+    input_tokens = output_tokens = requests = cached = 0
     for message in messages:
         if not isinstance(message, ModelResponse):
             continue
         requests += 1
+        cached += is_cached(message)
         input_tokens += message.usage.input_tokens or 0
         output_tokens += message.usage.output_tokens or 0
         for part in message.parts:
@@ -101,6 +113,7 @@ def from_messages(
         sandbox_refusals=tuple(sandbox_refusals),
         tool_names=names,
         stopped=stopped,
+        cached_requests=cached,
     )
 
 

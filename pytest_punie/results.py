@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,15 @@ class CaseResult:
     server: dict[str, Any] | None = None
     failure: str | None = None  # the failure type: "no call", "wrong tool", ..., "error"
     repeat: int = 0
+    prompt: str | None = None  # the last user turn (the transcript is in response["messages"])
+    tools: tuple[dict[str, Any], ...] = ()  # the tools the model saw, as JSON schemas
+    expected: dict[str, Any] | None = None  # what a case file's line expects, when it says
+    source: str | None = None  # the case file line (path:line) a data-file case came from
+
+    @property
+    def cached(self) -> bool:
+        """True when the whole conversation was answered by the response cache."""
+        return bool(self.response and self.response.get("cached"))
 
     @property
     def passed(self) -> bool:
@@ -51,13 +61,17 @@ class CaseResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["scores"] = list(self.scores)
+        data["tools"] = list(self.tools)
+        data["cached"] = self.cached
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CaseResult:
         values = dict(data)
         values["scores"] = tuple(values.get("scores", ()))
-        return cls(**values)
+        values["tools"] = tuple(values.get("tools", ()))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def failure_type(outcome: str, details: Iterable[Mapping[str, Any]]) -> str | None:
@@ -205,6 +219,8 @@ class RunMetadata:
     versions: dict[str, str | None] = field(default_factory=dict)
     git_commit: str | None = None
     platform: str = ""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    cache: dict[str, Any] = field(default_factory=dict)  # mode, path, cases answered from it
 
 
 def run_metadata(started: str, sampling: Mapping[str, Any], root: Path | None) -> RunMetadata:
@@ -227,6 +243,7 @@ def results_document(
     gate: list[str] | None,
 ) -> dict[str, Any]:
     results = list(results)
+    meta.cache["cached_cases"] = sum(r.cached for r in results)
     return {
         "metadata": asdict(meta),
         "overall": overall_score(results),

@@ -94,6 +94,7 @@ class CaseRunner:
         from pydantic_ai.usage import UsageLimits
 
         from pytest_punie.agent import make_agent
+        from pytest_punie.cache import cache_context
         from pytest_punie.workspace import create_workspace
 
         if self._semaphore is None:
@@ -112,11 +113,13 @@ class CaseRunner:
                 try:
                     limits = UsageLimits(request_limit=self._max_requests)
                     seed = None if self._repeat_seed is None else self._repeat_seed + case.repeat
-                    result = await agent.run(
-                        case.prompt or "",
-                        usage_limits=limits,
-                        model_settings=ModelSettings(seed=seed) if seed is not None else None,
-                    )
+                    with cache_context(case.repeat):  # the repeat is part of the cache key
+                        result = await agent.run(
+                            case.prompt or "",
+                            message_history=case.message_history(),
+                            usage_limits=limits,
+                            model_settings=ModelSettings(seed=seed) if seed is not None else None,
+                        )
                     messages, output = result.all_messages(), result.output
                 except (UsageLimitExceeded, UnexpectedModelBehavior) as exc:
                     # The conversation went round in circles (or the model kept sending tool

@@ -36,6 +36,12 @@ class FakeOpenAI:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """The chat requests received, without the one-token readiness probes."""
+        with self._lock:
+            return [r for r in self.requests if r.get("max_tokens") != 1]
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 

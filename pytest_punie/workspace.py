@@ -396,6 +396,8 @@ def make_tools(workspace: Workspace, tools: Sequence[str | Callable[..., Any]]) 
                     f"unknown workspace tool {tool!r}; valid names: {', '.join(BUILTIN_TOOLS)}"
                 )
             built.append(Tool(getattr(workspace, tool), takes_ctx=False, name=tool))
+        elif isinstance(tool, Tool):  # e.g. a case file's JSON-schema tool
+            built.append(tool)
         elif callable(tool):
             built.append(Tool(tool, takes_ctx=False))
         else:

@@ -429,8 +429,8 @@ def test_last_failed_reruns_only_the_failures(pytester):
         first = pytester.runpytest(f"--punie-base-url={fake.base_url}", "-p", "cacheprovider")
         first.assert_outcomes(passed=7, failed=1)
         fake.requests.clear()
-        again = pytester.runpytest(
-            f"--punie-base-url={fake.base_url}", "-p", "cacheprovider", "--lf"
+        again = pytester.runpytest(  # the response cache off: count what --lf sends
+            f"--punie-base-url={fake.base_url}", "-p", "cacheprovider", "--lf", "--punie-cache=off"
         )
     again.assert_outcomes(passed=0, failed=1)
     prompts = [r["messages"][-1]["content"] for r in fake.requests if r.get("max_tokens") != 1]
