@@ -118,6 +118,9 @@ HISTORY_OPTION = Option(
 STARTUP_TIMEOUT_OPTION = Option(
     "startup-timeout", "Seconds the server may take to load the model.", 600.0, "SECONDS"
 )
+CASE_TIMEOUT_OPTION = Option(
+    "case-timeout", "Seconds one case's whole conversation may take.", 600.0, "SECONDS"
+)
 
 OPTIONS = (
     MODEL_OPTION,
@@ -139,6 +142,7 @@ OPTIONS = (
     MAX_REGRESSION_OPTION,
     HISTORY_OPTION,
     STARTUP_TIMEOUT_OPTION,
+    CASE_TIMEOUT_OPTION,
 )
 
 
@@ -165,6 +169,7 @@ class Settings:
     max_regression: Mapping[str, float] = field(default_factory=dict)
     history: Path | None = None
     startup_timeout: float = 600.0
+    case_timeout: float = 600.0
 
     @property
     def gated(self) -> bool:
@@ -286,6 +291,13 @@ def _model(text: str) -> str:
     return check_model_spec(text)
 
 
+def _results_path(text: str) -> Path:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ValueError("is a folder; give the path of the JSON file to write")
+    return path
+
+
 def _results_file(text: str) -> Path:
     from pytest_punie.compare import load_results
 
@@ -332,9 +344,14 @@ def settings_from_config(config: pytest.Config) -> Settings:
         max_regression = parse_min_category(raw_value(config, MAX_REGRESSION_OPTION) or [])
     except ValueError as exc:
         raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag}: {exc}") from None
-    results = raw_value(config, RESULTS_OPTION)
+    results = value(RESULTS_OPTION, _results_path)
     history = str(raw_value(config, HISTORY_OPTION))
     baseline = value(BASELINE_OPTION, _results_file)
+    if results is not None and baseline is not None and results.resolve() == baseline:
+        raise pytest.UsageError(
+            f"{RESULTS_OPTION.flag}={results} is the {BASELINE_OPTION.flag} file; writing this "
+            "run's results there would replace the baseline: give another path"
+        )
     if max_regression and baseline is None:
         raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag}")
     return Settings(
@@ -348,7 +365,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         timeout=value(TIMEOUT_OPTION, _positive_float),
         min_score=value(MIN_SCORE_OPTION, _score),
         min_category=min_category,
-        results=Path(results) if results else None,
+        results=results,
         concurrency=value(CONCURRENCY_OPTION, _positive_int),
         chat_template=value(CHAT_TEMPLATE_OPTION, _chat_template),
         repeat=value(REPEAT_OPTION, _positive_int),
@@ -358,6 +375,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         # relative to where pytest was started, so evals/ and training/ runs share one history
         history=None if history.lower() == "none" else config.invocation_params.dir / history,
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
+        case_timeout=value(CASE_TIMEOUT_OPTION, _positive_float),
     )
 
 

@@ -265,6 +265,7 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
         lambda: make_model(punie_server, settings),
         config.stash[RUN_DIR_KEY] / "workspaces",
         concurrency=settings.concurrency,
+        case_timeout=settings.case_timeout,
         repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
     )
     if not _is_worker(config):  # an xdist worker does not know which items it will be given
