@@ -93,7 +93,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     run_dir = config.stash[RUN_DIR_KEY]
     stop_shared(run_dir)
-    shutil.rmtree(run_dir / "workspaces", ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # the run's temp folder, workspaces included
 
 
 @pytest.fixture
