@@ -18,12 +18,14 @@ from typing import Any
 from pytest_punie.datasets import (
     HF_PREFIX,
     IMPORTERS,
+    SPLITS,
     DatasetError,
     Example,
     Rejection,
     dataset_files,
     import_file,
     message_count,
+    provenance_path,
     text_parts,
     write_examples,
 )
@@ -84,6 +86,28 @@ def _check_paths(paths: Sequence[str]) -> None:
             dataset_files(path)
         except (FileNotFoundError, DatasetError) as exc:
             raise _UsageError(str(exc)) from exc
+
+
+def _refuse_replacing_inputs(inputs: Sequence[str], out: Path, written: Sequence[Path]) -> None:
+    """One rule for every command: no file it writes (or its sidecar) may be an input's file."""
+    protected: dict[Path, Path] = {}
+    for path in inputs:
+        if path.startswith(HF_PREFIX):
+            continue
+        for file in dataset_files(path):
+            for kept in (file, provenance_path(file)):
+                protected[kept.resolve()] = file
+    for target in written:
+        for candidate in (target, provenance_path(target)):
+            source = protected.get(candidate.resolve())
+            if source is None:
+                continue
+            if out.is_dir() and out.resolve() == source.parent.resolve():
+                raise _UsageError(
+                    f"--out {out} is the input's folder: it would replace {source}; "
+                    "choose another folder"
+                )
+            raise _UsageError(f"--out {out} would replace the input {source}; choose another path")
 
 
 def _print_problems(problems: Sequence[Rejection], limit: int | None = None) -> None:
@@ -257,8 +281,9 @@ def _filter(args: argparse.Namespace) -> int:
     _check_paths([args.path])
     inputs = dataset_files(args.path)
     out = Path(args.out)
-    if any(file.parent.resolve() == out.resolve() for file in inputs):
-        raise _UsageError(f"--out {out} is the input's folder; choose another folder")
+    _refuse_replacing_inputs(
+        [args.path], out, [*(out / file.name for file in inputs), out / REJECTS_NAME]
+    )
     if args.min_retention is not None and not 0 <= args.min_retention <= 1:
         raise _UsageError(f"--min-retention must be between 0 and 1, got {args.min_retention}")
     report = validate_paths(inputs)
@@ -303,6 +328,7 @@ def _valid_or_report(paths: Sequence[str]) -> list[list[Example]] | None:
 def _merge(args: argparse.Namespace) -> int:
     """Concatenate datasets into one file; provenance goes to its sidecar."""
     _check_paths(args.paths)
+    _refuse_replacing_inputs(args.paths, Path(args.out), [Path(args.out)])
     datasets = _valid_or_report(args.paths)
     if datasets is None:
         return EXIT_INVALID
@@ -319,6 +345,8 @@ def _merge(args: argparse.Namespace) -> int:
 def _split(args: argparse.Namespace) -> int:
     """Divide a dataset into train, valid and test files by a seeded shuffle."""
     _check_paths([args.path])
+    out = Path(args.out)
+    _refuse_replacing_inputs([args.path], out, [out / f"{name}.jsonl" for name in SPLITS])
     fractions = (1 - args.valid - args.test, args.valid, args.test)
     if min(fractions) < 0 or max(fractions) > 1:
         raise _UsageError(f"--valid {args.valid} and --test {args.test} must sum to at most 1")
@@ -331,7 +359,6 @@ def _split(args: argparse.Namespace) -> int:
         _fail(str(exc))
         return EXIT_INVALID
     splits = split(examples, fractions, seed=args.seed)
-    out = Path(args.out)
     for name, chosen in splits.items():
         write_examples(out / f"{name}.jsonl", chosen)
     sizes = ", ".join(f"{name} {len(chosen)}" for name, chosen in splits.items())
@@ -346,6 +373,7 @@ def _import(args: argparse.Namespace) -> int:
     """Convert ShareGPT, Alpaca or OpenAI data to mlx_lm chat/tools lines; rejects alongside."""
     _check_paths(args.paths)
     out = Path(args.out)
+    _refuse_replacing_inputs(args.paths, out, [out, out.with_name(f"{out.stem}.rejects.jsonl")])
     examples: list[Example] = []
     rejections: list[Rejection] = []
     records = 0

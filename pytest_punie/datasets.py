@@ -48,6 +48,7 @@ __all__ = [
     "import_sharegpt",
     "load_dataset",
     "message_count",
+    "parse_json",
     "provenance_path",
     "read_lines",
     "read_provenance",
@@ -147,6 +148,17 @@ def detect_format(data: Mapping[str, Any]) -> str | None:
 # Reading ---------------------------------------------------------------------------------------
 
 
+def parse_json(text: str) -> Any:
+    """``json.loads`` that fails only with ``json.JSONDecodeError``, for every text mlx_lm cannot
+    read either (an integer of more than 4300 digits raises a plain ValueError in Python)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        raise json.JSONDecodeError(str(exc).split(";")[0], text, 0) from None
+
+
 def read_lines(path: Path | str) -> Iterator[Line]:
     """Yield every line of a JSONL file, blank ones included (mlx_lm fails on those too).
 
@@ -231,7 +243,7 @@ def read_provenance(path: Path | str) -> dict[int, str]:
         return origins
     try:
         for line in read_lines(sidecar):
-            record = json.loads(line.text)
+            record = parse_json(line.text)
             if isinstance(record, dict) and isinstance(record.get("origin"), str):
                 origins[int(record["line"])] = record["origin"]
     except (ValueError, KeyError, TypeError, OSError):
@@ -315,7 +327,7 @@ def _records(path: Path | str) -> Iterator[tuple[Path, int, str, Any]]:
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
     if path.suffix.lower() != ".jsonl":
         try:
-            document = json.loads(text)
+            document = parse_json(text)
         except json.JSONDecodeError as exc:
             if exc.msg != "Extra data":  # several JSON values: JSONL under a .json name
                 raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
@@ -331,7 +343,7 @@ def _records(path: Path | str) -> Iterator[tuple[Path, int, str, Any]]:
         if not line.text.strip():
             continue
         try:
-            record: Any = json.loads(line.text)
+            record: Any = parse_json(line.text)
         except json.JSONDecodeError as exc:
             record = exc
         yield path, line.number, line.text, record
@@ -406,7 +418,7 @@ def _tools_field(value: Any) -> list[Any]:
     wrapped in OpenAI's ``{"type": "function", "function": ...}``."""
     if isinstance(value, str):
         try:
-            value = json.loads(value) if value.strip() else []
+            value = parse_json(value) if value.strip() else []
         except json.JSONDecodeError as exc:
             raise _Unconvertible(f"'tools' is a string but not JSON ({exc.msg})") from exc
     if not isinstance(value, list):
@@ -421,7 +433,7 @@ def _tools_field(value: Any) -> list[Any]:
 
 def _call_from_text(value: str, turn: int) -> dict[str, Any]:
     try:
-        call = json.loads(value)
+        call = parse_json(value)
     except json.JSONDecodeError as exc:
         raise _Unconvertible(f"function_call in turn {turn} is not JSON ({exc.msg})") from exc
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
@@ -437,7 +449,7 @@ def _arguments(value: Any) -> Any:
     render ``arguments | tojson``, which would teach the model a quoted string."""
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
+            parsed = parse_json(value)
         except json.JSONDecodeError:
             return value  # left as it is; validation reports it
         return parsed if isinstance(parsed, dict) else value

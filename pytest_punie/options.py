@@ -127,6 +127,9 @@ CACHE_OPTION = Option(
     "on",
     "MODE",
 )
+CASE_TIMEOUT_OPTION = Option(
+    "case-timeout", "Seconds one case's whole conversation may take.", 600.0, "SECONDS"
+)
 
 OPTIONS = (
     MODEL_OPTION,
@@ -149,6 +152,7 @@ OPTIONS = (
     HISTORY_OPTION,
     STARTUP_TIMEOUT_OPTION,
     CACHE_OPTION,
+    CASE_TIMEOUT_OPTION,
 )
 
 
@@ -176,6 +180,7 @@ class Settings:
     history: Path | None = None
     startup_timeout: float = 600.0
     cache: str = "on"
+    case_timeout: float = 600.0
 
     @property
     def gated(self) -> bool:
@@ -301,6 +306,13 @@ def _model(text: str) -> str:
     return check_model_spec(text)
 
 
+def _results_path(text: str) -> Path:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ValueError("is a folder; give the path of the JSON file to write")
+    return path
+
+
 def _results_file(text: str) -> Path:
     from pytest_punie.compare import load_results
 
@@ -333,9 +345,14 @@ def settings_from_config(config: pytest.Config) -> Settings:
         max_regression = parse_thresholds(raw_value(config, MAX_REGRESSION_OPTION) or [])
     except ValueError as exc:
         raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag}: {exc}") from None
-    results = raw_value(config, RESULTS_OPTION)
+    results = value(RESULTS_OPTION, _results_path)
     history = str(raw_value(config, HISTORY_OPTION))
     baseline = value(BASELINE_OPTION, _results_file)
+    if results is not None and baseline is not None and results.resolve() == baseline:
+        raise pytest.UsageError(
+            f"{RESULTS_OPTION.flag}={results} is the {BASELINE_OPTION.flag} file; writing this "
+            "run's results there would replace the baseline: give another path"
+        )
     if max_regression and baseline is None:
         raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag}")
     return Settings(
@@ -349,7 +366,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         timeout=value(TIMEOUT_OPTION, _positive_float),
         min_score=value(MIN_SCORE_OPTION, _score),
         min_category=min_category,
-        results=Path(results) if results else None,
+        results=results,
         concurrency=value(CONCURRENCY_OPTION, _positive_int),
         chat_template=value(CHAT_TEMPLATE_OPTION, _chat_template),
         repeat=value(REPEAT_OPTION, _positive_int),
@@ -360,6 +377,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         history=None if history.lower() == "none" else config.invocation_params.dir / history,
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
         cache=value(CACHE_OPTION, _cache_mode),
+        case_timeout=value(CASE_TIMEOUT_OPTION, _positive_float),
     )
 
 

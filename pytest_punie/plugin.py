@@ -107,7 +107,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     run_dir = config.stash[RUN_DIR_KEY]
     stop_shared(run_dir)
-    shutil.rmtree(run_dir / "workspaces", ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # the run's temp folder, workspaces included
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -300,6 +300,7 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
         lambda: make_model(punie_server, settings, cache=cache),
         config.stash[RUN_DIR_KEY] / "workspaces",
         concurrency=settings.concurrency,
+        case_timeout=settings.case_timeout,
         repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
     )
     if not _is_worker(config):  # an xdist worker does not know which items it will be given

@@ -10,6 +10,7 @@ Multi-turn tool conversations run whole inside the runner, tools acting on the c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import threading
 import time
@@ -49,8 +50,10 @@ class CaseRunner:
         command_timeout: float = 10.0,
         max_requests: int = 10,
         repeat_seed: int | None = None,
+        case_timeout: float | None = None,
     ) -> None:
         self._max_requests = max_requests
+        self._case_timeout = case_timeout
         # With repeats above temperature 0, repeat k is sent seed repeat_seed + k, so repeats
         # differ yet a run can be reproduced (seeded requests are not batched by mlx_lm).
         self._repeat_seed = repeat_seed
@@ -83,9 +86,11 @@ class CaseRunner:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def workspace_for(self, nodeid: str) -> Path:
-        """The folder a case's tools act on (unique per test id)."""
-        safe = re.sub(r"[^\w.-]+", "_", nodeid).strip("_")[-120:] or "case"
-        return self._workspaces / safe
+        """The folder a case's tools act on: a readable name plus a hash of the whole test id,
+        so two ids that read the same once cleaned (``q[2+2?]``, ``q[2+2=]``) never share one."""
+        safe = re.sub(r"[^\w.-]+", "_", nodeid).strip("_.")[-80:] or "case"
+        digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return self._workspaces / f"{safe}-{digest}"
 
     async def _run(self, case: Case) -> CaseOutcome:
         from pydantic_ai import capture_run_messages
@@ -114,13 +119,22 @@ class CaseRunner:
                     limits = UsageLimits(request_limit=self._max_requests)
                     seed = None if self._repeat_seed is None else self._repeat_seed + case.repeat
                     with cache_context(case.repeat):  # the repeat is part of the cache key
-                        result = await agent.run(
-                            case.prompt or "",
-                            message_history=case.message_history(),
-                            usage_limits=limits,
-                            model_settings=ModelSettings(seed=seed) if seed is not None else None,
+                        result = await asyncio.wait_for(
+                            agent.run(
+                                case.prompt or "",
+                                message_history=case.message_history(),
+                                usage_limits=limits,
+                                model_settings=(
+                                    ModelSettings(seed=seed) if seed is not None else None
+                                ),
+                            ),
+                            self._case_timeout,
                         )
                     messages, output = result.all_messages(), result.output
+                except TimeoutError:
+                    # Score what the conversation did before its deadline (--punie-case-timeout).
+                    stopped = f"the conversation took more than {self._case_timeout:g}s"
+                    output = ""
                 except (UsageLimitExceeded, UnexpectedModelBehavior) as exc:
                     # The conversation went round in circles (or the model kept sending tool
                     # calls it could not get right): score what it did, say why it stopped.

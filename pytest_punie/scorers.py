@@ -17,13 +17,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import hashlib
+import hmac
 import json
 import math
 import numbers
-import os
 import re
-import signal
-import subprocess
+import secrets
 import sys
 import tempfile
 import textwrap
@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, overload
 
 from pytest_punie.arguments import argument_problems
@@ -549,55 +550,73 @@ _FENCE = re.compile(
 )
 _PYTHON_LANGS = frozenset({"python", "py", "python3", "py3"})
 
-# Runs in a fresh interpreter: executes each code block, then each test, in one namespace (not
-# named "__main__", so `if __name__ == "__main__":` demos stay quiet) and writes one JSON line per
-# block and test. The code's own output goes to /dev/null so a print loop cannot fill memory.
+# Runs in a fresh, sandboxed interpreter (see sandbox.py): executes each code block, then each
+# test, in one namespace (not named "__main__", so `if __name__ == "__main__":` demos stay quiet).
+# The verdicts go out on a copy of stdout, each line authenticated with a per-call random key
+# that the harness reads from stdin before any model code runs and keeps only in a closure:
+# model code that prints fake lines, writes to any inherited descriptor, or exits early cannot
+# produce a valid line. The code's own output goes to /dev/null.
 _RUNNER = r"""
-import ast, json, os, sys, traceback
-payload = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-out = os.fdopen(os.dup(1), "w")
-null = os.open(os.devnull, os.O_RDWR)
-for fd in (0, 1, 2):
-    os.dup2(null, fd)
+def _punie_main():
+    import ast, hashlib, hmac, json, os, sys, traceback
+    payload = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    out = os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
 
-def describe(error):
-    where = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith("<")]
-    text = type(error).__name__ + (f": {error}" if str(error) else "")
-    if where:
-        text += f" ({where[-1].filename} line {where[-1].lineno})"
-    return text[:300]
+    def make_report(key):
+        def report(kind, index, error):
+            body = json.dumps({"kind": kind, "index": index, "error": error})
+            mac = hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+            line = (mac + " " + body + "\n").encode("utf-8")
+            while line:
+                line = line[os.write(out, line):]
+        return report
 
-def left_side(test, namespace):
-    node = ast.parse(test).body[0]
-    if isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare):
+    report = make_report(bytes.fromhex(payload.pop("key")))
+
+    def describe(error):
+        where = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith("<")]
+        text = type(error).__name__ + (f": {error}" if str(error) else "")
+        if where:
+            text += f" ({where[-1].filename} line {where[-1].lineno})"
+        return text[:300]
+
+    def left_side(test, namespace):
+        node = ast.parse(test).body[0]
+        if isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare):
+            try:
+                value = eval(compile(ast.Expression(node.test.left), "<test>", "eval"), namespace)
+            except BaseException:
+                return ""
+            return f"; {ast.unparse(node.test.left)} is {value!r}"[:200]
+        return ""
+
+    namespace = {"__name__": "__solution__"}
+    for index, block in payload["blocks"]:
         try:
-            value = eval(compile(ast.Expression(node.test.left), "<test>", "eval"), namespace)
-        except BaseException:
-            return ""
-        return f"; {ast.unparse(node.test.left)} is {value!r}"[:200]
-    return ""
+            exec(compile(block, f"<block {index}>", "exec"), namespace)
+            report("block", index, None)
+        except BaseException as error:
+            report("block", index, describe(error))
+    for index, test in enumerate(payload["tests"]):
+        try:
+            exec(compile(test, f"<test {index}>", "exec"), namespace)
+            report("test", index, None)
+        except AssertionError as error:
+            if str(error):
+                report("test", index, describe(error))
+            else:
+                report("test", index, "AssertionError" + left_side(test, namespace))
+        except BaseException as error:
+            report("test", index, describe(error))
 
-def report(kind, index, error):
-    out.write(json.dumps({"kind": kind, "index": index, "error": error}) + "\n")
-    out.flush()
-
-namespace = {"__name__": "__solution__"}
-for index, block in payload["blocks"]:
-    try:
-        exec(compile(block, f"<block {index}>", "exec"), namespace)
-        report("block", index, None)
-    except BaseException as error:
-        report("block", index, describe(error))
-for index, test in enumerate(payload["tests"]):
-    try:
-        exec(compile(test, f"<test {index}>", "exec"), namespace)
-        report("test", index, None)
-    except AssertionError as error:
-        message = describe(error) if str(error) else "AssertionError" + left_side(test, namespace)
-        report("test", index, message)
-    except BaseException as error:
-        report("test", index, describe(error))
+_punie_main()
 """
+
+MAX_CODE_OUTPUT_BYTES = 1_000_000
+"""How much of the runner's output is kept (model code cannot write to it, but may try)."""
 
 
 @scorer
@@ -613,7 +632,7 @@ def assert_python_code(
     one test) or a sequence of tests; they run in a fresh interpreter in a temporary directory,
     killed after ``timeout`` seconds, and the score is the fraction that pass.
     """
-    test_list = _split_tests(tests)
+    test_list, invalid_tests = _split_tests(tests)
     if not timeout > 0:
         raise ValueError(f"assert_python_code: timeout must be > 0, not {timeout!r}")
     blocks, syntax_errors = _code_blocks(response.text)
@@ -625,7 +644,7 @@ def assert_python_code(
         return 0.0, details
     if not test_list:
         return 1.0, details
-    results, block_errors = _run_tests(blocks, test_list, timeout)
+    results, block_errors = _run_tests(blocks, test_list, invalid_tests, timeout)
     details["tests"] = results
     if block_errors:
         details["block_errors"] = block_errors
@@ -639,25 +658,37 @@ def assert_python_code(
     return (len(results) - len(failed)) / len(results), details
 
 
-def _split_tests(tests: str | Sequence[str] | None) -> list[str]:
+def _split_tests(tests: str | Sequence[str] | None) -> tuple[list[str], dict[int, str]]:
+    """The tests to run, and the ones that cannot run (not a string, not Python) with why."""
     if tests is None:
-        return []
+        return [], {}
     if isinstance(tests, str):
         source = textwrap.dedent(tests)
-        tree = _parse_test(source)
-        return [ast.get_source_segment(source, node) or ast.unparse(node) for node in tree.body]
-    for test in tests:
-        _parse_test(test)
-    return list(tests)
+        error = _test_error(source)
+        if error is not None:
+            return [tests], {0: error}
+        tree = ast.parse(source)
+        return [ast.get_source_segment(source, node) or ast.unparse(node) for node in tree.body], {}
+    shown: list[str] = []
+    invalid: dict[int, str] = {}
+    for index, test in enumerate(tests):
+        if not isinstance(test, str):
+            shown.append(repr(test))
+            invalid[index] = f"a test must be a string of Python, not {type(test).__name__}"
+            continue
+        shown.append(test)
+        error = _test_error(textwrap.dedent(test))
+        if error is not None:
+            invalid[index] = error
+    return shown, invalid
 
 
-def _parse_test(test: str) -> ast.Module:
+def _test_error(test: str) -> str | None:
     try:
-        return ast.parse(textwrap.dedent(test))
-    except (SyntaxError, ValueError) as error:
-        raise ValueError(
-            f"assert_python_code: test {test!r} is not valid Python: {error}"
-        ) from None
+        ast.parse(test)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        return f"the test is not valid Python: {error}"
+    return None
 
 
 def _code_blocks(text: str) -> tuple[list[tuple[int, str]], list[str]]:
@@ -691,18 +722,16 @@ def _syntax_error(code: str) -> str | None:
 
 
 def _run_tests(
-    blocks: list[tuple[int, str]], tests: list[str], timeout: float
+    blocks: list[tuple[int, str]], tests: list[str], invalid: Mapping[int, str], timeout: float
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run ``blocks`` then each test in a fresh interpreter; per-test results and block errors."""
-    payload = json.dumps({"blocks": blocks, "tests": tests}).encode("utf-8")
-    output, timed_out = _run_isolated(payload, timeout)
+    key = secrets.token_bytes(32)
+    runnable = [test if index not in invalid else "pass" for index, test in enumerate(tests)]
+    payload = json.dumps({"key": key.hex(), "blocks": blocks, "tests": runnable})
+    output, timed_out = _run_isolated(payload.encode("utf-8"), timeout)
     test_errors: dict[int, str | None] = {}
     block_errors = []
-    for line in output.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
+    for entry in _verified_entries(output, key):
         if entry["kind"] == "test":
             test_errors[entry["index"]] = entry["error"]
         elif entry["error"] is not None:
@@ -710,39 +739,37 @@ def _run_tests(
     missing = f"timed out after {timeout:g}s" if timed_out else "did not run (the code exited)"
     results = []
     for index, test in enumerate(tests):
-        error = test_errors.get(index, missing)
-        results.append(
-            {"test": test, "passed": index in test_errors and error is None, "error": error}
-        )
+        error = invalid.get(index) or test_errors.get(index, missing)
+        passed = index not in invalid and index in test_errors and error is None
+        results.append({"test": test, "passed": passed, "error": error})
     return results, block_errors
 
 
-def _run_isolated(payload: bytes, timeout: float) -> tuple[str, bool]:
-    """Run the test runner on ``payload``; its output, and whether it was killed for time."""
-    with (
-        tempfile.TemporaryDirectory(prefix="punie-code-") as workdir,
-        subprocess.Popen(
+def _verified_entries(output: bytes, key: bytes) -> Iterator[dict[str, Any]]:
+    """The runner's verdict lines that carry a valid authentication code; anything else is noise."""
+    for line in output.split(b"\n"):
+        mac, _, body = line.partition(b" ")
+        expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode("ascii")
+        if not body or not hmac.compare_digest(mac, expected):
+            continue
+        with contextlib.suppress(ValueError):
+            entry = json.loads(body)
+            if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+                yield entry
+
+
+def _run_isolated(payload: bytes, timeout: float) -> tuple[bytes, bool]:
+    """Run the test runner on ``payload`` in the sandbox; its output, and whether it timed out."""
+    from pytest_punie import sandbox
+
+    with tempfile.TemporaryDirectory(prefix="punie-code-") as workdir:
+        completed = sandbox.run(
             [sys.executable, "-I", "-c", _RUNNER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=workdir,
-            start_new_session=True,
-        ) as process,
-    ):
-        try:
-            output, _ = process.communicate(payload, timeout=timeout)
-            return output.decode("utf-8", "replace"), False
-        except subprocess.TimeoutExpired:
-            _kill(process)
-            output, _ = process.communicate()
-            return output.decode("utf-8", "replace"), True
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    """Kill the runner and anything it started (it leads its own process group on POSIX)."""
-    if sys.platform == "win32":
-        process.kill()
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+            scratch=Path(workdir),
+            timeout=timeout,
+            stdin=payload,
+            max_output=MAX_CODE_OUTPUT_BYTES,
+            merge_stderr=False,
+            keep_tail=True,  # the verdicts come last, after anything the code wrote
+        )
+    return completed.output, completed.timed_out

@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,9 @@ class MlxServer:
         startup_timeout: float = 600.0,
         die_with_parent: bool = True,
         hf_cache: Path | None = None,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
+        self.on_spawn = on_spawn  # told the pid before readiness (xdist records it)
         self.model = model
         self.adapter = adapter
         self.log_path = Path(log_path)
@@ -186,7 +189,8 @@ class MlxServer:
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        hub = Path(env.get("HF_HUB_CACHE") or self.hf_cache or self.log_path.parent / "hf-hub")
+        # A persistent cache, so a hub model is downloaded once, not once per run.
+        hub = Path(env.get("HF_HUB_CACHE") or self.hf_cache or hub_cache())
         hub.mkdir(parents=True, exist_ok=True)  # /v1/models sends nothing when it is missing
         env["HF_HUB_CACHE"] = str(hub)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -194,7 +198,24 @@ class MlxServer:
         return env
 
     def start(self) -> None:
-        """Start the process and return once a real completion succeeded."""
+        """Start the process and return once a real completion succeeded.
+
+        With a port chosen here, a port another process took between the choice and the
+        server's bind is given up for a fresh one (up to three times)."""
+        chosen_here = self.port is None
+        for attempt in range(3):
+            try:
+                self._start_once()
+                return
+            except _PortTaken:
+                if not chosen_here or attempt == 2:
+                    raise ServerError(
+                        f"port {self.port} on {self.host} is taken by another process: "
+                        "pick another --punie-port"
+                    ) from None
+                self.port = None
+
+    def _start_once(self) -> None:
         if self.port is None:
             self.port = free_port(self.host)
         elif not port_is_free(self.port, self.host):
@@ -210,6 +231,8 @@ class MlxServer:
                 start_new_session=True,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
+        if self.on_spawn is not None:
+            self.on_spawn(self.process.pid)
         try:
             self.wait_ready()
             self.check_serves_model()
@@ -229,6 +252,8 @@ class MlxServer:
         while True:
             if not self.alive():
                 code = self.process.returncode if self.process else None
+                if "Address already in use" in self.log_tail(5):
+                    raise _PortTaken
                 raise ServerError(
                     f"mlx_lm server exited with code {code} before it was ready.\n"
                     f"Last lines of {self.log_path}:\n{self.log_tail()}"
@@ -237,8 +262,11 @@ class MlxServer:
                 status, body = probe_completion(self.base_url, SERVED_MODEL_NAME)
             except (OSError, TimeoutError):
                 status, body = 0, ""
-            if status == 200:
-                return
+            if status == 200 and self.process is not None:
+                owner = port_owner_is(self.process.pid, self.port or 0)
+                if owner is not False:  # True, or None where /proc cannot tell
+                    return
+                status, body = 0, "another process answers on this port"
             if status == 404 and "generation thread died" in body:
                 raise ServerError(
                     f"mlx_lm server could not load the model {self.model!r}"
@@ -290,6 +318,46 @@ class MlxServer:
             started_here=True,
             blas=self.blas,
         )
+
+
+class _PortTaken(ServerError):
+    """Another process holds the port the server was to listen on."""
+
+
+def hub_cache() -> Path:
+    """The persistent Hugging Face hub cache of served models, under ``$PUNIE_CACHE``."""
+    from pytest_punie.default_model import cache_dir
+
+    return cache_dir() / "hf-hub"
+
+
+def port_owner_is(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (None: cannot tell)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(fields[9])
+    if not inodes:
+        return None
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    links = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return any(f"socket:[{inode}]" in links for inode in inodes)
 
 
 def log_tail(path: Path | str | None, lines: int = 30) -> str:

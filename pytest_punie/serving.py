@@ -7,6 +7,7 @@ folder; the others reuse it; the controller stops it when the whole run ends.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,15 +28,31 @@ from pytest_punie.server import (
 from pytest_punie.verification import check_adapter_changes_model
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_punie.options import Settings
 
 __all__ = ["serve", "stop_shared"]
 
 STATE_FILE = "server.json"
+STARTING_FILE = "server.starting.json"
+"""The pid of a shared server still starting, so the controller can stop it if its worker dies."""
+FAILED_FILE = "server.failed.json"
+"""Why the shared server could not start: the other workers fail at once with the same words."""
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 def _start(
-    settings: Settings, run_dir: Path, *, die_with_parent: bool
+    settings: Settings,
+    run_dir: Path,
+    *,
+    die_with_parent: bool,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> tuple[ServerInfo, MlxServer]:
     """Prepare the model and its chat template, start the server, describe what it serves."""
     try:
@@ -51,6 +68,7 @@ def _start(
         chat_template=template.template,
         startup_timeout=settings.startup_timeout,
         die_with_parent=die_with_parent,
+        on_spawn=on_spawn,
     )
     server.start()
     extra: dict[str, Any] = {
@@ -83,6 +101,9 @@ def serve(
     run_dir.mkdir(parents=True, exist_ok=True)
     state = run_dir / STATE_FILE
     with FileLock(str(run_dir / "server.lock")):
+        failed = run_dir / FAILED_FILE
+        if failed.is_file():
+            raise ServerError(json.loads(failed.read_text())["message"])
         if state.is_file():
             info = ServerInfo.from_json(json.loads(state.read_text()))
             if (
@@ -93,16 +114,45 @@ def serve(
             raise ServerError(
                 f"the shared mlx_lm server (pid {info.pid}) has died; see {info.log_path}"
             )
+        starting = run_dir / STARTING_FILE
+        if starting.is_file():  # the worker that held the lock died while the server started
+            orphan = json.loads(starting.read_text()).get("pid")
+            if isinstance(orphan, int) and process_alive(orphan):
+                stop_process_group(orphan)
+            message = (
+                "the xdist worker starting the shared mlx_lm server died during start-up; "
+                f"see {run_dir / 'mlx-server.log'}"
+            )
+            _write_json(failed, {"message": message})
+            raise ServerError(message)
         # The controller, not this worker, stops it: the worker may finish before the others.
-        info, _ = _start(settings, run_dir, die_with_parent=False)
-        tmp = state.with_suffix(f".{os.getpid()}")
-        tmp.write_text(json.dumps(info.to_json()))
-        os.replace(tmp, state)
+        # Its pid is recorded before it is ready, so the controller can stop it even if this
+        # worker is killed during start-up.
+        try:
+            info, _ = _start(
+                settings,
+                run_dir,
+                die_with_parent=False,
+                on_spawn=lambda pid: _write_json(starting, {"pid": pid}),
+            )
+        except ServerError as exc:
+            _write_json(failed, {"message": str(exc)})
+            starting.unlink(missing_ok=True)
+            raise
+        _write_json(state, info.to_json())
+        starting.unlink(missing_ok=True)
         return info, None
 
 
 def stop_shared(run_dir: Path) -> None:
     """Stop the server xdist workers shared, if one was started (the controller calls this)."""
+    starting = run_dir / STARTING_FILE
+    if starting.is_file():  # its worker died during start-up
+        with contextlib.suppress(ValueError, OSError):
+            pid = json.loads(starting.read_text()).get("pid")
+            if isinstance(pid, int) and process_alive(pid):
+                stop_process_group(pid)
+        starting.unlink(missing_ok=True)
     state = run_dir / STATE_FILE
     if not state.is_file():
         return

@@ -23,6 +23,7 @@ from pytest_punie.datasets import (
     Rejection,
     dataset_files,
     detect_format,
+    parse_json,
     read_lines,
     read_provenance,
     text_parts,
@@ -160,7 +161,7 @@ def _check_tool_calls(
         arguments = function["arguments"]
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments)
+                arguments = parse_json(arguments)
             except json.JSONDecodeError:
                 problems.append(f"arguments of call to {name!r} {where} are not valid JSON")
                 continue
@@ -305,7 +306,7 @@ class _Checker:
                 reason = "not valid UTF-8"
             else:
                 try:
-                    data = json.loads(text)
+                    data = parse_json(text)
                 except json.JSONDecodeError as exc:
                     reason = f"broken JSON: {exc.msg} (column {exc.colno})"
                 except RecursionError:

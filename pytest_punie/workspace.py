@@ -5,9 +5,9 @@ a path that would leave the workspace is refused. The refusal goes back to the m
 tool's result (so the run goes on, and a scorer can judge how the model reacts) and is recorded
 in ``Workspace.refusals``.
 
-``run_command`` is not confined: it starts in the workspace with ``HOME`` set to it, but a shell
-command can reach anything the test process can. Only offer it to models you would let run
-shell commands on the machine.
+``run_command`` runs in the sandbox of ``sandbox.py`` (the same one as model code): a minimal
+environment, resource limits, a deadline that kills every process it started and, with
+bubblewrap installed, no network and no writes outside the workspace.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import re
 import shutil
-import signal
-import subprocess
+import stat
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
@@ -78,6 +77,8 @@ def _tool(
             return f"refused: {message}"
         except OSError as exc:
             return f"error: {self._describe_os_error(exc)}"
+        except Exception as exc:  # a tool never raises: the model sees what went wrong
+            return f"error: {type(exc).__name__}: {exc}"[:500]
 
     return wrapper
 
@@ -150,7 +151,18 @@ class Workspace:
             path: File to read, relative to the workspace root.
         """
         file = self.resolve(path)
-        with open(file, encoding="utf-8", errors="replace") as stream:
+        mode = file.stat().st_mode
+        if stat.S_ISDIR(mode):
+            return f"error: is a directory: {path}"
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            return f"error: not a regular file: {path}"
+        # O_NONBLOCK: a FIFO swapped in after the check does not block the open.
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return f"error: not a regular file: {path}"
+        os.set_blocking(fd, True)
+        with open(fd, encoding="utf-8", errors="replace") as stream:
             text = stream.read(MAX_READ_CHARS + 1)
         if len(text) > MAX_READ_CHARS:
             text = (
@@ -185,19 +197,29 @@ class Workspace:
                 (matches paths relative to the searched directory).
             path: Directory to search, relative to the workspace root.
         """
+        if not isinstance(pattern, str):
+            return f"error: the pattern must be a string, not {type(pattern).__name__}"
+        try:
+            matcher = GlobPattern(pattern)
+        except ValueError as exc:
+            return f"error: bad pattern: {exc}"
+        if not pattern:
+            return "error: empty pattern"
         base = self.resolve(path)
         if not base.is_dir():
             return f"error: not a directory: {path}"
-        if not pattern:
-            return "error: empty pattern"
-        matcher = _glob_regex(pattern)
         match_name = "/" not in pattern
         matches: list[str] = []
+        give_up = time.monotonic() + SEARCH_SECONDS
+        stopped = False
         # followlinks=False: a symlinked directory is listed but never entered, so a link to
         # a folder outside the workspace cannot leak that folder's files.
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
             here = Path(dirpath)
             dirnames.sort()
+            if time.monotonic() > give_up:
+                stopped = True
+                break
             for name, is_dir in [(d, True) for d in dirnames] + [(f, False) for f in filenames]:
                 candidate = here / name
                 if candidate.is_symlink() and not self._inside(_realpath(candidate)):
@@ -206,13 +228,16 @@ class Workspace:
                 if matcher.fullmatch(name if match_name else relative):
                     shown = candidate.relative_to(self.root).as_posix()
                     matches.append(shown + "/" if is_dir else shown)
+        note = f"[stopped: the search took more than {SEARCH_SECONDS:g}s]" if stopped else ""
         if not matches:
-            return "no matches"
+            return f"no matches\n{note}" if note else "no matches"
         matches.sort()
         extra = len(matches) - MAX_SEARCH_MATCHES
         lines = matches[:MAX_SEARCH_MATCHES]
         if extra > 0:
             lines.append(f"[truncated: {extra} more matches]")
+        if note:
+            lines.append(note)
         return "\n".join(lines)
 
     @_tool
@@ -222,51 +247,31 @@ class Workspace:
         Args:
             command: The shell command line to run.
         """
+        from pytest_punie import sandbox
+
+        if not isinstance(command, str):
+            return f"error: the command must be a string, not {type(command).__name__}"
         if not command.strip():
             return "error: empty command"
-        try:
-            process = subprocess.Popen(
-                command,
-                shell=True,
-                cwd=self.root,
-                env=self._command_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so a timeout kills it all
-            )
-        except ValueError as exc:  # e.g. a NUL byte in the command
-            return f"error: cannot run command: {exc}"
-        try:
-            output, _ = process.communicate(timeout=self.command_timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            try:
-                output, _ = process.communicate(timeout=1.0)
-            except subprocess.TimeoutExpired:  # a child left the group and holds the pipe
-                process.kill()
-                output = b""
-                if process.stdout is not None:
-                    process.stdout.close()
-                process.wait()
+        if "\x00" in command:
+            return "error: cannot run command: it contains a NUL byte"
+        completed = sandbox.run(
+            ["/bin/sh", "-c", command],
+            scratch=self.root,
+            timeout=self.command_timeout,
+            max_output=4 * MAX_COMMAND_OUTPUT_CHARS,  # UTF-8: at most 4 bytes a character
+        )
+        if completed.timed_out:
             header = f"timed out after {self.command_timeout:g}s (process killed)"
         else:
-            header = f"exit code {process.returncode}"
-        text = (output or b"").decode("utf-8", errors="replace")
-        if len(text) > MAX_COMMAND_OUTPUT_CHARS:
+            header = f"exit code {completed.returncode}"
+        text = completed.output.decode("utf-8", errors="replace")
+        if len(text) > MAX_COMMAND_OUTPUT_CHARS or completed.dropped_bytes:
             text = (
                 text[:MAX_COMMAND_OUTPUT_CHARS]
                 + f"\n[truncated: showing the first {MAX_COMMAND_OUTPUT_CHARS} characters]"
             )
         return f"{header}\n{text}" if text else header
-
-    def _command_env(self) -> dict[str, str]:
-        """A small environment for commands, so the test process's secrets do not leak."""
-        env = {"HOME": str(self.root), "PWD": str(self.root), "PATH": os.defpath}
-        for name in ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"):
-            if name in os.environ:
-                env[name] = os.environ[name]
-        return env
 
     def _inside(self, resolved: Path) -> bool:
         return resolved == self.root or self.root in resolved.parents
@@ -301,41 +306,110 @@ def _realpath(path: Path) -> Path:
         return path
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, AttributeError):
-        process.kill()
+MAX_PATTERN_CHARS = 256
+SEARCH_SECONDS = 5.0
+"""How long one search_files call may walk the workspace before it stops and says so."""
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a glob: ``*`` and ``?`` stay within one path segment, ``**/`` spans any number."""
-    parts: list[str] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**/", i):
-            parts.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif char == "*":
-            parts.append("[^/]*")
-            i += 1
-        elif char == "?":
-            parts.append("[^/]")
-            i += 1
-        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            negate = body.startswith("!")
-            body = re.sub(r"([\\\[\]^])", r"\\\1", body[1:] if negate else body)
-            parts.append(f"[{'^' if negate else ''}{body}]")
-            i = end + 1
-        else:
-            parts.append(re.escape(char))
-            i += 1
-    return re.compile("".join(parts), re.DOTALL)
+class GlobPattern:
+    """A glob matched in linear time: ``*`` and ``?`` stay within one path segment, ``**/``
+    spans any number of folders, ``**`` anything, ``[abc]``/``[a-z]``/``[!a]`` one character.
+
+    A backtracking regex takes exponential time on patterns like ``*a*a*a*a*b``; this runs the
+    pattern as a set of positions (a Thompson NFA), O(len(name) * len(pattern)) at worst.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        if len(pattern) > MAX_PATTERN_CHARS:
+            raise ValueError(f"pattern is longer than {MAX_PATTERN_CHARS} characters")
+        self.pattern = pattern
+        # Steps: ("lit", c), ("one", None), ("class", (negate, ranges)), ("star", None),
+        # ("any", None) for "**", ("dirs", None) + ("dirs_in", None) for "**/".
+        steps: list[tuple[str, Any]] = []
+        i = 0
+        while i < len(pattern):
+            char = pattern[i]
+            if pattern.startswith("**/", i):
+                steps += [("dirs", None), ("dirs_in", None)]
+                i += 3
+            elif pattern.startswith("**", i):
+                steps.append(("any", None))
+                i += 2
+            elif char == "*":
+                steps.append(("star", None))
+                i += 1
+            elif char == "?":
+                steps.append(("one", None))
+                i += 1
+            elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
+                body = pattern[i + 1 : end]
+                negate = body[:1] in ("!", "^")
+                body = body[1:] if negate else body
+                ranges: list[tuple[str, str]] = []
+                j = 0
+                while j < len(body):
+                    if j + 2 < len(body) and body[j + 1] == "-":
+                        ranges.append((body[j], body[j + 2]))  # "z-a" is empty, not an error
+                        j += 3
+                    else:
+                        ranges.append((body[j], body[j]))
+                        j += 1
+                steps.append(("class", (negate, tuple(ranges))))
+                i = end + 1
+            else:
+                steps.append(("lit", char))
+                i += 1
+        self._steps = steps
+
+    def _closure(self, states: set[int]) -> set[int]:
+        """``states`` plus every position reachable without reading a character."""
+        todo = list(states)
+        while todo:
+            state = todo.pop()
+            if state >= len(self._steps):
+                continue
+            kind = self._steps[state][0]
+            skips = {"star": (1,), "any": (1,), "dirs": (1, 2)}.get(kind, ())
+            for skip in skips:
+                if state + skip not in states:
+                    states.add(state + skip)
+                    todo.append(state + skip)
+        return states
+
+    def fullmatch(self, name: str) -> bool:
+        """Whether the whole of ``name`` matches the pattern."""
+        final = len(self._steps)
+        states = self._closure({0})
+        for char in name:
+            following: set[int] = set()
+            for state in states:
+                if state == final:
+                    continue
+                kind, arg = self._steps[state]
+                if kind == "lit":
+                    if char == arg:
+                        following.add(state + 1)
+                elif kind == "one":
+                    if char != "/":
+                        following.add(state + 1)
+                elif kind == "class":
+                    negate, ranges = arg
+                    inside = any(low <= char <= high for low, high in ranges)
+                    if inside != negate and char != "/":
+                        following.add(state + 1)
+                elif kind == "star":
+                    if char != "/":
+                        following.add(state)
+                elif kind == "any":
+                    following.add(state)
+                elif kind == "dirs_in":
+                    following.add(state)
+                    if char == "/":
+                        following.add(state + 1)
+            if not following:
+                return False
+            states = self._closure(following)
+        return final in states
 
 
 def create_workspace(

@@ -409,3 +409,55 @@ def test_the_punie_command_wires_the_dataset_commands(
 
     assert main(["dataset", "validate", str(SAMPLE)]) == 0
     assert "64 valid, 0 invalid lines in 3 files" in capsys.readouterr().out
+
+
+# Nothing the user gave is replaced; no input crashes a command (issue 11, points 7 and 9) -------
+
+
+def test_split_refuses_to_replace_the_input_folder(punie: Run, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write(data / "train.jsonl", GOOD, OTHER, GOOD, OTHER)
+    write(data / "valid.jsonl", OTHER)
+    write(data / "test.jsonl", GOOD)
+    before = {file.name: file.read_bytes() for file in data.iterdir()}
+    code, _, err = punie("split", data, "--out", data)
+    assert code == 2
+    assert "is the input's folder" in err
+    assert {file.name: file.read_bytes() for file in data.iterdir()} == before
+
+
+def test_import_and_merge_refuse_to_replace_their_source(punie: Run, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(json.dumps({"instruction": "Say hi.", "output": "Hi."}) + "\n")
+    before = raw.read_bytes()
+    code, _, err = punie("import", raw, "--format", "alpaca", "--out", raw)
+    assert code == 2
+    assert "would replace the input" in err
+    code, _, err = punie("merge", write(tmp_path / "a.jsonl", GOOD), raw, "--out", raw)
+    assert code == 2
+    assert raw.read_bytes() == before
+
+
+HUGE_NUMBER_LINE = json.dumps(GOOD)[:-1] + ', "n": ' + "9" * 5000 + "}"
+
+
+@pytest.mark.parametrize("command", ["validate", "stats", "filter", "merge", "split", "import"])
+def test_a_5000_digit_integer_is_an_invalid_line(punie: Run, tmp_path: Path, command: str) -> None:
+    data = write(tmp_path / "in.jsonl", GOOD, HUGE_NUMBER_LINE)
+    extra = {
+        "filter": ["--out", tmp_path / "f"],
+        "merge": ["--out", tmp_path / "m.jsonl"],
+        "split": ["--out", tmp_path / "s"],
+        "import": ["--format", "alpaca", "--out", tmp_path / "i.jsonl"],
+    }.get(command, [])
+    code, out, err = punie(command, data, *extra)
+    assert code in (0, 1)
+    if command == "filter":  # the rejected line goes to rejects.jsonl with its reason
+        [reject] = rows(tmp_path / "f" / "rejects.jsonl")
+        assert reject["line"] == 2
+        assert "Exceeds the limit" in json.dumps(reject)
+    elif command == "stats":
+        assert "1 invalid lines not counted" in out + err
+    else:
+        assert f"{data}:2: " in out + err
+        assert "Exceeds the limit" in out + err

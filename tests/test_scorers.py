@@ -545,9 +545,10 @@ def test_python_code_survives_code_that_exits() -> None:
     ]
 
 
-def test_python_code_rejects_invalid_tests_and_timeouts() -> None:
-    with pytest.raises(ValueError, match="is not valid Python"):
-        assert_python_code(FACTORIAL_ANSWER, tests=["assert factorial(5) =="])
+def test_python_code_scores_invalid_tests_0_and_rejects_bad_timeouts() -> None:
+    error = failure(lambda: assert_python_code(FACTORIAL_ANSWER, tests=["assert factorial(5) =="]))
+    assert error.record.score == 0.0
+    assert "is not valid Python" in error.record.details["tests"][0]["error"]
     with pytest.raises(ValueError, match="timeout"):
         assert_python_code(FACTORIAL_ANSWER, tests=["assert True"], timeout=0)
 
