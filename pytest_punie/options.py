@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_punie.history import DEFAULT_DB
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
@@ -111,8 +113,8 @@ MAX_REGRESSION_OPTION = Option(
 )
 HISTORY_OPTION = Option(
     "history",
-    "SQLite file each run is appended to (default .punie/history.db; 'none' turns it off).",
-    ".punie/history.db",
+    f"SQLite file each run is appended to (default {DEFAULT_DB.as_posix()}; 'none' turns it off).",
+    DEFAULT_DB.as_posix(),
     "PATH",
 )
 STARTUP_TIMEOUT_OPTION = Option(

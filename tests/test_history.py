@@ -11,7 +11,6 @@ import pytest
 from pytest_punie import history
 from pytest_punie.history import (
     DEFAULT_DB,
-    Cell,
     RunRow,
     add_parser,
     cumulative_table,
@@ -20,6 +19,7 @@ from pytest_punie.history import (
     record_run,
     runs,
 )
+from pytest_punie.render import Cell
 
 from .test_compare import assert_well_formed, case, document
 
@@ -79,8 +79,8 @@ def test_runs_keep_what_was_served(db: Path) -> None:
     assert demo.adapter == "adapters/successful-demo"
     assert demo.model_hash == "a" * 64
     assert demo.adapter_hash == "b" * 64
-    assert demo.name == "successful-demo (Qwen2.5-Coder-1.5B-Instruct-4bit)"
-    assert recorded[0].name == "base (Qwen2.5-Coder-1.5B-Instruct-4bit)"
+    assert demo.name == "Qwen2.5-Coder-1.5B-Instruct-4bit + successful-demo"
+    assert recorded[0].name == "Qwen2.5-Coder-1.5B-Instruct-4bit (base)"
     assert demo.metadata["git_commit"] == "0123456789abcdef"
     assert demo.cases == 18
     assert demo.date == "2026-02-11"
@@ -131,19 +131,22 @@ def test_runs_without_history(tmp_path: Path) -> None:
 
 
 def test_cumulative_table_latest_run_per_model_and_adapter(db: Path) -> None:
-    header, rows = cumulative_table(db)
-    assert header == ["model/adapter", "overall", "code", "reasoning", "tools", "cases", "date"]
+    table = cumulative_table(db)
+    header, rows = table.header, table.rows
+    assert header == (
+        "model/adapter", "overall", "code", "reasoning", "tools", "cases", "status", "date"
+    )  # fmt: skip
     text = [[str(cell) for cell in row] for row in rows]
     assert text == [
         # best overall first; the best value of each score column ends with "*"
-        ["base (Qwen2.5-Coder-1.5B-Instruct-4bit)", "77.8%*", "100.0%*", "100.0%*", "33.3%", "18",
+        ["Qwen2.5-Coder-1.5B-Instruct-4bit (base)", "77.8%*", "100.0%*", "100.0%*", "33.3%", "18", "ok",
          "2026-02-11"],
-        ["successful-demo (Qwen2.5-Coder-1.5B-Instruct-4bit)", "72.2%", "87.5%", "100.0%*",
-         "33.3%", "18", "2026-02-11"],
-        ["base (Qwen3-Coder-30B-A3B-Instruct-4bit)", "66.7%", "87.5%", "50.0%", "50.0%*", "18",
+        ["Qwen2.5-Coder-1.5B-Instruct-4bit + successful-demo", "72.2%", "87.5%", "100.0%*",
+         "33.3%", "18", "ok", "2026-02-11"],
+        ["Qwen3-Coder-30B-A3B-Instruct-4bit (base)", "66.7%", "87.5%", "50.0%", "50.0%*", "18", "ok",
          "2026-02-11"],
-        ["glaive-function-calling (Qwen2.5-Coder-1.5B-Instruct-4bit)", "55.6%", "62.5%", "75.0%",
-         "33.3%", "18", "2026-02-12"],
+        ["Qwen2.5-Coder-1.5B-Instruct-4bit + glaive-function-calling", "55.6%", "62.5%", "75.0%",
+         "33.3%", "18", "ok", "2026-02-12"],
     ]  # fmt: skip
     best = rows[0][1]
     assert isinstance(best, Cell)
@@ -155,10 +158,10 @@ def test_cumulative_table_latest_run_per_model_and_adapter(db: Path) -> None:
 
 def test_cumulative_table_rows_by_label(db: Path) -> None:
     record_run(db, scored(8, 4, 6, started="2026-02-13T08:00:00+00:00"), label="1.5B sampled")
-    _, rows = cumulative_table(db)
+    rows = cumulative_table(db).rows
     assert [str(row[0]) for row in rows][:2] == [
         "1.5B sampled",
-        "base (Qwen2.5-Coder-1.5B-Instruct-4bit)",
+        "Qwen2.5-Coder-1.5B-Instruct-4bit (base)",
     ]
     assert str(rows[0][1]) == "100.0%*"
     assert str(rows[1][1]) == "77.8%"  # no longer the best
@@ -168,11 +171,12 @@ def test_cumulative_table_categories_seen_in_any_run(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     record_run(path, document([case("t.py::test_a", "code")]))
     record_run(path, document([case("t.py::test_b", "tools", passed=False)], adapter="x/y"))
-    header, rows = cumulative_table(path)
-    assert header[2:4] == ["code", "tools"]
+    table = cumulative_table(path)
+    header, rows = table.header, table.rows
+    assert header[2:4] == ("code", "tools")
     assert [[str(c) for c in row[:4]] for row in rows] == [
-        ["base (Qwen2.5-Coder-1.5B-Instruct-4bit)", "100.0%*", "100.0%*", "-"],
-        ["y (Qwen2.5-Coder-1.5B-Instruct-4bit)", "0.0%", "-", "0.0%*"],
+        ["Qwen2.5-Coder-1.5B-Instruct-4bit (base)", "100.0%*", "100.0%*", "-"],
+        ["Qwen2.5-Coder-1.5B-Instruct-4bit + y", "0.0%", "-", "0.0%*"],
     ]
 
 
@@ -180,11 +184,11 @@ def test_format_history(db: Path) -> None:
     text = format_history(db)
     lines = text.splitlines()
     assert lines[0].split() == [
-        "model/adapter", "overall", "code", "reasoning", "tools", "cases", "date"
+        "model/adapter", "overall", "code", "reasoning", "tools", "cases", "status", "date"
     ]  # fmt: skip
-    assert lines[2].startswith("base (Qwen2.5-Coder-1.5B-Instruct-4bit)  ")
+    assert lines[2].startswith("Qwen2.5-Coder-1.5B-Instruct-4bit (base)  ")
     assert "77.8%*" in lines[2]
-    assert "* best in its column. 5 run(s) recorded" in text
+    assert "* best in its column (complete runs only). 5 run(s) recorded" in text
     assert "One case moves a category by: code 12.5%, reasoning 25.0%, tools 16.7%." in text
     assert "git commit" not in text
     everything = format_history(db, all_runs=True)
@@ -198,7 +202,8 @@ def test_format_history_without_runs(tmp_path: Path) -> None:
         pass
     assert runs(path) == []
     assert format_history(path) == f"no runs recorded in {path}"
-    assert cumulative_table(path) == (["model/adapter", "overall", "cases", "date"], [])
+    table = cumulative_table(path)
+    assert (table.header, table.rows) == (("model/adapter", "overall", "cases", "status", "date"), ())
 
 
 @pytest.mark.parametrize("content", [b"", b'{"cases": []}'])
