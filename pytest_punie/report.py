@@ -44,7 +44,7 @@ __all__ = [
     "trend_chart_svg",
 ]
 
-ANSWER_CHARS = 160  # of an answer in the terminal's failure lines
+ANSWER_CHARS = 120  # of an answer in the terminal's failure lines
 HTML_CHARS = 600  # of a message in the case view before "show all"
 
 
@@ -196,6 +196,8 @@ def expected_text(record: Mapping[str, Any]) -> str:
         ):
             return "; ".join(call_text(str(e["name"]), e.get("arguments") or {}) for e in expected)
         tolerance = details.get("tolerance")
+        if isinstance(expected, float) and expected.is_integer():
+            expected = int(expected)
         return f"{expected}" + (f" (+/- {tolerance})" if tolerance else "")
     if "missing" in details:
         words = [*details.get("found", ()), *details["missing"]]
@@ -219,7 +221,7 @@ def verdict_text(record: Mapping[str, Any]) -> str:
 
 
 def failure_text(view: CaseView, message: str = "") -> str:
-    """A failed case in five lines: prompt, answer, tool calls, expected, verdict."""
+    """A failed case in five lines: verdict, expected, prompt, answer, tool calls."""
     failing = next((r for r in view.records if not r.get("passed", True)), None)
     calls = (
         "; ".join(
@@ -237,12 +239,12 @@ def failure_text(view: CaseView, message: str = "") -> str:
     verdict = verdict_text(failing) if failing else _one_line(message or "failed", 300)
     if failing and others:
         verdict += f" ({others} other check(s) recorded)"
-    lines = [
+    lines = [  # the verdict first: pytest's short summary shows the first line
+        f"verdict:  {verdict}",
+        f"expected: {_one_line(expected_text(failing), 200) if failing else '-'}",
         f"prompt:   {_one_line(view.prompt, ANSWER_CHARS) or '(none)'}",
         f"answer:   {answer}",
         f"tools:    {_one_line(calls, 300)}",
-        f"expected: {_one_line(expected_text(failing), 200) if failing else '-'}",
-        f"verdict:  {verdict}",
     ]
     return "\n".join(lines)
 
@@ -269,7 +271,7 @@ def _timings(view: CaseView) -> str:
         ("tokens in / out", f"{view.input_tokens} / {view.output_tokens}"),
         ("requests", str(view.requests)),
         ("latency", f"{view.latency_s:.2f} s"),
-        ("test time", f"{view.duration_s:.2f} s"),
+        ("test call", f"{view.duration_s:.2f} s"),
         ("cached", cached),
     ]
     if view.stopped:
@@ -328,11 +330,10 @@ def case_view_html(view: CaseView) -> str:
 
 REPORT_STYLE = (
     "<style>"
-    "#punie-summary table,.punie-case table,#punie-side-by-side table{border-collapse:collapse;"
-    "margin:6px 0}"
-    "#punie-summary th,#punie-summary td,.punie-case th,.punie-case td,#punie-side-by-side th,"
+    ".punie-table,.punie-scores,#punie-side-by-side table{border-collapse:collapse;margin:6px 0}"
+    ".punie-table th,.punie-table td,.punie-scores th,.punie-scores td,#punie-side-by-side th,"
     "#punie-side-by-side td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;"
-    "vertical-align:top}"
+    "vertical-align:top}.punie-comparison tr.significant td{font-weight:bold}"
     "td.num{text-align:right}.punie-warnings{color:#a15c00}"
     ".punie-case{font-size:13px;margin:4px 0 10px}.punie-case pre,#punie-side-by-side pre"
     "{white-space:pre-wrap;word-break:break-word;margin:2px 0;max-width:100ch}"
