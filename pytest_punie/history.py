@@ -365,9 +365,11 @@ def runs(db_path: str | os.PathLike[str]) -> list[RunRow]:
     kind of file, HistoryLocked (an OSError) when another process holds it too long.
     """
     with _connect(db_path, create=False) as connection:
+        # a history older than SCHEMA_VERSION is read as it is (migrated on the next write)
+        label = "label" if "label" in _columns(connection, "runs") else "NULL"
         rows = connection.execute(
-            "SELECT id, started, finished, model, adapter, model_hash, adapter_hash, label,"
-            " overall, metadata, categories,"
+            "SELECT id, started, finished, model, adapter, model_hash, adapter_hash, "
+            f"{label}, overall, metadata, categories,"
             " (SELECT COUNT(*) FROM cases WHERE run_id = runs.id AND outcome = 'error'),"
             " (SELECT COUNT(*) FROM cases WHERE run_id = runs.id)"
             " FROM runs ORDER BY id"

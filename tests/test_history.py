@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sqlite3
 from pathlib import Path
 
@@ -285,3 +286,206 @@ def test_cli_history_missing_db(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert err.startswith("punie history: no run history at ")
     assert str(missing) in err
     assert not missing.exists()
+
+
+# -- schema migration, other files, locks (issue 11 points 8 and 14) -----------------------------
+
+OLD_SCHEMA = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT, finished TEXT, model TEXT,
+    adapter TEXT, model_hash TEXT, adapter_hash TEXT, overall REAL, metadata TEXT NOT NULL,
+    categories TEXT NOT NULL);
+CREATE TABLE cases (run_id INTEGER NOT NULL, nodeid TEXT NOT NULL, category TEXT NOT NULL,
+    outcome TEXT NOT NULL, score REAL NOT NULL);
+INSERT INTO runs (started, model, overall, metadata, categories)
+    VALUES ('2026-01-01T00:00:00+00:00', 'old/model', 0.5, '{}', '[]');
+INSERT INTO cases VALUES (1, 't.py::test_old', 'code', 'passed', 1.0);
+"""
+
+
+def _user_version(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    connection.close()
+    return version
+
+
+def test_an_older_history_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(OLD_SCHEMA)
+    connection.close()
+    assert [r.id for r in runs(path)] == [1]  # reading an old history works, and changes nothing
+    assert _user_version(path) == 0
+    run_id = record_run(path, scored(8, 4, 6))  # before: "table cases has no column named repeat"
+    assert run_id == 2
+    assert _user_version(path) == history.SCHEMA_VERSION
+    recorded = runs(path)
+    assert recorded[0].model == "old/model" and recorded[0].label is None
+    assert recorded[1].cases == 18
+    with sqlite3.connect(path) as connection, pytest.raises(sqlite3.DatabaseError, match="append"):
+        connection.execute("DELETE FROM runs")  # the migrated history is append-only too
+    connection.close()
+
+
+def test_a_run_with_an_older_history_prints_its_table(pytester: pytest.Pytester) -> None:
+    (pytester.path / ".punie").mkdir()
+    with sqlite3.connect(pytester.path / ".punie" / "history.db") as connection:
+        connection.executescript(OLD_SCHEMA)
+    connection.close()
+    pytester.makepyfile(
+        "import pytest\nfrom pytest_punie import assert_keywords\n"
+        "@pytest.mark.punie(category='words')\ndef test_a():\n    assert_keywords('a', ['a'])\n"
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*punie: category scores*", "words*1*1*0*100.0%*"])
+    result.stdout.fnmatch_lines(["history: run 2 appended to *history.db"])
+
+
+def test_a_newer_history_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    record_run(path, scored(8, 4, 6))
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {history.SCHEMA_VERSION + 1}")
+    connection.close()
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"newer pytest-punie \(schema 2; this version reads up"):
+        record_run(path, scored(8, 4, 6))
+    with pytest.raises(ValueError, match="newer pytest-punie"):
+        runs(path)
+    assert path.read_bytes() == before  # user_version never goes down, no row was added
+    assert _user_version(path) == history.SCHEMA_VERSION + 1
+
+
+def test_tables_are_never_added_to_another_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE users (name TEXT)")
+    connection.close()
+    with pytest.raises(ValueError, match=r"not a pytest-punie run history \(it holds the tables"):
+        record_run(path, scored(8, 4, 6))
+    with sqlite3.connect(path) as connection:
+        tables = connection.execute("SELECT name FROM sqlite_master").fetchall()
+    connection.close()
+    assert tables == [("users",)]
+    assert _user_version(path) == 0
+
+
+def test_a_locked_history_keeps_the_run_and_adds_it_next_time(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    record_run(path, scored(8, 4, 6))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(history.HistoryLocked) as raised:
+            record_run(path, scored(1, 1, 1), label="kept", wait=0.2)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    message = str(raised.value)
+    assert "is locked by another process (waited 0.2 s)" in message
+    assert "will be added by the next run" in message
+    assert "not a pytest-punie" not in message
+    pending = raised.value.pending
+    assert pending is not None and pending.is_file()
+    assert str(pending) in message
+    assert [r.label for r in runs(path)] == [None]
+    record_run(path, scored(2, 2, 2), label="next")
+    assert [r.label for r in runs(path)] == [None, "kept", "next"]  # the kept run comes first
+    assert not pending.exists()
+
+
+def test_a_run_ending_on_a_locked_history_says_so(pytester: pytest.Pytester) -> None:
+    path = pytester.path / "h.db"
+    record_run(path, scored(8, 4, 6))
+    pytester.makepyfile(
+        "import pytest\nfrom pytest_punie import assert_keywords\n"
+        "@pytest.mark.punie(category='words')\ndef test_a():\n    assert_keywords('a', ['a'])\n"
+    )
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        original = history.LOCK_WAIT_S
+        history.LOCK_WAIT_S = 0.2
+        record = history.record_run.__kwdefaults__
+        assert record is not None
+        record["wait"] = 0.2
+        result = pytester.runpytest_inprocess(f"--punie-history={path}")
+    finally:
+        record["wait"] = original
+        history.LOCK_WAIT_S = original
+        blocker.rollback()
+        blocker.close()
+    result.stdout.fnmatch_lines(
+        ["WARNING: history not written to *h.db: the run history *h.db is locked by another "
+         "process (waited 0.2 s); this run was kept in *.json and will be added by the next run"]
+    )  # fmt: skip
+    assert len(list((pytester.path / "h.db.pending").glob("*.json"))) == 1
+
+
+# -- void and partial runs (issue 14 point 5) ------------------------------------------------------
+
+
+def errored(passing: int, errors: int, total: int = 18, **run: str | None) -> dict[str, object]:
+    """A run of ``total`` tool cases: ``passing`` pass, ``errors`` errored (timeouts)."""
+    cases = []
+    for i in range(total):
+        entry = case(f"evals/test_tools.py::test_{i}", "tools", passed=i < passing)
+        if i >= total - errors:
+            entry.update(outcome="error", score=0.0, failure="error")
+        cases.append(entry)
+    return document(cases, **run)  # type: ignore[arg-type]
+
+
+def test_void_and_partial_runs_are_marked_and_never_best(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    record_run(path, errored(9, 0, started="2026-02-11T09:00:00+00:00"))  # 50%, complete
+    # an adapter whose only run lost most cases to timeouts, yet scored higher (6 of 8 ran)
+    record_run(path, errored(2, 16, adapter="a/timeouts", started="2026-02-11T10:00:00+00:00"))
+    record_run(path, errored(16, 2, adapter="a/partial", started="2026-02-11T11:00:00+00:00"))
+    # the base model again, but the server died: the table keeps its complete run
+    record_run(path, errored(0, 17, started="2026-02-11T12:00:00+00:00"))
+    recorded = runs(path)
+    assert [r.status for r in recorded] == ["complete", "void", "partial", "void"]
+    assert recorded[1].status_text == "void: 16 of 18 errored"
+    table = cumulative_table(path)
+    names = [row[0].text for row in table.rows]
+    assert names[0] == "Qwen2.5-Coder-1.5B-Instruct-4bit (base)"  # the complete run ranks first
+    assert [row[-2].text for row in table.rows] == [
+        "ok", "partial: 2 of 18 errored", "void: 16 of 18 errored"
+    ]  # fmt: skip
+    best = [[cell.best for cell in row] for row in table.rows]
+    assert best[0][1] and not any(best[1]) and not any(best[2])  # 88.9% partial is not best
+    assert table.row_classes == ("complete", "partial", "void")
+    text = format_history(path)
+    assert "void: 16 of 18 errored" in text
+    assert "Not in the table (newer, but partial or void): run 4" in text
+
+
+def test_history_page_draws_a_trend_per_category(db: Path) -> None:
+    record_run(db, errored(1, 17, started="2026-02-13T08:00:00+00:00"))
+    page = history_html(db)
+    charts = re.findall(r"<svg class='punie-trend' data-category='([^']*)'", page)
+    assert charts == ["overall", "code", "reasoning", "tools"]
+    tools = page[page.index("data-category='tools'") :].split("</svg>")[0]
+    assert tools.count("class='punie-point punie-complete'") == 5
+    assert tools.count("class='punie-point punie-void'") == 1
+    assert tools.count("class='punie-interval'") == 6  # every point has its interval
+    assert tools.count("class='punie-line'") == 1  # glaive's two runs; the void run is not joined
+    assert "void: 18 of 18 errored" not in page and "void: 17 of 18 errored" in page
+
+
+def test_history_page_in_chromium(db: Path, tmp_path: Path) -> None:
+    from .test_report_views import _render, console_errors
+    from .test_trust import _chromium
+
+    chromium = _chromium()
+    record_run(db, errored(1, 17, started="2026-02-13T08:00:00+00:00"))
+    page = tmp_path / "history.html"
+    assert run_cli("history", "--db", str(db), "--html", str(page)) == 0
+    dom, log = _render(chromium, page, tmp_path / "profile")
+    assert console_errors(log) == []
+    assert dom.count('<svg class="punie-trend"') == 4
+    assert '<table id="punie-cumulative" class="punie-table">' in dom
+    assert dom.count('<tr class="void">') == 1  # in the list of runs; the table shows run 1
+    assert "never marked best: run 6" in dom
