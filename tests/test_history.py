@@ -140,12 +140,12 @@ def test_cumulative_table_latest_run_per_model_and_adapter(db: Path) -> None:
     text = [[str(cell) for cell in row] for row in rows]
     assert text == [
         # best overall first; the best value of each score column ends with "*"
-        ["Qwen2.5-Coder-1.5B-Instruct-4bit (base)", "77.8%*", "100.0%*", "100.0%*", "33.3%", "18", "ok",
-         "2026-02-11"],
+        ["Qwen2.5-Coder-1.5B-Instruct-4bit (base)", "77.8%*", "100.0%*", "100.0%*", "33.3%", "18",
+         "ok", "2026-02-11"],
         ["Qwen2.5-Coder-1.5B-Instruct-4bit + successful-demo", "72.2%", "87.5%", "100.0%*",
          "33.3%", "18", "ok", "2026-02-11"],
-        ["Qwen3-Coder-30B-A3B-Instruct-4bit (base)", "66.7%", "87.5%", "50.0%", "50.0%*", "18", "ok",
-         "2026-02-11"],
+        ["Qwen3-Coder-30B-A3B-Instruct-4bit (base)", "66.7%", "87.5%", "50.0%", "50.0%*", "18",
+         "ok", "2026-02-11"],
         ["Qwen2.5-Coder-1.5B-Instruct-4bit + glaive-function-calling", "55.6%", "62.5%", "75.0%",
          "33.3%", "18", "ok", "2026-02-12"],
     ]  # fmt: skip
@@ -204,7 +204,8 @@ def test_format_history_without_runs(tmp_path: Path) -> None:
     assert runs(path) == []
     assert format_history(path) == f"no runs recorded in {path}"
     table = cumulative_table(path)
-    assert (table.header, table.rows) == (("model/adapter", "overall", "cases", "status", "date"), ())
+    assert table.header == ("model/adapter", "overall", "cases", "status", "date")
+    assert table.rows == ()
 
 
 @pytest.mark.parametrize("content", [b"", b'{"cases": []}'])
@@ -320,7 +321,8 @@ def test_an_older_history_is_migrated(tmp_path: Path) -> None:
     assert run_id == 2
     assert _user_version(path) == history.SCHEMA_VERSION
     recorded = runs(path)
-    assert recorded[0].model == "old/model" and recorded[0].label is None
+    assert recorded[0].model == "old/model"
+    assert recorded[0].label is None
     assert recorded[1].cases == 18
     with sqlite3.connect(path) as connection, pytest.raises(sqlite3.DatabaseError, match="append"):
         connection.execute("DELETE FROM runs")  # the migrated history is append-only too
@@ -387,7 +389,8 @@ def test_a_locked_history_keeps_the_run_and_adds_it_next_time(tmp_path: Path) ->
     assert "will be added by the next run" in message
     assert "not a pytest-punie" not in message
     pending = raised.value.pending
-    assert pending is not None and pending.is_file()
+    assert pending is not None
+    assert pending.is_file()
     assert str(pending) in message
     assert [r.label for r in runs(path)] == [None]
     record_run(path, scored(2, 2, 2), label="next")
@@ -455,7 +458,9 @@ def test_void_and_partial_runs_are_marked_and_never_best(tmp_path: Path) -> None
         "ok", "partial: 2 of 18 errored", "void: 16 of 18 errored"
     ]  # fmt: skip
     best = [[cell.best for cell in row] for row in table.rows]
-    assert best[0][1] and not any(best[1]) and not any(best[2])  # 88.9% partial is not best
+    assert best[0][1]
+    assert not any(best[1])
+    assert not any(best[2])
     assert table.row_classes == ("complete", "partial", "void")
     text = format_history(path)
     assert "void: 16 of 18 errored" in text
@@ -472,7 +477,8 @@ def test_history_page_draws_a_trend_per_category(db: Path) -> None:
     assert tools.count("class='punie-point punie-void'") == 1
     assert tools.count("class='punie-interval'") == 6  # every point has its interval
     assert tools.count("class='punie-line'") == 1  # glaive's two runs; the void run is not joined
-    assert "void: 18 of 18 errored" not in page and "void: 17 of 18 errored" in page
+    assert "void: 18 of 18 errored" not in page
+    assert "void: 17 of 18 errored" in page
 
 
 def test_history_page_in_chromium(db: Path, tmp_path: Path) -> None:

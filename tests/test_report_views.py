@@ -153,7 +153,9 @@ def test_case_view_shows_the_whole_conversation_escaped() -> None:
     assert view.prompt == "read <the> readme"  # from the conversation
     assert view.calls == (("read_file(path='README.md')", "<b>hello</b>"),)
     markup = case_view_html(view)
-    assert "<script>" not in markup and "<b>hello" not in markup and "<Paris>" not in markup
+    assert "<script>" not in markup
+    assert "<b>hello" not in markup
+    assert "<Paris>" not in markup
     roles = re.findall(r"<span class='punie-role'>([^<]*)</span>", markup)
     assert roles == ["system", "user", "tool call", "tool result (read_file)", "assistant"]
     assert "&lt;script&gt;x()&lt;/script&gt;" in markup
@@ -255,7 +257,8 @@ def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> 
     assert "<dt>tokens in / out</dt>" in dom
     # the side-by-side view: baseline and this run's answers, filtered like a diff
     side = dom[dom.index('<div id="punie-side-by-side">') :]
-    assert "So the answer is 381." in side and "The answer is 391." in side
+    assert "So the answer is 381." in side
+    assert "The answer is 391." in side
     visible = json.loads(re.search(r'data-visible="([^"]*)"', dom)[1].replace("&quot;", '"'))
     assert visible["fixed"] == "fixed"  # multiply: 381 -> 391
     assert visible["broken"] == "broken"  # paris: Paris -> Lyon
