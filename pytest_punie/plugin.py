@@ -197,20 +197,13 @@ def _case_view(item: pytest.Item, case: Case, result: CaseResult) -> CaseView:
 
 
 def _add_html_extras(item: pytest.Item, report: pytest.TestReport, view: CaseView) -> None:
-    """The case view (conversation, scores, timings) in the row, and the raw answer and tool
-    calls one click away."""
+    """The case view (conversation, scores, timings) in the report's row."""
     if not item.config.pluginmanager.hasplugin("html"):
         return
     import pytest_html  # only with pytest-html installed and active
 
-    response = _response(item)
     extras = list(getattr(report, "extras", []))
     extras.append(pytest_html.extras.html(case_view_html(view)))
-    if response is not None:
-        extras.append(pytest_html.extras.text(response.text, name="response"))
-        if response.tool_calls:
-            calls = [c.to_json() for c in response.tool_calls]
-            extras.append(pytest_html.extras.json(calls, name="tool calls"))
     report.extras = extras  # type: ignore[attr-defined]  # pytest-html reads this attribute
 
 

@@ -253,13 +253,14 @@ def failure_text(view: CaseView, message: str = "") -> str:
 
 
 def trimmed_html(text: str, limit: int = HTML_CHARS) -> str:
-    """``text`` in a <pre>, cut at ``limit`` characters with the whole text one click away."""
+    """``text`` in a <pre>, cut at ``limit`` characters with the rest one click away (the page
+    holds each character once: 1,000 cases stay a small file)."""
     if len(text) <= limit:
         return f"<pre>{escape(text)}</pre>"
     return (
-        f"<pre>{escape(text[:limit])}...</pre>"
-        f"<details class='punie-more'><summary>show all {len(text):,} characters</summary>"
-        f"<pre>{escape(text)}</pre></details>"
+        f"<pre>{escape(text[:limit])}</pre><details class='punie-more'><summary>show the rest "
+        f"({len(text) - limit:,} more characters)</summary><pre>{escape(text[limit:])}</pre>"
+        "</details>"
     )
 
 
@@ -335,7 +336,8 @@ REPORT_STYLE = (
     "#punie-side-by-side td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;"
     "vertical-align:top}.punie-comparison tr.significant td{font-weight:bold}"
     "td.num{text-align:right}.punie-warnings{color:#a15c00}"
-    ".punie-case{font-size:13px;margin:4px 0 10px}.punie-case pre,#punie-side-by-side pre"
+    ".punie-more pre{margin-top:0}.punie-case{font-size:13px;margin:4px 0 10px}"
+    ".punie-case pre,#punie-side-by-side pre"
     "{white-space:pre-wrap;word-break:break-word;margin:2px 0;max-width:100ch}"
     ".punie-timings{display:grid;grid-template-columns:repeat(7,auto);gap:0 14px;margin:4px 0}"
     ".punie-timings dt{font-weight:bold;grid-row:1}.punie-timings dd{margin:0;grid-row:2}"

@@ -3,6 +3,7 @@ escaping of every user or model string, checked as text and in headless Chromium
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -42,7 +43,9 @@ def test_bug_in_the_test(punie_result):
 LONG = "Let me think step by step. 17 * 23 = 340 + 51. " * 8 + "So the answer is 381."
 
 
-def answers(multiply: str = LONG, paris: str = "The capital of France is Paris.") -> dict:
+def answers(
+    multiply: str = LONG, paris: str = "The capital of France is Paris.", hi: str = "hi"
+) -> dict:
     return {
         "What is 17 * 23?": multiply,
         "read the readme": {
@@ -50,7 +53,7 @@ def answers(multiply: str = LONG, paris: str = "The capital of France is Paris."
             "then": "It says hello.",
         },
         "What is the capital of France?": paris,
-        "Say hi": "hi",
+        "Say hi": hi,
     }
 
 
@@ -177,16 +180,21 @@ def test_case_view_shows_cached_when_the_response_says() -> None:
 def test_long_text_is_trimmed_with_the_whole_text_one_click_away() -> None:
     text = "a" * 700 + "<end>"
     markup = trimmed_html(text, 600)
-    assert markup.startswith(f"<pre>{'a' * 600}...</pre><details")
-    assert "show all 705 characters" in markup
-    assert f"<pre>{'a' * 700}&lt;end&gt;</pre></details>" in markup
+    assert markup.startswith(f"<pre>{'a' * 600}</pre><details")
+    assert "show the rest (105 more characters)" in markup
+    assert markup.endswith(f"<pre>{'a' * 100}&lt;end&gt;</pre></details>")
+    plain = re.sub(r"<summary>.*?</summary>|<[^>]+>", "", markup)
+    assert html.unescape(plain) == text  # every character once, in order
     assert trimmed_html("short") == "<pre>short</pre>"
 
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def test_category_names_are_escaped_in_the_report_rows(pytester: pytest.Pytester) -> None:
+def test_category_names_are_escaped_in_the_report_rows(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    chromium = _chromium()
     pytester.makepyfile(
         f"""
         import pytest
@@ -198,9 +206,13 @@ def test_category_names_are_escaped_in_the_report_rows(pytester: pytest.Pytester
         """
     )
     pytester.runpytest("--html=report.html", "--self-contained-html")
-    page = (pytester.path / "report.html").read_text()
-    assert HOSTILE not in page  # neither in the summary nor in the JSON of pytest-html's rows
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    page = pytester.path / "report.html"
+    assert HOSTILE not in page.read_text()
+    # pytest-html puts its rows' cells into the page with innerHTML: only the DOM tells
+    dom, log = _render(chromium, page, tmp_path / "profile")
+    assert '<img src="x"' not in dom
+    assert dom.count("&lt;img src=x onerror=alert(1)&gt;") >= 3  # summary, chart, the row
+    assert console_errors(log) == []
 
 
 def _render(chromium: str, page: Path, profile: Path, script: str = "") -> tuple[str, str]:
@@ -234,7 +246,7 @@ def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> 
     run(pytester, "--punie-results=before.json")
     result = run(
         pytester, "--html=report.html", "--self-contained-html", "--punie-baseline=before.json",
-        multiply="The answer is 391.", paris="It is Lyon.",
+        multiply="The answer is 391.", paris="It is Lyon.", hi=HOSTILE,
     )  # fmt: skip
     result.assert_outcomes(passed=1, failed=3)
     page = pytester.path / "report.html"
@@ -255,6 +267,8 @@ def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> 
     assert sorted(views) == ["failed", "failed", "failed", "passed"]
     assert dom.count('class="punie-turn punie-tool-call"') == 1
     assert "<dt>tokens in / out</dt>" in dom
+    assert "&lt;img src=x onerror=alert(1)&gt;" in dom  # the model's answer, as text
+    assert '<img src="x"' not in dom
     # the side-by-side view: baseline and this run's answers, filtered like a diff
     side = dom[dom.index('<div id="punie-side-by-side">') :]
     assert "So the answer is 381." in side
