@@ -442,7 +442,7 @@ def _mark_best(rows: list[list[Cell]], column: int, ranked: Sequence[bool]) -> N
     for row, rank in zip(rows, ranked, strict=True):
         cell = row[column]
         if rank and cell.value is not None and cell.value >= best - 1e-9:
-            row[column] = Cell(cell.text, cell.value, True, cell.note)
+            row[column] = Cell(cell.text, cell.value, True, cell.note, cell.html)
 
 
 def cumulative(recorded: Sequence[RunRow]) -> Table:
@@ -524,6 +524,12 @@ def format_history(db_path: str | os.PathLike[str], all_runs: bool = False) -> s
             "Not in the table (newer, but partial or void): "
             + "; ".join(f"run {r.id} {r.name} ({r.status_text})" for r in hidden)
             + "."
+        )
+    waiting = len(list(_pending_folder(Path(db_path)).glob("*.json")))
+    if waiting:
+        lines.append(
+            f"{waiting} run(s) kept while the history was locked wait in "
+            f"{_pending_folder(Path(db_path))} (added by the next run)."
         )
     if all_runs:
         lines += ["", to_text(all_runs_table(recorded))]

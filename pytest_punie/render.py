@@ -70,12 +70,14 @@ def run_label(model: str | None, adapter: str | None, label: str | None = None) 
 @dataclass(frozen=True)
 class Cell:
     """One table cell: its text, the number it shows (to rank), whether it is the best of its
-    column, and a note (the HTML's tooltip)."""
+    column, a note (the HTML's tooltip) and, rarely, richer markup for HTML (already escaped,
+    e.g. a long answer with the rest one click away; the text form uses ``text``)."""
 
     text: str
     value: float | None = None
     best: bool = False
     note: str = ""
+    html: str | None = None
 
     def __str__(self) -> str:
         return f"{self.text}*" if self.best else self.text
@@ -153,7 +155,7 @@ def to_html(table: Table, table_id: str = "", css_class: str = "punie-table") ->
     for index, row in enumerate(table.rows):
         cells = []
         for column, cell in enumerate(row):
-            text = escape(cell.text)
+            text = escape(cell.text) if cell.html is None else cell.html
             content = f"<strong>{text}</strong>" if cell.best else text
             attributes = "" if column in table.left else ' class="num"'
             if cell.note:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_punie.render import (
     CATEGORY_HEADER,
+    Cell,
     Table,
     escape,
     path_name,
@@ -395,16 +396,17 @@ def served_lines(server: Mapping[str, Any] | None) -> list[str]:
 
 def summary_html(
     rows: Sequence[Sequence[str]],
-    server: Mapping[str, Any] | None,
+    lines: Sequence[str],
     gate: Sequence[str] | None,
     failures: Table | None = None,
     warnings: Sequence[str] = (),
 ) -> str:
-    """The summary section pytest-html shows above its results table (with the page's style)."""
+    """The summary section pytest-html shows above its results table (with the page's style);
+    ``lines`` are the notes under the tables (``served_lines`` and any a plugin adds)."""
     table = to_html(Table.of(CATEGORY_HEADER, rows, total_row=True), "punie-categories")
     if failures is not None and failures.rows:
         table += "<h3>Failures by type</h3>" + to_html(failures, "punie-failures")
-    served = "".join(f"<li>{escape(line)}</li>" for line in served_lines(server))
+    served = "".join(f"<li>{escape(line)}</li>" for line in lines)
     if warnings:
         items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
         table += f"<ul class='punie-warnings'>{items}</ul>"
@@ -503,17 +505,24 @@ def side_by_side_html(
     (fixed, broken, unchanged, new or removed) with radio buttons and CSS only."""
     before, after = _answers(baseline_cases), _answers(candidate_cases)
     counts = {name: 0 for name in CHANGE_NAMES}
-    rows = []
     for case in comparison.cases:
         counts[case.change] += 1
-        rows.append(
-            f"<tr class='{case.change}'><td>{escape(case.nodeid)}</td>"
-            f"<td>{escape(case.category)}</td><td>{CHANGE_NAMES[case.change]}</td>"
-            f"<td class='num'>{percent(case.baseline_score)}</td>"
-            f"<td>{trimmed_html(before.get(case.nodeid, ''), 300)}</td>"
-            f"<td class='num'>{percent(case.candidate_score)}</td>"
-            f"<td>{trimmed_html(after.get(case.nodeid, ''), 300)}</td></tr>"
-        )
+    rows: list[list[str | Cell]] = [
+        [
+            case.nodeid,
+            case.category,
+            CHANGE_NAMES[case.change],
+            Cell(percent(case.baseline_score)),
+            Cell(before.get(case.nodeid, ""), html=trimmed_html(before.get(case.nodeid, ""), 300)),
+            Cell(percent(case.candidate_score)),
+            Cell(after.get(case.nodeid, ""), html=trimmed_html(after.get(case.nodeid, ""), 300)),
+        ]
+        for case in comparison.cases
+    ]
+    header = ["case", "category", "change", "baseline score", "baseline answer", "score", "answer"]
+    table = Table.of(
+        header, rows, left=(0, 1, 2, 4, 6), row_classes=[c.change for c in comparison.cases]
+    )
     filters = [
         ("all", f"all ({len(comparison.cases)})"),
         ("fixed", f"fixed ({counts['fixed']})"),
@@ -526,16 +535,10 @@ def side_by_side_html(
         f"{' checked' if key == 'all' else ''}><label for='punie-sbs-{key}'>{label}</label>"
         for key, label in filters
     )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("case", "category", "change", "baseline score", "baseline answer", "score",
-                  "answer")
-    )  # fmt: skip
     return (
         "<div id='punie-side-by-side'><h3>Side by side: "
         f"{escape(comparison.baseline_label)} | {escape(comparison.candidate_label)}</h3>"
-        f"{radios}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        "</div>"
+        f"{radios}{to_html(table, css_class='punie-side-by-side')}</div>"
     )
 
 

@@ -83,6 +83,11 @@ class PunieReporter:
             )
         return found
 
+    def summary_lines(self) -> list[str]:
+        """The lines under the tables, in the terminal and in the HTML report alike: what was
+        served (append a line here to show it in both)."""
+        return served_lines(self.results.metadata.server)
+
     def _document(self) -> dict[str, Any]:
         from pytest_punie.results import results_document
 
@@ -142,7 +147,7 @@ class PunieReporter:
             write("")
             write(f"compared with {self.settings.baseline}:")
             write(comparison_text(self.comparison))
-        for line in served_lines(self.results.metadata.server):
+        for line in self.summary_lines():
             write(line, red=line.startswith("WARNING"))
         if self.settings.results is not None:
             write(f"results: {self.settings.results}")
@@ -163,10 +168,10 @@ class PunieReporter:
         if not self.results.cases:
             return
         categories = self.categories()
-        server = self.results.metadata.server
         section = summary_html(
-            self.rows(), server, self.gate, failure_table(categories), self.warnings()
-        )
+            self.rows(), self.summary_lines(), self.gate, failure_table(categories),
+            self.warnings(),
+        )  # fmt: skip
         prefix.append(section)
         baseline = None
         if self.comparison is not None:

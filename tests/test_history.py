@@ -393,6 +393,7 @@ def test_a_locked_history_keeps_the_run_and_adds_it_next_time(tmp_path: Path) ->
     assert pending.is_file()
     assert str(pending) in message
     assert [r.label for r in runs(path)] == [None]
+    assert "1 run(s) kept while the history was locked wait in" in format_history(path)
     record_run(path, scored(2, 2, 2), label="next")
     assert [r.label for r in runs(path)] == [None, "kept", "next"]  # the kept run comes first
     assert not pending.exists()
