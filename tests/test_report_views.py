@@ -288,3 +288,19 @@ def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> 
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     assert screenshot.stat().st_size > 10_000
+
+
+def test_a_run_whose_server_is_gone_is_void_in_the_summary_and_the_history(
+    pytester: pytest.Pytester,
+) -> None:
+    from pytest_punie.history import runs
+
+    pytester.makepyfile(CASES)
+    result = pytester.runpytest("--punie-base-url=http://127.0.0.1:9/v1")
+    result.assert_outcomes(errors=4)
+    result.stdout.fnmatch_lines(
+        ["WARNING: 4 of 4 case(s) errored (timeouts, a dead server...): this run is void; "
+         "the history marks it and never ranks it"]
+    )  # fmt: skip
+    (run,) = runs(pytester.path / ".punie" / "history.db")
+    assert run.status_text == "void: 4 of 4 errored"
