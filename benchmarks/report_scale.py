@@ -8,7 +8,7 @@ Chromium three times and reports the median of: the wall time of ``--dump-dom`` 
 pytest-html's JavaScript building the rows, dump) minus the same for an empty page, and the
 page's own load time (``performance.now()`` at the load event). Same for a history of 40 runs.
 
-    python benchmarks/report_scale.py [N]
+    python benchmarks/report_scale.py [N [KEEP.html]]
 """
 
 from __future__ import annotations
@@ -164,6 +164,8 @@ def main() -> None:
         profile = folder / "profile"
         blank = statistics.median(render(chromium, blank_page, profile)[0] for _ in range(3))
         rows = [measure(chromium, folder / "report.html", profile, blank)]
+        if len(sys.argv) > 2:  # keep the report to compare it with another version's
+            shutil.copy(folder / "report.html", sys.argv[2])
         rows.append(measure(chromium, history(folder, 40), profile, blank))
     print(*machine_facts(), sep="\n")
     print(f"\n{n} cases: pytest run without --html {plain_s:.1f} s, with --html and a baseline "
