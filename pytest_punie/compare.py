@@ -10,7 +10,6 @@ since it tests the change the table shows (the mean score).
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import math
 import sys
@@ -19,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_punie.report import path_name, percent, text_table
-from pytest_punie.stats import CaseSamples, case_samples, mcnemar_p, paired_bootstrap_p
+from pytest_punie.render import comparison_text, run_label
+from pytest_punie.stats import ALPHA, CaseSamples, case_samples, mcnemar_p, paired_bootstrap_p
 from pytest_punie.thresholds import parse_threshold
 
 if TYPE_CHECKING:
@@ -33,15 +32,11 @@ __all__ = [
     "Comparison",
     "add_parser",
     "compare",
-    "comparison_html",
-    "comparison_rows",
-    "format_comparison",
+    "document_label",
     "load_results",
     "regressions",
-    "run_label",
 ]
 
-ALPHA = 0.05  # the significance level of the ``significant`` column
 ALL_CATEGORIES = ("*", "all")  # keys of ``max_drop`` that apply to every category
 OVERALL = "overall"
 
@@ -73,13 +68,12 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
-def run_label(document: Mapping[str, Any]) -> str:
-    """A run's model and adapter in a few words: ``Qwen2.5-1.5B + my-adapter`` or ``... (base)``."""
+def document_label(document: Mapping[str, Any]) -> str:
+    """A results document's run label (``render.run_label``: ``model + adapter``)."""
     server = (document.get("metadata") or {}).get("server") or {}
     model = server.get("model") or server.get("model_name")
     adapter = server.get("adapter")
-    model_part = path_name(str(model)) if model else "unknown model"
-    return f"{model_part} + {path_name(str(adapter))}" if adapter else f"{model_part} (base)"
+    return run_label(str(model) if model else None, str(adapter) if adapter else None)
 
 
 @dataclass(frozen=True)
@@ -263,8 +257,8 @@ def compare(
         OVERALL, list(before.values()), list(after.values()), changes, resamples, seed
     )
     return Comparison(
-        baseline_label=run_label(baseline),
-        candidate_label=run_label(candidate),
+        baseline_label=document_label(baseline),
+        candidate_label=document_label(candidate),
         categories=categories,
         overall=overall,
         cases=tuple(changes),
@@ -320,113 +314,6 @@ def regressions(comparison: Comparison, max_drop: Mapping[str, float]) -> list[s
     return messages
 
 
-# -- presentation ---------------------------------------------------------------------------------
-
-HEADER = [
-    "category",
-    "baseline",
-    "candidate",
-    "change",
-    "paired cases",
-    "p (McNemar)",
-    "p (bootstrap)",
-    "significant",
-]
-
-
-def _change(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:+.1f} pts"
-
-
-def _p(value: float) -> str:
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _row(category: CategoryComparison) -> list[str]:
-    return [
-        category.name,
-        percent(category.baseline_mean),
-        percent(category.candidate_mean),
-        _change(category.difference),
-        str(category.paired),
-        _p(category.p_mcnemar) if category.paired else "-",
-        _p(category.p_bootstrap) if category.paired else "-",
-        ("yes" if category.significant else "no") if category.paired else "-",
-    ]
-
-
-def comparison_rows(comparison: Comparison) -> list[list[str]]:
-    """The table's rows as strings, the overall row last."""
-    return [_row(c) for c in comparison.categories] + [_row(comparison.overall)]
-
-
-def _case_line(case: CaseChange) -> str:
-    if case.change == "added":
-        return f"  {case.nodeid}  (new: {percent(case.candidate_score)})"
-    if case.change == "removed":
-        return f"  {case.nodeid}  (was: {percent(case.baseline_score)})"
-    return f"  {case.nodeid}  {percent(case.baseline_score)} -> {percent(case.candidate_score)}"
-
-
-_LISTS: tuple[tuple[Change, str], ...] = (
-    ("fixed", "fixed (failed -> passed)"),
-    ("broken", "broken (passed -> failed)"),
-    ("added", "only in the candidate"),
-    ("removed", "only in the baseline"),
-)
-
-
-def format_comparison(comparison: Comparison) -> str:
-    """The comparison as terminal text: the category table, then the changed cases."""
-    lines = [
-        f"baseline:  {comparison.baseline_label}",
-        f"candidate: {comparison.candidate_label}",
-        "",
-        text_table(comparison_rows(comparison), HEADER, total_row=True),
-    ]
-    for change, title in _LISTS:
-        cases = [c for c in comparison.cases if c.change == change]
-        if change in ("added", "removed") and not cases:
-            continue
-        lines += ["", f"{title}: {len(cases) or 'none'}", *map(_case_line, cases)]
-    lines += [
-        "",
-        f"significant: paired bootstrap p < {ALPHA} on the score change "
-        "(cases paired by nodeid, repeats averaged)",
-    ]
-    return "\n".join(lines)
-
-
-def comparison_html(comparison: Comparison) -> str:
-    """The comparison as an HTML fragment for a report: the table and the changed cases."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = []
-    for category, cells in zip(
-        (*comparison.categories, comparison.overall), comparison_rows(comparison), strict=True
-    ):
-        classes = ["significant"] if category.significant else []
-        if category.name == OVERALL:
-            classes.append("overall")
-        attribute = f' class="{" ".join(classes)}"' if classes else ""
-        body.append(
-            f"<tr{attribute}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-        )
-    parts = [
-        '<div class="punie-comparison">',
-        f"<p>baseline: {html.escape(comparison.baseline_label)}<br>"
-        f"candidate: {html.escape(comparison.candidate_label)}</p>",
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
-    ]
-    for change, title in _LISTS:
-        cases = [c for c in comparison.cases if c.change == change]
-        if not cases:
-            continue
-        items = "".join(f"<li>{html.escape(_case_line(c).strip())}</li>" for c in cases)
-        parts.append(f"<h3>{html.escape(title)}: {len(cases)}</h3><ul>{items}</ul>")
-    parts.append("</div>")
-    return "".join(parts)
-
-
 # -- the ``punie compare`` command ----------------------------------------------------------------
 
 
@@ -446,7 +333,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"punie compare: {error}", file=sys.stderr)
         return 2
     comparison = compare(baseline, candidate)
-    print(format_comparison(comparison))
+    print(comparison_text(comparison))
     failures = regressions(comparison, dict(args.max_regression or []))
     if failures:
         print("\nregression gate FAILED:", *failures, sep="\n  ", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_punie.history import DEFAULT_DB
 from pytest_punie.thresholds import parse_thresholds
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ MAX_REGRESSION_OPTION = Option(
 )
 HISTORY_OPTION = Option(
     "history",
-    "SQLite file each run is appended to (default .punie/history.db; 'none' turns it off).",
-    ".punie/history.db",
+    f"SQLite file each run is appended to (default {DEFAULT_DB.as_posix()}; 'none' turns it off).",
+    DEFAULT_DB.as_posix(),
     "PATH",
 )
 STARTUP_TIMEOUT_OPTION = Option(

@@ -29,6 +29,7 @@ from pytest_punie.options import (
     settings_from_config,
     training_settings_from_config,
 )
+from pytest_punie.report import CaseView, case_view, case_view_html, failure_text
 from pytest_punie.reporter import PunieReporter
 from pytest_punie.results import (
     PROPERTY,
@@ -38,7 +39,7 @@ from pytest_punie.results import (
     failure_type,
     run_metadata,
 )
-from pytest_punie.scorers import ScoreSheet, collecting_scores
+from pytest_punie.scorers import ScoreFailure, ScoreSheet, collecting_scores
 from pytest_punie.server import ServerError, ServerInfo
 
 if TYPE_CHECKING:
@@ -176,7 +177,13 @@ def pytest_runtest_makereport(
         return report
     result = _case_result(item, case, report)
     report.user_properties.append((PROPERTY, result.to_json()))
-    _add_html_extras(item, report)
+    view = _case_view(item, case, result)
+    _add_html_extras(item, report, view)
+    if report.failed and report.when == "call" and item.config.get_verbosity() < 2:
+        # a scorer's failure reads in five lines; -vv keeps pytest's whole traceback
+        excinfo = call.excinfo
+        if excinfo is not None and excinfo.errisinstance(ScoreFailure):
+            report.longrepr = failure_text(view, str(excinfo.value))
     return report
 
 
@@ -215,24 +222,22 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
     )
 
 
-def _add_html_extras(item: pytest.Item, report: pytest.TestReport) -> None:
+def _case_view(item: pytest.Item, case: Case, result: CaseResult) -> CaseView:
+    return case_view(
+        result.nodeid, result.category, result.outcome, result.score,
+        prompt=case.prompt, response=_response(item), records=result.scores,
+        duration_s=result.duration_s,
+    )  # fmt: skip
+
+
+def _add_html_extras(item: pytest.Item, report: pytest.TestReport, view: CaseView) -> None:
+    """The case view (conversation, scores, timings) in the report's row."""
     if not item.config.pluginmanager.hasplugin("html"):
         return
-    import json
+    import pytest_html  # only with pytest-html installed and active
 
-    import pytest_html
-
-    sheet = item.stash.get(SHEET_KEY, None)
-    response = _response(item)
     extras = list(getattr(report, "extras", []))
-    if response is not None:
-        extras.append(pytest_html.extras.text(response.text, name="response"))
-        if response.tool_calls:
-            calls = [c.to_json() for c in response.tool_calls]
-            extras.append(pytest_html.extras.json(calls, name="tool calls"))
-    if sheet and sheet.records:
-        scores = [r.to_json() for r in sheet.records]
-        extras.append(pytest_html.extras.text(json.dumps(scores, indent=2), name="scores"))
+    extras.append(pytest_html.extras.html(case_view_html(view)))
     report.extras = extras  # type: ignore[attr-defined]  # pytest-html reads this attribute
 
 

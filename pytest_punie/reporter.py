@@ -6,20 +6,27 @@ on test reports, so they are the same with or without xdist.
 
 from __future__ import annotations
 
-import html
+import sqlite3
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from pytest_punie.render import (
+    category_rows,
+    comparison_html,
+    comparison_text,
+    escape,
+    failure_table,
+    text_table,
+    to_text,
+)
 from pytest_punie.report import (
     bar_chart_svg,
-    category_rows,
-    failure_table,
     few_cases_warnings,
-    html_table,
     served_lines,
-    text_table,
+    side_by_side_html,
+    summary_html,
 )
 from pytest_punie.results import PROPERTY, CaseResult, overall_score
 
@@ -41,6 +48,7 @@ class PunieReporter:
         self.gate: list[str] | None = None
         self.comparison: Comparison | None = None
         self.history_note: str | None = None
+        self.baseline_cases: list[dict[str, Any]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         found = False
@@ -74,7 +82,22 @@ class PunieReporter:
         )
 
     def warnings(self) -> list[str]:
-        return few_cases_warnings(self.categories(), self.settings.min_cases)
+        """Few-case warnings, and a void/partial run's error count."""
+        found = few_cases_warnings(self.categories(), self.settings.min_cases)
+        errors = sum(c.outcome == "error" for c in self.results.cases)
+        if errors:
+            total = len(self.results.cases)
+            kind = "void" if errors * 2 >= total else "partial"
+            found.append(
+                f"WARNING: {errors} of {total} case(s) errored (timeouts, a dead server...): "
+                f"this run is {kind}; the history marks it and never ranks it"
+            )
+        return found
+
+    def summary_lines(self) -> list[str]:
+        """The lines under the tables, in the terminal and in the HTML report alike: what was
+        served (append a line here to show it in both)."""
+        return [*served_lines(self.results.metadata.server), self.cache_line()]
 
     def _document(self) -> dict[str, Any]:
         from pytest_punie.results import results_document
@@ -93,7 +116,9 @@ class PunieReporter:
         if settings.baseline is not None and self.results.cases:
             from pytest_punie.compare import compare, load_results, regressions
 
-            self.comparison = compare(load_results(settings.baseline), self._document())
+            baseline = load_results(settings.baseline)
+            self.baseline_cases = baseline["cases"]
+            self.comparison = compare(baseline, self._document())
             gate += regressions(self.comparison, settings.max_regression)
         if settings.gated or settings.max_regression:
             self.gate = gate
@@ -114,7 +139,7 @@ class PunieReporter:
             try:
                 run_id = record_run(settings.history, document)
                 self.history_note = f"history: run {run_id} appended to {settings.history}"
-            except (OSError, ValueError) as exc:  # a broken history must not hide the results
+            except (OSError, ValueError, sqlite3.Error) as exc:  # must not hide the results
                 self.history_note = f"WARNING: history not written to {settings.history}: {exc}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -125,19 +150,16 @@ class PunieReporter:
         write(text_table(self.rows(), total_row=True))
         for warning in self.warnings():
             write(warning, yellow=True)
-        header, failures = failure_table(self.categories())
-        if failures:
+        failures = failure_table(self.categories())
+        if failures.rows:
             write("")
-            write(text_table(failures, header))
+            write(to_text(failures))
         if self.comparison is not None:
-            from pytest_punie.compare import format_comparison
-
             write("")
             write(f"compared with {self.settings.baseline}:")
-            write(format_comparison(self.comparison))
-        for line in served_lines(self.results.metadata.server):
+            write(comparison_text(self.comparison))
+        for line in self.summary_lines():
             write(line, red=line.startswith("WARNING"))
-        write(self.cache_line())
         if self.settings.results is not None:
             write(f"results: {self.settings.results}")
         if self.history_note:
@@ -157,19 +179,19 @@ class PunieReporter:
         if not self.results.cases:
             return
         categories = self.categories()
-        server = self.results.metadata.server
-        section = html_table(
-            self.rows(), server, self.gate, failure_table(categories), self.warnings()
-        )
+        section = summary_html(
+            self.rows(), self.summary_lines(), self.gate, failure_table(categories),
+            self.warnings(),
+        )  # fmt: skip
         prefix.append(section)
-        prefix.append(f"<p class='punie-cache'>{html.escape(self.cache_line())}</p>")
         baseline = None
         if self.comparison is not None:
-            from pytest_punie.compare import comparison_html
-
             baseline = {c.name: c.baseline_mean for c in self.comparison.categories}
             prefix.append("<h3>Compared with the baseline</h3>" + comparison_html(self.comparison))
         prefix.append(bar_chart_svg(categories, baseline))
+        if self.comparison is not None:
+            candidate = [case.to_json() for case in self.results.cases]
+            prefix.append(side_by_side_html(self.comparison, self.baseline_cases, candidate))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
@@ -179,7 +201,7 @@ class PunieReporter:
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
         value = next((v for n, v in getattr(report, "user_properties", ()) if n == PROPERTY), None)
-        category = value["category"] if value else ""
+        category = escape(value["category"]) if value else ""  # a user's string: escaped
         score = f"{value['score']:.2f}" if value else ""
         cells.insert(2, f"<td>{category}</td>")
         cells.insert(3, f"<td>{score}</td>")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["Response", "as_response"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Response:
     """What came back for one case: final text, every tool call, usage and timing."""
 
@@ -41,6 +41,17 @@ class Response:
         """True when every request of the conversation came from the cache (none reached the
         model); token counts are those the responses were generated with."""
         return self.requests > 0 and self.cached_requests == self.requests
+
+    def __repr__(self) -> str:
+        """Short (pytest prints it in tracebacks): the text's start, the calls, the usage."""
+        text = self.text if len(self.text) <= 60 else self.text[:60] + "..."
+        calls = ", ".join(call.name for call in self.tool_calls[:3])
+        if len(self.tool_calls) > 3:
+            calls += f", +{len(self.tool_calls) - 3}"
+        return (
+            f"Response({text!r} [{len(self.text)} chars], tool_calls=[{calls}], "
+            f"requests={self.requests}, tokens={self.input_tokens}+{self.output_tokens})"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable form for the results file and the test report."""

@@ -15,6 +15,7 @@ from statistics import NormalDist
 from typing import Any
 
 __all__ = [
+    "ALPHA",
     "CaseSamples",
     "CategoryStats",
     "bootstrap_mean_interval",
@@ -25,6 +26,7 @@ __all__ = [
     "wilson_interval",
 ]
 
+ALPHA = 0.05  # the significance level a comparison calls "significant"
 _EPSILON = 1e-12  # resampled means this close to 0 count as 0 (float sums of +x and -x)
 
 

@@ -17,12 +17,12 @@ from pytest_punie.compare import (
     Comparison,
     add_parser,
     compare,
-    comparison_html,
-    format_comparison,
+    document_label,
     load_results,
     regressions,
-    run_label,
 )
+from pytest_punie.render import comparison_html, run_label
+from pytest_punie.render import comparison_text as format_comparison
 from pytest_punie.results import CaseResult, RunMetadata, category_scores, results_document
 from pytest_punie.server import ServerInfo
 
@@ -248,9 +248,21 @@ def test_repeats_are_averaged_and_pass_by_majority() -> None:
 
 def test_run_label() -> None:
     before, after = clear_regression()
-    assert run_label(before) == "Qwen2.5-Coder-1.5B-Instruct-4bit (base)"
-    assert run_label(after) == "Qwen2.5-Coder-1.5B-Instruct-4bit + glaive-function-calling"
-    assert run_label(document([], model=None)) == "unknown model (base)"
+    assert document_label(before) == "Qwen2.5-Coder-1.5B-Instruct-4bit (base)"
+    assert document_label(after) == "Qwen2.5-Coder-1.5B-Instruct-4bit + glaive-function-calling"
+    assert document_label(document([], model=None)) == "unknown model (base)"
+
+
+def test_one_run_label_rule_for_compare_and_history(tmp_path: Path) -> None:
+    """The comparison and the history name a run the same way: model first, then adapter."""
+    from pytest_punie.history import record_run, runs
+
+    _, after = clear_regression()
+    record_run(tmp_path / "h.db", after)
+    assert runs(tmp_path / "h.db")[0].name == document_label(after)
+    assert run_label("org/Model-1B", "runs/adapter-v2/") == "Model-1B + adapter-v2"
+    assert run_label("org/Model-1B", None) == "Model-1B (base)"
+    assert run_label("org/Model-1B", "x", label="my run") == "my run"
 
 
 @st.composite

@@ -207,9 +207,9 @@ def test_html_report_has_summary_and_columns(pytester):
         "--html=report.html", "--self-contained-html", f"{MIN_SCORE_OPTION.flag}=0.6"
     )
     page = (pytester.path / "report.html").read_text()
-    assert "id='punie-categories'" in page
+    assert 'id="punie-categories"' in page
     assert "<td>words</td>" in page
-    assert "<td>50.0%</td>" in page
+    assert '<td class="num">50.0%</td>' in page
     assert "Category" in page
     assert "Score" in page
     assert "category &#x27;words&#x27; scored 0.500" in page

@@ -131,9 +131,9 @@ def test_html_report_renders_in_chromium(pytester, tmp_path):
         [*command, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     # the summary table, the chart and pytest-html's own rows (built by its JavaScript)
-    assert '<table id="punie-categories">' in dom
+    assert '<table id="punie-categories" class="punie-table">' in dom
     assert dom.count('class="punie-bar"') == 1
-    assert "<td>75.0%</td>" in dom
+    assert '<td class="num">75.0%</td>' in dom
     assert dom.count("<td>words</td>") >= 4  # the category column of each result row
     screenshot = tmp_path / "report.png"
     subprocess.run(

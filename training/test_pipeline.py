@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from pytest_punie.chat_template import render, render_request, tools_visible
-from pytest_punie.compare import compare, format_comparison
+from pytest_punie.compare import compare
 from pytest_punie.datasets import load_dataset
 from pytest_punie.lora import MANIFEST
 from pytest_punie.pipeline import evaluate
+from pytest_punie.render import comparison_text as format_comparison
 
 EVALS = Path(__file__).resolve().parent.parent / "evals"
 
