@@ -163,7 +163,7 @@ def test_case_view_shows_the_whole_conversation_escaped() -> None:
     assert roles == ["system", "user", "tool call", "tool result (read_file)", "assistant"]
     assert "&lt;script&gt;x()&lt;/script&gt;" in markup
     assert "<dt>tokens in / out</dt><dd>12 / 7</dd>" in markup
-    assert "<dt>cached</dt><dd>unknown</dd>" in markup  # no cached flag on this Response
+    assert "<dt>cached</dt><dd>no</dd>" in markup  # its 2 requests were sent to the model
     text = failure_text(view)
     assert len(text.splitlines()) == 5
     assert "expected: the words '<Paris>'" in text
