@@ -13,7 +13,8 @@ __all__ = ["MARKER", "REPEAT_ID", "Case", "CaseError", "case_from_marker"]
 MARKER = "punie"
 REPEAT_ID = "repeat"  # ids of repeated cases end in repeat0, repeat1, ...
 MARKER_HELP = (
-    "punie(category='general', prompt=None, tools=(), workspace=None, system_prompt=None): "
+    "punie(category='general', prompt=None, tools=(), workspace=None, system_prompt=None, "
+    "reference=None): "
     "an eval case in a category; with a prompt, the plugin runs the conversation concurrently "
     "with other cases and the test receives it as the punie_result fixture."
 )
@@ -34,6 +35,7 @@ class Case:
     workspace: Path | Mapping[str, str] | None = None
     system_prompt: str | None = None
     repeat: int = 0  # which run of the case, with --punie-repeat
+    reference: str | None = None  # a good answer, shown to the judge (assert_judge)
 
     @property
     def case_id(self) -> str:
@@ -60,7 +62,8 @@ def case_from_marker(
         if len(args) > 1 or "category" in kwargs:
             raise CaseError(f"{nodeid}: punie() takes the category as its only positional argument")
         kwargs["category"] = args[0]
-    unknown = set(kwargs) - {"category", "prompt", "tools", "workspace", "system_prompt"}
+    known = {"category", "prompt", "tools", "workspace", "system_prompt", "reference"}
+    unknown = set(kwargs) - known
     if unknown:
         raise CaseError(f"{nodeid}: punie() got unknown arguments {sorted(unknown)}")
     category = kwargs.get("category", "general")
@@ -75,6 +78,9 @@ def case_from_marker(
     for tool in tools:
         if not (isinstance(tool, str) or callable(tool)):
             raise CaseError(f"{nodeid}: tool {tool!r} is neither a name nor a function")
+    reference = kwargs.get("reference")
+    if reference is not None and (not isinstance(reference, str) or not reference.strip()):
+        raise CaseError(f"{nodeid}: punie(reference=...) must be a non-empty string")
     workspace = kwargs.get("workspace")
     if isinstance(workspace, (str, Path)):
         workspace = (test_dir / workspace).resolve()
@@ -90,4 +96,5 @@ def case_from_marker(
         workspace=workspace,
         system_prompt=kwargs.get("system_prompt"),
         repeat=repeat,
+        reference=reference,
     )

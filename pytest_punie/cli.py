@@ -15,12 +15,14 @@ def build_parser() -> argparse.ArgumentParser:
     from pytest_punie.compare import add_parser as add_compare
     from pytest_punie.dataset_commands import add_parser as add_dataset
     from pytest_punie.history import add_parser as add_history
+    from pytest_punie.judge_command import add_parser as add_judge
     from pytest_punie.train_command import add_parser as add_train
 
     add_dataset(commands)
     add_train(commands)
     add_compare(commands)
     add_history(commands)
+    add_judge(commands)
     return parser
 
 
