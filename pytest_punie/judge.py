@@ -315,20 +315,23 @@ class Judge:
         self, criteria: str, answer: str, *, prompt: str | None = None, reference: str | None = None
     ) -> Verdict:
         """The judge's verdict; ``JudgeError`` when it gives none valid in ``1 + retries`` tries."""
+        from pydantic_ai import capture_run_messages
         from pydantic_ai.exceptions import UnexpectedModelBehavior
 
         agent = self._get_agent()
-        try:
-            result = await agent.run(judge_prompt(criteria, prompt, answer, reference))
-        except UnexpectedModelBehavior as exc:
-            raise JudgeError(
-                f"judge {self.identity.name} gave no valid verdict in {self.retries + 1} "
-                f"tries: {exc}"
-            ) from exc
-        except Exception as exc:  # HTTP errors, timeouts: the judge failed, not the model
-            raise JudgeError(
-                f"judge {self.identity.name} could not be asked: {type(exc).__name__}: {exc}"
-            ) from exc
+        with capture_run_messages() as messages:
+            try:
+                result = await agent.run(judge_prompt(criteria, prompt, answer, reference))
+            except UnexpectedModelBehavior as exc:
+                last = _last_reply(messages)
+                raise JudgeError(
+                    f"judge {self.identity.name} gave no valid verdict in {self.retries + 1} "
+                    f"tries ({exc}); its last reply: {last[:300]!r}"
+                ) from None
+            except Exception as exc:  # HTTP errors, timeouts: the judge failed, not the model
+                raise JudgeError(
+                    f"judge {self.identity.name} could not be asked: {type(exc).__name__}: {exc}"
+                ) from None
         verdict: Verdict = result.output
         return verdict
 
@@ -438,6 +441,15 @@ def start_judge(
 
 def _model_name(info: ServerInfo) -> str:
     return Path(info.model).name if info.model else info.model_name
+
+
+def _last_reply(messages: list[Any]) -> str:
+    from pydantic_ai.messages import ModelResponse, TextPart
+
+    for message in reversed(messages):
+        if isinstance(message, ModelResponse):
+            return "".join(p.content for p in message.parts if isinstance(p, TextPart))
+    return ""
 
 
 # What the running case tells assert_judge ------------------------------------------------------
