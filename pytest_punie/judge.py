@@ -75,7 +75,17 @@ Score 1 means the answer fully meets the rubric, 0 means it does not meet it at 
 
 
 class JudgeError(Exception):
-    """The judge did not give a valid verdict: an error of the judge, not a score of the model."""
+    """The judge did not give a valid verdict: an error of the judge, not a score of the model.
+
+    ``record`` is what the results file keeps of it (no score: the model was not scored).
+    """
+
+    def __init__(self, message: str, record: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.record))
 
 
 class Verdict(BaseModel):
@@ -486,16 +496,8 @@ def _prompt_of(response: Response) -> str | None:
     return None
 
 
-def _judge_score(
-    response: Response,
-    rubric: Rubric,
-    judge: Judge,
-    prompt: str | None,
-    reference: str | None,
-) -> tuple[float, dict[str, Any]]:
-    verdict = judge.grade_sync(rubric.criteria, response.text, prompt=prompt, reference=reference)
+def _judge_details(rubric: Rubric, judge: Judge, reference: str | None) -> dict[str, Any]:
     details: dict[str, Any] = {
-        "reason": verdict.reason,
         "rubric": rubric.name,
         "judge": judge.identity.to_json(),
         "judge_hash": judge.identity.hash,
@@ -505,7 +507,25 @@ def _judge_score(
         details["gate_note"] = judge.gate.note
     if reference:
         details["reference"] = reference
-    return verdict.score, details
+    return details
+
+
+def _judge_score(
+    response: Response,
+    rubric: Rubric,
+    judge: Judge,
+    prompt: str | None,
+    reference: str | None,
+) -> tuple[float, dict[str, Any]]:
+    try:
+        verdict = judge.grade_sync(
+            rubric.criteria, response.text, prompt=prompt, reference=reference
+        )
+    except JudgeError as exc:
+        details = {"judge_error": str(exc), **_judge_details(rubric, judge, reference)}
+        record = {"scorer": f"judge:{rubric.name}", "score": None, "passed": False}
+        raise JudgeError(str(exc), {**record, "details": details}) from None
+    return verdict.score, {"reason": verdict.reason, **_judge_details(rubric, judge, reference)}
 
 
 def assert_judge(

@@ -155,8 +155,11 @@ def pytest_runtest_makereport(
     if report.when == "call" and call.excinfo is not None:
         from pytest_punie.judge import JUDGE_ERROR, JudgeError
 
-        if call.excinfo.errisinstance(JudgeError):  # the judge failed, not the model
-            result = dataclasses.replace(result, outcome="error", failure=JUDGE_ERROR)
+        if isinstance(error := call.excinfo.value, JudgeError):  # the judge failed, not the model
+            scores = (*result.scores, error.record) if error.record else result.scores
+            result = dataclasses.replace(
+                result, outcome="error", failure=JUDGE_ERROR, scores=scores
+            )
     report.user_properties.append((PROPERTY, result.to_json()))
     _add_html_extras(item, report)
     return report

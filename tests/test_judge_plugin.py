@@ -100,6 +100,22 @@ def test_a_judge_that_never_gives_a_verdict_errors_the_case_and_scores_nothing(
     assert document["overall"] == 1.0  # not a 0 for the model: only the knowledge case counts
     judged = [r for r in fake.requests if "Rubric:" in json.dumps(r)]
     assert len(judged) == 3  # one try and two retries
+    (record,) = case["scores"]
+    assert record["score"] is None
+    assert "its last reply: 'I think the answer is fine.'" in record["details"]["judge_error"]
+    assert record["details"]["judge"]["base_url"] == fake.base_url
+
+
+def test_an_untrusted_judge_that_errs_is_left_out_of_the_gate(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(CASES)
+    with FakeOpenAI(ANSWERS, default="I think the answer is fine.") as fake:
+        result = pytester.runpytest(
+            f"--punie-base-url={fake.base_url}",
+            "--punie-min-score=0.5",
+            "--punie-judge-min-agreement=0.5",
+        )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*not used for the gate: no calibration recorded*"])
 
 
 def test_min_agreement_without_calibration_keeps_the_judge_out_of_the_gate(
