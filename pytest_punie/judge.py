@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
@@ -55,6 +55,7 @@ __all__ = [
     "judge_rubric",
     "make_judge_model",
     "parse_verdict",
+    "verdict_lines",
 ]
 
 JUDGE_PROMPT_VERSION = "1"
@@ -460,6 +461,24 @@ def _last_reply(messages: list[Any]) -> str:
         if isinstance(message, ModelResponse):
             return "".join(p.content for p in message.parts if isinstance(p, TextPart))
     return ""
+
+
+def verdict_lines(records: Sequence[ScoreRecord]) -> str:
+    """The judge verdicts among ``records``, one readable paragraph each (for the HTML report)."""
+    paragraphs = []
+    for record in records:
+        judge = record.details.get("judge")
+        if not isinstance(judge, dict):
+            continue
+        verdict = "passed" if record.passed else "failed"
+        paragraphs.append(
+            f"{record.scorer}: {record.score:.2f} (pass mark {record.details.get('pass_mark')}, "
+            f"{verdict})\nreason: {record.details.get('reason')}\n"
+            f"judge: {judge.get('name')} ({judge.get('served_as') or judge.get('base_url')}), "
+            f"hash {judge.get('hash')}"
+            + (f"\n{record.details['gate_note']}" if record.details.get("gate_note") else "")
+        )
+    return "\n\n".join(paragraphs)
 
 
 # What the running case tells assert_judge ------------------------------------------------------

@@ -214,6 +214,10 @@ def _add_html_extras(item: pytest.Item, report: pytest.TestReport) -> None:
     if sheet and sheet.records:
         scores = [r.to_json() for r in sheet.records]
         extras.append(pytest_html.extras.text(json.dumps(scores, indent=2), name="scores"))
+        from pytest_punie.judge import verdict_lines
+
+        if judged := verdict_lines(sheet.records):
+            extras.append(pytest_html.extras.text(judged, name="judge"))
     report.extras = extras  # type: ignore[attr-defined]  # pytest-html reads this attribute
 
 

@@ -196,3 +196,15 @@ def test_reference_must_be_text(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest()
     assert "punie(reference=...) must be a non-empty string" in result.stderr.str()
+
+
+def test_html_report_shows_the_verdict_and_the_judge(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(CASES)
+    with FakeOpenAI(ANSWERS, default=GOOD) as fake:
+        pytester.runpytest(f"--punie-base-url={fake.base_url}", "--html=report.html")
+    assets = sorted((pytester.path / "assets").glob("*.txt"))
+    judged = [p.read_text() for p in assets if p.read_text().startswith("judge:correct")]
+    assert len(judged) == 1
+    assert "judge:correct: 0.90 (pass mark 0.5, passed)" in judged[0]
+    assert "reason: explains scattering" in judged[0]
+    assert "judge: default_model (server under test)" in judged[0]
