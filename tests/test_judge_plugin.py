@@ -208,3 +208,14 @@ def test_html_report_shows_the_verdict_and_the_judge(pytester: pytest.Pytester) 
     assert "judge:correct: 0.90 (pass mark 0.5, passed)" in judged[0]
     assert "reason: explains scattering" in judged[0]
     assert "judge: default_model (server under test)" in judged[0]
+
+
+def test_judge_works_under_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(CASES)
+    with FakeOpenAI(ANSWERS, default=GOOD) as fake:
+        result = pytester.runpytest_subprocess(
+            f"--punie-base-url={fake.base_url}", "-n", "2", "--punie-results=r.json"
+        )
+    result.assert_outcomes(passed=2)
+    _, case = _judge_record(str(pytester.path / "r.json"))
+    assert case["scores"][0]["details"]["reason"] == "explains scattering"
