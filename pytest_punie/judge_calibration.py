@@ -208,10 +208,10 @@ def agreement(
 
 async def _grade_all(
     judge: Judge, labels: Sequence[LabelledAnswer], concurrency: int
-) -> list[float | None]:
+) -> list[float | str]:
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(label: LabelledAnswer) -> float | None:
+    async def one(label: LabelledAnswer) -> float | str:
         async with semaphore:
             try:
                 verdict = await judge.grade(
@@ -220,8 +220,8 @@ async def _grade_all(
                     prompt=label.prompt,
                     reference=label.reference,
                 )
-            except JudgeError:
-                return None
+            except JudgeError as exc:
+                return str(exc)
             return verdict.score
 
     return list(await asyncio.gather(*(one(label) for label in labels)))
@@ -229,10 +229,12 @@ async def _grade_all(
 
 def calibrate(
     judge: Judge, labels: Sequence[LabelledAnswer], *, pass_mark: float = 0.5, concurrency: int = 8
-) -> tuple[Agreement, list[float | None]]:
-    """Grade every labelled answer with ``judge``; the agreement and the judge's scores."""
-    scores = asyncio.run(_grade_all(judge, labels, concurrency))
-    return agreement([label.score for label in labels], scores, pass_mark), scores
+) -> tuple[Agreement, list[float | str]]:
+    """Grade every labelled answer with ``judge``: the agreement, and per line the judge's score
+    or, when it gave no valid verdict, the judge error's message."""
+    results = asyncio.run(_grade_all(judge, labels, concurrency))
+    scores = [r if isinstance(r, float) else None for r in results]
+    return agreement([label.score for label in labels], scores, pass_mark), results
 
 
 # The calibration file --------------------------------------------------------------------------

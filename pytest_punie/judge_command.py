@@ -55,7 +55,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                 server.stop()
     if args.verbose:
         for label, score in zip(labels, scores, strict=True):
-            shown = "judge error" if score is None else f"{score:.2f}"
+            shown = f"{score:.2f}" if isinstance(score, float) else f"error: {score[:300]}"
             print(f"  line {label.line}: human {label.score:.2f}  judge {shown}")
     for line in result.lines_of_text():
         print(line)

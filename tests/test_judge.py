@@ -311,7 +311,8 @@ def test_calibrate_records_by_judge_hash_and_keeps_earlier_runs(tmp_path: Path) 
 
     judge = Judge(lambda: FunctionModel(reply), JudgeIdentity("fake", "h1"), retries=1)
     result, scores = calibrate(judge, load_labels(labels_path))
-    assert scores == [1.0, 0.0, 1.0, None]
+    assert scores[:3] == [1.0, 0.0, 1.0]
+    assert "its last reply: 'no idea'" in str(scores[3])
     assert result.kappa == pytest.approx(1.0)
     assert result.judge_errors == 1
     file = tmp_path / "cal.json"

@@ -31,7 +31,7 @@ def test_capital(punie_result):
 def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(pytester, model_path):
     before = set(_server_processes())
     labels = pytester.path / "labels.jsonl"
-    labels.write_text("".join(LABELS.read_text().splitlines(keepends=True)[:4]))
+    labels.write_text("".join(LABELS.read_text().splitlines(keepends=True)[:2]))
     calibration = pytester.path / "cal.json"
     done = subprocess.run(
         [sys.executable, "-m", "pytest_punie.cli", "judge", "calibrate", str(labels),
@@ -40,11 +40,11 @@ def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(pyteste
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Cohen's kappa (pass/fail):" in done.stdout
-    assert "lines: 4," in done.stdout
+    assert "lines: 2," in done.stdout
     (judge_hash,) = json.loads(calibration.read_text())
     entry = json.loads(calibration.read_text())[judge_hash]
     assert entry["judge"]["model_hash"]  # a local model is known by its content
-    assert entry["calibrations"][0]["lines"] == 4
+    assert entry["calibrations"][0]["lines"] == 2
 
     pytester.makepyfile(JUDGED)
     result = pytester.runpytest_subprocess(
