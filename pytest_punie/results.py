@@ -273,7 +273,15 @@ class RunResults:
         are left out."""
         cases = [c for c in self.cases if all(_details(s).get("gate", True) for s in c.scores)]
         categories = category_scores(cases, thresholds, default_threshold)
-        messages = gate_failures(categories, thresholds)
+        judged_only = {c.category for c in self.cases} - {c.category for c in cases}
+        messages = gate_failures(
+            categories, {k: v for k, v in thresholds.items() if k not in judged_only}
+        )
+        messages += [
+            f"category {name!r} has a threshold ({thresholds[name]:.3f}) but only a judge not "
+            "used for the gate scored its cases"
+            for name in sorted(judged_only & set(thresholds))
+        ]
         if not self.cases:
             messages.append("no eval case ran, so no threshold can be met")
         errors = [c.nodeid for c in cases if c.outcome == "error"]

@@ -219,3 +219,19 @@ def test_judge_works_under_xdist(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     _, case = _judge_record(str(pytester.path / "r.json"))
     assert case["scores"][0]["details"]["reason"] == "explains scattering"
+
+
+def test_a_category_threshold_on_an_untrusted_judge_s_cases_fails_and_says_why(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(CASES)
+    with FakeOpenAI(ANSWERS, default=GOOD) as fake:
+        result = pytester.runpytest(
+            f"--punie-base-url={fake.base_url}",
+            "--punie-min-category=explanation=0.5",
+            "--punie-judge-min-agreement=0.6",
+        )
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        ["*'explanation' has a threshold (0.500) but only a judge not used for the gate scored*"]
+    )
