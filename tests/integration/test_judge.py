@@ -28,8 +28,12 @@ def test_capital(punie_result):
 """
 
 
-def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(pytester, model_path):
+def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(
+    pytester, model_path, monkeypatch
+):
     before = set(_server_processes())
+    # pytester moves HOME: point the cache at the converted default model, used by both runs
+    monkeypatch.setenv("PUNIE_CACHE", str(model_path.parent.parent))
     labels = pytester.path / "labels.jsonl"
     labels.write_text("".join(LABELS.read_text().splitlines(keepends=True)[:2]))
     calibration = pytester.path / "cal.json"
@@ -48,7 +52,7 @@ def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(pyteste
 
     pytester.makepyfile(JUDGED)
     result = pytester.runpytest_subprocess(
-        f"--punie-model={model_path}", "--punie-results=r.json",
+        "--punie-results=r.json", "--punie-timeout=300",
         f"--punie-judge-calibration={calibration}", "--punie-judge-min-agreement=0.99",
     )  # fmt: skip
     (case,) = json.loads((pytester.path / "r.json").read_text())["cases"]
