@@ -3,6 +3,7 @@
 Scorers are importable from here; the pytest plugin itself lives in ``pytest_punie.plugin``.
 """
 
+from pytest_punie.judge import Judge, JudgeError, Rubric, Verdict, assert_judge, judge_rubric
 from pytest_punie.response import Response, as_response
 from pytest_punie.scorers import (
     ScoreRecord,
@@ -22,12 +23,17 @@ from pytest_punie.toolcalls import ToolCall, parse_tool_calls
 
 __all__ = [
     "ExpectedCall",
+    "Judge",
+    "JudgeError",
     "Response",
+    "Rubric",
     "ScoreRecord",
     "ScoreSheet",
     "ToolCall",
+    "Verdict",
     "any_of",
     "as_response",
+    "assert_judge",
     "assert_keywords",
     "assert_no_tool_call",
     "assert_number",
@@ -36,6 +42,7 @@ __all__ = [
     "assert_tool_called",
     "assert_tool_calls",
     "collecting_scores",
+    "judge_rubric",
     "parse_tool_calls",
     "scorer",
 ]

@@ -13,7 +13,8 @@ __all__ = ["MARKER", "REPEAT_ID", "Case", "CaseError", "case_from_marker", "case
 MARKER = "punie"
 REPEAT_ID = "repeat"  # ids of repeated cases end in repeat0, repeat1, ...
 MARKER_HELP = (
-    "punie(category='general', prompt=None, tools=(), workspace=None, system_prompt=None): "
+    "punie(category='general', prompt=None, tools=(), workspace=None, system_prompt=None, "
+    "reference=None): "
     "an eval case in a category; with a prompt, the plugin runs the conversation concurrently "
     "with other cases and the test receives it as the punie_result fixture."
 )
@@ -48,6 +49,8 @@ class Case:
 
         return to_model_messages(self.history)
 
+    reference: str | None = None  # a good answer, shown to the judge (assert_judge)
+
     @property
     def case_id(self) -> str:
         """The test id without the repeat's part: the same for every repeat of a case."""
@@ -76,7 +79,8 @@ def case_from_marker(
         if len(args) > 1 or "category" in kwargs:
             raise CaseError(f"{nodeid}: punie() takes the category as its only positional argument")
         kwargs["category"] = args[0]
-    unknown = set(kwargs) - {"category", "prompt", "tools", "workspace", "system_prompt"}
+    known = {"category", "prompt", "tools", "workspace", "system_prompt", "reference"}
+    unknown = set(kwargs) - known
     if unknown:
         raise CaseError(f"{nodeid}: punie() got unknown arguments {sorted(unknown)}")
     category = kwargs.get("category", "general")
@@ -91,6 +95,9 @@ def case_from_marker(
     for tool in tools:
         if not (isinstance(tool, str) or callable(tool)):
             raise CaseError(f"{nodeid}: tool {tool!r} is neither a name nor a function")
+    reference = kwargs.get("reference")
+    if reference is not None and (not isinstance(reference, str) or not reference.strip()):
+        raise CaseError(f"{nodeid}: punie(reference=...) must be a non-empty string")
     workspace = kwargs.get("workspace")
     if isinstance(workspace, (str, Path)):
         workspace = (test_dir / workspace).resolve()
@@ -106,6 +113,7 @@ def case_from_marker(
         workspace=workspace,
         system_prompt=kwargs.get("system_prompt"),
         repeat=repeat,
+        reference=reference,
     )
 
 

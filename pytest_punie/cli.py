@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pytest_punie.dataset_commands import add_parser as add_dataset
     from pytest_punie.export_failures import add_parser as add_export
     from pytest_punie.history import add_parser as add_history
+    from pytest_punie.judge_command import add_parser as add_judge
     from pytest_punie.train_command import add_parser as add_train
 
     add_dataset(commands)
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history(commands)
     add_cache(commands)
     add_export(commands)
+    add_judge(commands)
     return parser
 
 

@@ -201,7 +201,7 @@ class Settings:
 def add_options(parser: pytest.Parser) -> None:
     """Register every option and its ini twin in one ``punie`` group."""
     group = parser.getgroup("punie", "pytest-punie: evaluate and fine-tune local language models")
-    for option in (*OPTIONS, *TRAINING_OPTIONS):
+    for option in (*OPTIONS, *TRAINING_OPTIONS, *JUDGE_OPTIONS):
         text = option.help.replace("%", "%%")  # argparse formats help strings with %
         if option.switch:
             group.addoption(option.flag, dest=option.dest, action="store_true", help=text)
@@ -520,3 +520,92 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         eval_after=bool(raw_value(config, EVAL_AFTER_OPTION)),
         sweep=str(sweep) if sweep else None,
     )
+
+
+# The judge (``assert_judge``) ----------------------------------------------------------------
+
+JUDGE_OPTION = Option(
+    "judge",
+    "Which model judges assert_judge cases when no --punie-judge-model/--punie-judge-base-url is "
+    "given: base (the model under test without its adapter) or model (as served, adapter "
+    "included).",
+    "base",
+    "WHICH",
+)
+JUDGE_MODEL_OPTION = Option(
+    "judge-model",
+    "Judge model: MLX folder, .gguf or repo id, started as a second mlx_lm server; with "
+    "--punie-judge-base-url, the model name to request there.",
+    metavar="MODEL",
+)
+JUDGE_BASE_URL_OPTION = Option(
+    "judge-base-url", "A running OpenAI-compatible server to use as the judge.", metavar="URL"
+)
+JUDGE_MIN_AGREEMENT_OPTION = Option(
+    "judge-min-agreement",
+    "Gate only on a judge whose recorded calibration (punie judge calibrate) reached this "
+    "Cohen's kappa; otherwise its cases are left out of the gate.",
+    metavar="KAPPA",
+)
+JUDGE_CALIBRATION_OPTION = Option(
+    "judge-calibration",
+    "The judge calibration file (default .punie/judge-calibration.json).",
+    ".punie/judge-calibration.json",
+    "PATH",
+)
+JUDGE_OPTIONS = (
+    JUDGE_OPTION,
+    JUDGE_MODEL_OPTION,
+    JUDGE_BASE_URL_OPTION,
+    JUDGE_MIN_AGREEMENT_OPTION,
+    JUDGE_CALIBRATION_OPTION,
+)
+JUDGE_CHOICES = ("base", "model")
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """The validated judge options (picklable, for xdist workers)."""
+
+    which: str = "base"
+    model: str | None = None
+    base_url: str | None = None
+    min_agreement: float | None = None
+    calibration: Path = Path(".punie/judge-calibration.json")
+
+    @property
+    def uses_server_under_test(self) -> bool:
+        return self.model is None and self.base_url is None
+
+
+def judge_settings_from_config(config: pytest.Config) -> JudgeSettings:
+    """Read and validate the judge options; raise ``pytest.UsageError`` naming a bad one."""
+
+    def checked(option: Option, convert: Callable[[str], Any]) -> Any:
+        raw = raw_value(config, option)
+        if raw is None:
+            return None
+        try:
+            return convert(str(raw))
+        except (ValueError, OSError) as exc:
+            reason = "not a number" if "could not convert" in str(exc) else str(exc)
+            raise pytest.UsageError(f"{option.flag}={raw}: {reason}") from None
+
+    which = str(raw_value(config, JUDGE_OPTION))
+    if which not in JUDGE_CHOICES:
+        raise pytest.UsageError(
+            f"{JUDGE_OPTION.flag}={which}: must be one of {', '.join(JUDGE_CHOICES)}"
+        )
+    base_url = checked(JUDGE_BASE_URL_OPTION, _base_url)
+    # with a judge server, the judge model is only the name to request there
+    model = checked(JUDGE_MODEL_OPTION, str if base_url else _model)
+    min_agreement = checked(JUDGE_MIN_AGREEMENT_OPTION, _kappa)
+    calibration = config.invocation_params.dir / str(raw_value(config, JUDGE_CALIBRATION_OPTION))
+    return JudgeSettings(which, model, base_url, min_agreement, calibration)
+
+
+def _kappa(text: str) -> float:
+    value = float(text)
+    if not -1.0 < value <= 1.0:
+        raise ValueError("must be a Cohen's kappa above -1 and at most 1")
+    return value

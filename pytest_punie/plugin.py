@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -23,9 +24,11 @@ from pytest_punie.cases import (
     case_tool_schemas,
 )
 from pytest_punie.options import (
+    JudgeSettings,
     Settings,
     TrainingSettings,
     add_options,
+    judge_settings_from_config,
     settings_from_config,
     training_settings_from_config,
 )
@@ -46,12 +49,14 @@ if TYPE_CHECKING:
     from pydantic_ai import Agent
 
     from pytest_punie.cache import CacheUse
+    from pytest_punie.judge import Judge
     from pytest_punie.response import Response
     from pytest_punie.runner import CaseRunner
     from pytest_punie.server import MlxServer
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 TRAINING_KEY = pytest.StashKey[TrainingSettings]()
+JUDGE_KEY = pytest.StashKey[JudgeSettings]()
 RUN_DIR_KEY = pytest.StashKey[Path]()
 RESULTS_KEY = pytest.StashKey[RunResults]()
 SERVER_KEY = pytest.StashKey[tuple[ServerInfo, "MlxServer | None"]]()
@@ -79,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[SETTINGS_KEY] = settings_from_config(config)
     config.stash[TRAINING_KEY] = training_settings_from_config(config)
+    config.stash[JUDGE_KEY] = judge_settings_from_config(config)
     if _is_worker(config):
         config.stash[RUN_DIR_KEY] = Path(config.workerinput[WORKER_RUN_DIR])  # type: ignore[attr-defined]
         return
@@ -108,6 +114,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     run_dir = config.stash[RUN_DIR_KEY]
     stop_shared(run_dir)
+    stop_shared(run_dir / "judge")
     shutil.rmtree(run_dir, ignore_errors=True)  # the run's temp folder, workspaces included
 
 
@@ -176,6 +183,14 @@ def pytest_runtest_makereport(
     if case is None or report.skipped or not counted:
         return report
     result = _case_result(item, case, report)
+    if report.when == "call" and call.excinfo is not None:
+        from pytest_punie.judge import JUDGE_ERROR, JudgeError
+
+        if isinstance(error := call.excinfo.value, JudgeError):  # the judge failed, not the model
+            scores = (*result.scores, error.record) if error.record else result.scores
+            result = dataclasses.replace(
+                result, outcome="error", failure=JUDGE_ERROR, scores=scores
+            )
     report.user_properties.append((PROPERTY, result.to_json()))
     view = _case_view(item, case, result)
     _add_html_extras(item, report, view)
@@ -238,6 +253,12 @@ def _add_html_extras(item: pytest.Item, report: pytest.TestReport, view: CaseVie
 
     extras = list(getattr(report, "extras", []))
     extras.append(pytest_html.extras.html(case_view_html(view)))
+    sheet = item.stash.get(SHEET_KEY, None)
+    if sheet and sheet.records:
+        from pytest_punie.judge import verdict_lines
+
+        if judged := verdict_lines(sheet.records):
+            extras.append(pytest_html.extras.text(judged, name="judge"))
     report.extras = extras  # type: ignore[attr-defined]  # pytest-html reads this attribute
 
 
@@ -441,3 +462,54 @@ def punie_agent(
 
     case = _case(request)
     return make_agent(punie_model, case.tools, Workspace(punie_workspace), case.system_prompt)
+
+
+@pytest.fixture(scope="session")
+def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
+    """The judge of ``assert_judge``: the options' judge model, or the model under test's base."""
+    from pytest_punie.judge import start_judge
+    from pytest_punie.judge_calibration import gate_decision
+    from pytest_punie.options import JUDGE_MIN_AGREEMENT_OPTION
+
+    config = request.config
+    judge_settings = config.stash[JUDGE_KEY]
+    under_test = None
+    if judge_settings.uses_server_under_test:
+        under_test = request.getfixturevalue("punie_server")
+    try:
+        judge, server = start_judge(
+            judge_settings,
+            config.stash[SETTINGS_KEY],
+            config.stash[RUN_DIR_KEY],
+            under_test=under_test,
+            shared=_is_worker(config),
+        )
+    except ServerError as exc:
+        _fail(exc)
+    judge.gate = gate_decision(
+        judge.identity,
+        judge_settings.min_agreement,
+        judge_settings.calibration,
+        JUDGE_MIN_AGREEMENT_OPTION.flag,
+    )
+    try:
+        yield judge
+    finally:
+        judge.close()
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _punie_judge_context(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tell ``assert_judge`` the case's prompt and reference and how to get the judge."""
+    from pytest_punie.judge import JudgeContext, judge_context
+
+    case = request.node.stash.get(CASE_KEY, None)
+    context = JudgeContext(
+        case.prompt if case else None,
+        case.reference if case else None,
+        lambda: request.getfixturevalue("punie_judge"),
+    )
+    with judge_context(context):
+        yield

@@ -164,6 +164,8 @@ class PunieReporter:
             write(f"results: {self.settings.results}")
         if self.history_note:
             write(self.history_note, yellow=self.history_note.startswith("WARNING"))
+        for note in self.results.judge_notes():
+            write(note, yellow=True)
         if self.gate is not None:
             if self.gate:
                 write("punie gate FAILED:", red=True, bold=True)

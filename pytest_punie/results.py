@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 PROPERTY = "punie"  # the key of the user property that carries a case result on its report
+JUDGE_ERROR = "judge error"  # the failure type of a case whose judge gave no valid verdict
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def category_scores(
     from pytest_punie.stats import category_intervals
 
     results = list(results)
-    intervals = category_intervals(r.to_json() for r in results)
+    # a case whose judge gave no verdict is an error of the judge, not a 0 for the model
+    intervals = category_intervals(r.to_json() for r in results if r.failure != JUDGE_ERROR)
     by_category: dict[str, list[CaseResult]] = {}
     for result in results:
         by_category.setdefault(result.category, []).append(result)
@@ -148,15 +150,15 @@ def category_scores(
     return [
         CategoryScore(
             name=name,
-            cases=intervals[name].cases,
+            cases=len({c.nodeid for c in samples}),
             passed=sum(c.passed for c in samples),
             errors=sum(c.outcome == "error" for c in samples),
-            mean=intervals[name].mean,
+            mean=intervals[name].mean if name in intervals else 0.0,
             threshold=thresholds.get(name, thresholds.get(EVERY_CATEGORY, default_threshold)),
             failures=dict(sorted(Counter(c.failure for c in samples if c.failure).items())),
             samples=len(samples),
-            low=intervals[name].low,
-            high=intervals[name].high,
+            low=intervals[name].low if name in intervals else None,
+            high=intervals[name].high if name in intervals else None,
         )
         for name, samples in sorted(by_category.items())
     ]
@@ -166,7 +168,8 @@ def overall_score(results: Iterable[CaseResult]) -> float | None:
     """The mean score over all cases (each case's repeats averaged first)."""
     per_case: dict[str, list[float]] = {}
     for result in results:
-        per_case.setdefault(result.nodeid, []).append(result.score)
+        if result.failure != JUDGE_ERROR:
+            per_case.setdefault(result.nodeid, []).append(result.score)
     means = [sum(v) / len(v) for v in per_case.values()]
     return sum(means) / len(means) if means else None
 
@@ -279,12 +282,28 @@ class RunResults:
     ) -> list[CategoryScore]:
         return category_scores(self.cases, thresholds, default_threshold)
 
+    def judge_notes(self) -> list[str]:
+        """Why judges were not used for the gate (``--punie-judge-min-agreement``), once each."""
+        notes = (_details(s).get("gate_note") for c in self.cases for s in c.scores)
+        return list(dict.fromkeys(n for n in notes if n and "not used for the gate" in n))
+
     def gate(self, thresholds: Mapping[str, float], default_threshold: float | None) -> list[str]:
-        """Why the run fails its thresholds (empty: it passes)."""
-        messages = gate_failures(self.categories(thresholds, default_threshold), thresholds)
+        """Why the run fails its thresholds (empty: it passes); cases an untrusted judge scored
+        are left out."""
+        cases = [c for c in self.cases if all(_details(s).get("gate", True) for s in c.scores)]
+        categories = category_scores(cases, thresholds, default_threshold)
+        judged_only = {c.category for c in self.cases} - {c.category for c in cases}
+        messages = gate_failures(
+            categories, {k: v for k, v in thresholds.items() if k not in judged_only}
+        )
+        messages += [
+            f"category {name!r} has a threshold ({thresholds[name]:.3f}) but only a judge not "
+            "used for the gate scored its cases"
+            for name in sorted(judged_only & set(thresholds))
+        ]
         if not self.cases:
             messages.append("no eval case ran, so no threshold can be met")
-        errors = [c.nodeid for c in self.cases if c.outcome == "error"]
+        errors = [c.nodeid for c in cases if c.outcome == "error"]
         if errors:
             messages.append(f"{len(errors)} case(s) errored: {', '.join(errors[:5])}")
         if self.other_failures:
@@ -293,3 +312,8 @@ class RunResults:
                 + ", ".join(self.other_failures[:5])
             )
         return messages
+
+
+def _details(score: Mapping[str, Any]) -> Mapping[str, Any]:
+    details = score.get("details")
+    return details if isinstance(details, Mapping) else {}
