@@ -209,12 +209,23 @@ def expected_text(record: Mapping[str, Any]) -> str:
         return "no tool call"
     if "tests" in details or name == "assert_python_code":
         return "code that passes its tests"
-    return f"{name} to score at least {details.get('pass_mark', 1.0):.2f}"
+    pass_mark = details.get("pass_mark")
+    if not isinstance(pass_mark, (int, float)):
+        return f"{name} to pass"
+    return f"{name} to score at least {pass_mark:.2f}"
+
+
+def _two_places(value: Any) -> str:
+    """A score with two decimals, or "-" where there is none (a judge that gave no verdict)."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
 
 def verdict_text(record: Mapping[str, Any]) -> str:
     details = record.get("details") or {}
     reason = details.get("reason") or "the response did not meet the check"
+    score, pass_mark = record.get("score"), details.get("pass_mark", 1.0)
+    if not isinstance(score, (int, float)) or not isinstance(pass_mark, (int, float)):
+        return f"{record.get('scorer')} gave no score: {reason}"  # a judge error, say
     return (
         f"{record.get('scorer')} scored {float(record.get('score', 0.0)):.2f} "
         f"< {float(details.get('pass_mark', 1.0)):.2f}: {reason}"
@@ -297,8 +308,8 @@ def case_view_html(view: CaseView) -> str:
         rows = [
             [
                 str(r.get("scorer", "")),
-                f"{float(r.get('score', 0.0)):.2f}",
-                f"{float((r.get('details') or {}).get('pass_mark', 1.0)):.2f}",
+                _two_places(r.get("score")),
+                _two_places((r.get("details") or {}).get("pass_mark", 1.0)),
                 "yes" if r.get("passed") else "no",
                 str((r.get("details") or {}).get("reason") or ""),
             ]

@@ -73,7 +73,7 @@ def test_judge_base_url_sends_judge_calls_to_that_server(pytester: pytest.Pytest
             "--punie-results=r.json",
         )
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*judge:correct: score 0.20 < pass mark 0.50: too vague*"])
+    result.stdout.fnmatch_lines(["verdict:  judge:correct scored 0.20 < 0.50: too vague"])
     assert not any("Rubric:" in json.dumps(r) for r in model.requests)
     assert any(
         r.get("model") == "judge-model" and "Rubric:" in json.dumps(r) for r in judge.requests
