@@ -14,7 +14,9 @@ import pytest_asyncio
 
 from pytest_punie import hooks
 from pytest_punie.cases import MARKER, MARKER_HELP, REPEAT_ID, Case, CaseError, case_from_marker
+from pytest_punie.leakage import check_items
 from pytest_punie.options import (
+    TRAIN_DATA_OPTION,
     Settings,
     TrainingSettings,
     add_options,
@@ -125,6 +127,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
         except CaseError as exc:
             raise pytest.UsageError(str(exc)) from None
+    train_data = config.stash[TRAINING_KEY].train_data
+    if train_data is not None:  # eval prompts must not be training prompts
+        check_items(items, train_data, TRAIN_DATA_OPTION.flag)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -271,135 +271,457 @@ def _tasks() -> list[Task]:
     tasks: list[Task] = []
     add = tasks.extend
     # workspace: single calls
-    add(_single(["Which files does the {dir} folder contain?", "Show me what is inside {dir}.",
-                 "List the {dir} directory for me.", "What's in the {dir} folder?"],
-                "list_dir", ws, path="{dir}"))
-    add(_single(["What is in the current folder?", "List the top-level entries of the project."],
-                "list_dir", ws, path="."))
-    add(_single(["Open {rootfile} and show it to me.", "Print the contents of {rootfile}.",
-                 "Could you read {rootfile}?", "I need to see {rootfile}."],
-                "read_file", ws, path="{rootfile}"))
-    add(_single(["Display {dir}/{file}.", "Open the file {dir}/{file}.",
-                 "What does {dir}/{file} contain?"], "read_file", ws, path="{dir}/{file}"))
-    add(_single(["Locate every {pattern} file in the project.",
-                 "Search the project for files matching {pattern}.",
-                 "Which {pattern} files exist here?", "Look for all {pattern} files."],
-                "search_files", ws, pattern="{pattern}"))
-    add(_single(["Save a file called {newfile} with the text: {note}",
-                 "Write \"{note}\" into {newfile}.", "Put the line {note} in a new file {newfile}."],
-                "write_file", ws, path="{newfile}", content="{note}"))
+    add(
+        _single(
+            [
+                "Which files does the {dir} folder contain?",
+                "Show me what is inside {dir}.",
+                "List the {dir} directory for me.",
+                "What's in the {dir} folder?",
+            ],
+            "list_dir",
+            ws,
+            path="{dir}",
+        )
+    )
+    add(
+        _single(
+            ["What is in the current folder?", "List the top-level entries of the project."],
+            "list_dir",
+            ws,
+            path=".",
+        )
+    )
+    add(
+        _single(
+            [
+                "Open {rootfile} and show it to me.",
+                "Print the contents of {rootfile}.",
+                "Could you read {rootfile}?",
+                "I need to see {rootfile}.",
+            ],
+            "read_file",
+            ws,
+            path="{rootfile}",
+        )
+    )
+    add(
+        _single(
+            [
+                "Display {dir}/{file}.",
+                "Open the file {dir}/{file}.",
+                "What does {dir}/{file} contain?",
+            ],
+            "read_file",
+            ws,
+            path="{dir}/{file}",
+        )
+    )
+    add(
+        _single(
+            [
+                "Locate every {pattern} file in the project.",
+                "Search the project for files matching {pattern}.",
+                "Which {pattern} files exist here?",
+                "Look for all {pattern} files.",
+            ],
+            "search_files",
+            ws,
+            pattern="{pattern}",
+        )
+    )
+    add(
+        _single(
+            [
+                "Save a file called {newfile} with the text: {note}",
+                'Write "{note}" into {newfile}.',
+                "Put the line {note} in a new file {newfile}.",
+            ],
+            "write_file",
+            ws,
+            path="{newfile}",
+            content="{note}",
+        )
+    )
     # workspace: parallel and multi-step
-    add([Task(p, ((_call("read_file", path="{rootfile}"), _call("read_file", path="{rootfile2}")),),
-              ws) for p in ["Open {rootfile} and {rootfile2}.",
-                            "Show me {rootfile} as well as {rootfile2}.",
-                            "I want to see both {rootfile} and {rootfile2}."]])
-    add([Task(p, ((_call("list_dir", path="{dir}"), _call("list_dir", path="{dir2}")),), ws)
-         for p in ["List the {dir} and {dir2} folders.", "What do {dir} and {dir2} contain?"]])
-    add([Task(p, ((_call("list_dir", path="{dir}"),), (_call("read_file", path="{dir}/{file}"),)),
-              ws) for p in ["Look inside the {dir} folder first, and after that open {dir}/{file}.",
-                            "Show the contents of {dir}, then display the file {file} in it.",
-                            "First list {dir}; next print {dir}/{file}."]])
-    add([Task(p, ((_call("search_files", pattern="{pattern}"),),
-                  (_call("read_file", path="{dir}/{file}"),)), ws)
-         for p in ["Search for {pattern} files, then open {dir}/{file}.",
-                   "Locate the {pattern} files and afterwards read {dir}/{file}."]])
-    add([Task(p, ((_call("read_file", path="{rootfile}"),),
-                  (_call("write_file", path="{newfile}", content="{note}"),)), ws)
-         for p in ["Read {rootfile}, then create {newfile} containing: {note}"]])
+    add(
+        [
+            Task(
+                p,
+                ((_call("read_file", path="{rootfile}"), _call("read_file", path="{rootfile2}")),),
+                ws,
+            )
+            for p in [
+                "Open {rootfile} and {rootfile2}.",
+                "Show me {rootfile} as well as {rootfile2}.",
+                "I want to see both {rootfile} and {rootfile2}.",
+            ]
+        ]
+    )
+    add(
+        [
+            Task(p, ((_call("list_dir", path="{dir}"), _call("list_dir", path="{dir2}")),), ws)
+            for p in ["List the {dir} and {dir2} folders.", "What do {dir} and {dir2} contain?"]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                ((_call("list_dir", path="{dir}"),), (_call("read_file", path="{dir}/{file}"),)),
+                ws,
+            )
+            for p in [
+                "Look inside the {dir} folder first, and after that open {dir}/{file}.",
+                "Show the contents of {dir}, then display the file {file} in it.",
+                "First list {dir}; next print {dir}/{file}.",
+            ]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                (
+                    (_call("search_files", pattern="{pattern}"),),
+                    (_call("read_file", path="{dir}/{file}"),),
+                ),
+                ws,
+            )
+            for p in [
+                "Search for {pattern} files, then open {dir}/{file}.",
+                "Locate the {pattern} files and afterwards read {dir}/{file}.",
+            ]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                (
+                    (_call("read_file", path="{rootfile}"),),
+                    (_call("write_file", path="{newfile}", content="{note}"),),
+                ),
+                ws,
+            )
+            for p in ["Read {rootfile}, then create {newfile} containing: {note}"]
+        ]
+    )
     # workspace: no tool needed
     for prompt, answer in [
         ("How many days are in a leap year?", "A leap year has 366 days."),
         ("What is 12 times 11?", "12 times 11 is 132."),
-        ("Explain in one sentence what a variable is.",
-         "A variable is a name that refers to a value stored in memory."),
+        (
+            "Explain in one sentence what a variable is.",
+            "A variable is a name that refers to a value stored in memory.",
+        ),
         ("Which is larger, 0.7 or 0.65?", "0.7 is larger than 0.65."),
         ("Say good night in French.", "Bonne nuit."),
         ("Who wrote the play Hamlet?", "William Shakespeare wrote Hamlet."),
     ]:
         tasks.append(Task(prompt, (), ws, answer))
     # other tools: single calls with several arguments
-    add(_single(["How is the weather in {city} right now?", "Is it cold in {city} today?",
-                 "Tell me the current weather for {city}.", "{city} weather, please."],
-                "get_weather", city="{city}"))
-    add(_single(["How much is {amount} {currency} in {currency2}?",
-                 "Change {amount} {currency} into {currency2}.",
-                 "I have {amount} {currency}; what is that in {currency2}?"],
-                "convert_currency", amount="{amount}", from_currency="{currency}",
-                to_currency="{currency2}"))
-    add(_single(["Reserve {count} {cabin} seats flying {city} to {city2} on {date}.",
-                 "I need a {cabin} flight for {count} people from {city} to {city2}, date {date}.",
-                 "Get {count} people from {city} to {city2} on {date}, {cabin} class."],
-                "book_flight", origin="{city}", destination="{city2}", date="{date}",
-                passengers="{count}", cabin="{cabin}"))
-    add(_single(["Put {title} in my calendar on {date} from {clock} for {minutes} minutes.",
-                 "Schedule {title} for {date} at {clock}; it takes {minutes} minutes.",
-                 "Add a {minutes}-minute event named {title} on {date} starting {clock}."],
-                "create_event", title="{title}", date="{date}", start_time="{clock}",
-                duration_minutes="{minutes}"))
-    add(_single(["What is {symbol} trading at?", "Give me the share price of {symbol}."],
-                "get_stock_price", symbol="{symbol}"))
-    add(_single(["Email {person} with the subject {subject} and the message: {body}",
-                 "Send {person} an email titled {subject} saying {body}"],
-                "send_email", to="{person}", subject="{subject}", body="{body}"))
-    add(_single(["Translate \"{phrase}\" into {language}.", "How do you say {phrase} in {language}?"],
-                "translate_text", text="{phrase}", target_language="{language}"))
-    add(_single(["What time is it in {city}?", "Tell me the local time in {city}."],
-                "get_time", city="{city}"))
-    add(_single(["Search the internet for {query}.", "Look up {query} online."],
-                "search_web", query="{query}"))
-    add(_single(["Remind me to {task} at {clock}.", "Set a reminder at {clock} to {task}."],
-                "set_reminder", text="{task}", time="{clock}"))
-    add(_single(["What tip should I leave on a bill of {amount} at {percent} percent?",
-                 "Work out a {percent}% tip for {amount}."],
-                "calculate_tip", bill_amount="{amount}", percent="{percent}"))
-    add(_single(["Add {task} to my to-do list for {date}.", "New to-do: {task}, due {date}."],
-                "add_todo", title="{task}", due_date="{date}"))
-    add(_single(["Play {song} by {artist}.", "Put on the song {song} from {artist}."],
-                "play_music", song="{song}", artist="{artist}"))
-    add(_single(["Any news about {topic}?", "Get me the latest {topic} headlines."],
-                "get_news", topic="{topic}"))
-    add(_single(["Define the word {word}.", "What does {word} mean?"], "define_word",
-                word="{word}"))
-    add(_single(["Find {cuisine} restaurants in {city}.", "Where can I eat {cuisine} food in {city}?"],
-                "find_restaurants", city="{city}", cuisine="{cuisine}"))
-    add(_single(["Book a table for {count} at {restaurant} on {date} at {clock}."],
-                "reserve_table", restaurant="{restaurant}", date="{date}", time="{clock}",
-                party_size="{count}"))
-    add(_single(["How far is it from {city} to {city2}?", "Driving distance {city} to {city2}?"],
-                "get_distance", origin="{city}", destination="{city2}"))
-    add(_single(["Rent a {car} in {city} from {date} for {count} days."], "rent_car",
-                city="{city}", pickup_date="{date}", days="{count}", car_class="{car}"))
-    add(_single(["Convert {value} {unit} to {unit2}.", "How many {unit2} is {value} {unit}?"],
-                "convert_units", value="{value}", from_unit="{unit}", to_unit="{unit2}"))
-    add(_single(["What is the population of {country}?", "How many people live in {country}?"],
-                "get_population", country="{country}"))
-    add(_single(["Save {name} with the number {phone} in my contacts."], "add_contact",
-                name="{name}", phone="{phone}"))
+    add(
+        _single(
+            [
+                "How is the weather in {city} right now?",
+                "Is it cold in {city} today?",
+                "Tell me the current weather for {city}.",
+                "{city} weather, please.",
+            ],
+            "get_weather",
+            city="{city}",
+        )
+    )
+    add(
+        _single(
+            [
+                "How much is {amount} {currency} in {currency2}?",
+                "Change {amount} {currency} into {currency2}.",
+                "I have {amount} {currency}; what is that in {currency2}?",
+            ],
+            "convert_currency",
+            amount="{amount}",
+            from_currency="{currency}",
+            to_currency="{currency2}",
+        )
+    )
+    add(
+        _single(
+            [
+                "Reserve {count} {cabin} seats flying {city} to {city2} on {date}.",
+                "I need a {cabin} flight for {count} people from {city} to {city2}, date {date}.",
+                "Get {count} people from {city} to {city2} on {date}, {cabin} class.",
+            ],
+            "book_flight",
+            origin="{city}",
+            destination="{city2}",
+            date="{date}",
+            passengers="{count}",
+            cabin="{cabin}",
+        )
+    )
+    add(
+        _single(
+            [
+                "Put {title} in my calendar on {date} from {clock} for {minutes} minutes.",
+                "Schedule {title} for {date} at {clock}; it takes {minutes} minutes.",
+                "Add a {minutes}-minute event named {title} on {date} starting {clock}.",
+            ],
+            "create_event",
+            title="{title}",
+            date="{date}",
+            start_time="{clock}",
+            duration_minutes="{minutes}",
+        )
+    )
+    add(
+        _single(
+            ["What is {symbol} trading at?", "Give me the share price of {symbol}."],
+            "get_stock_price",
+            symbol="{symbol}",
+        )
+    )
+    add(
+        _single(
+            [
+                "Email {person} with the subject {subject} and the message: {body}",
+                "Send {person} an email titled {subject} saying {body}",
+            ],
+            "send_email",
+            to="{person}",
+            subject="{subject}",
+            body="{body}",
+        )
+    )
+    add(
+        _single(
+            ['Translate "{phrase}" into {language}.', "How do you say {phrase} in {language}?"],
+            "translate_text",
+            text="{phrase}",
+            target_language="{language}",
+        )
+    )
+    add(
+        _single(
+            ["What time is it in {city}?", "Tell me the local time in {city}."],
+            "get_time",
+            city="{city}",
+        )
+    )
+    add(
+        _single(
+            ["Search the internet for {query}.", "Look up {query} online."],
+            "search_web",
+            query="{query}",
+        )
+    )
+    add(
+        _single(
+            ["Remind me to {task} at {clock}.", "Set a reminder at {clock} to {task}."],
+            "set_reminder",
+            text="{task}",
+            time="{clock}",
+        )
+    )
+    add(
+        _single(
+            [
+                "What tip should I leave on a bill of {amount} at {percent} percent?",
+                "Work out a {percent}% tip for {amount}.",
+            ],
+            "calculate_tip",
+            bill_amount="{amount}",
+            percent="{percent}",
+        )
+    )
+    add(
+        _single(
+            ["Add {task} to my to-do list for {date}.", "New to-do: {task}, due {date}."],
+            "add_todo",
+            title="{task}",
+            due_date="{date}",
+        )
+    )
+    add(
+        _single(
+            ["Play {song} by {artist}.", "Put on the song {song} from {artist}."],
+            "play_music",
+            song="{song}",
+            artist="{artist}",
+        )
+    )
+    add(
+        _single(
+            ["Any news about {topic}?", "Get me the latest {topic} headlines."],
+            "get_news",
+            topic="{topic}",
+        )
+    )
+    add(
+        _single(["Define the word {word}.", "What does {word} mean?"], "define_word", word="{word}")
+    )
+    add(
+        _single(
+            ["Find {cuisine} restaurants in {city}.", "Where can I eat {cuisine} food in {city}?"],
+            "find_restaurants",
+            city="{city}",
+            cuisine="{cuisine}",
+        )
+    )
+    add(
+        _single(
+            ["Book a table for {count} at {restaurant} on {date} at {clock}."],
+            "reserve_table",
+            restaurant="{restaurant}",
+            date="{date}",
+            time="{clock}",
+            party_size="{count}",
+        )
+    )
+    add(
+        _single(
+            ["How far is it from {city} to {city2}?", "Driving distance {city} to {city2}?"],
+            "get_distance",
+            origin="{city}",
+            destination="{city2}",
+        )
+    )
+    add(
+        _single(
+            ["Rent a {car} in {city} from {date} for {count} days."],
+            "rent_car",
+            city="{city}",
+            pickup_date="{date}",
+            days="{count}",
+            car_class="{car}",
+        )
+    )
+    add(
+        _single(
+            ["Convert {value} {unit} to {unit2}.", "How many {unit2} is {value} {unit}?"],
+            "convert_units",
+            value="{value}",
+            from_unit="{unit}",
+            to_unit="{unit2}",
+        )
+    )
+    add(
+        _single(
+            ["What is the population of {country}?", "How many people live in {country}?"],
+            "get_population",
+            country="{country}",
+        )
+    )
+    add(
+        _single(
+            ["Save {name} with the number {phone} in my contacts."],
+            "add_contact",
+            name="{name}",
+            phone="{phone}",
+        )
+    )
     # other tools: parallel and multi-step
-    add([Task(p, ((_call("get_weather", city="{city}"), _call("get_weather", city="{city2}")),))
-         for p in ["How is the weather in {city} and {city2}?",
-                   "Compare today's weather in {city} with {city2}."]])
-    add([Task(p, ((_call("get_time", city="{city}"), _call("get_time", city="{city2}")),))
-         for p in ["What time is it in {city} and in {city2}?"]])
-    add([Task(p, ((_call("get_stock_price", symbol="{symbol}"),
-                   _call("get_stock_price", symbol="{symbol2}")),))
-         for p in ["Get the prices of {symbol} and {symbol2}."]])
-    add([Task(p, ((_call("get_population", country="{country}"),
-                   _call("get_population", country="{country2}")),))
-         for p in ["Which has more people, {country} or {country2}?"]])
-    add([Task(p, ((_call("get_weather", city="{city}"),),
-                  (_call("set_reminder", text="{task}", time="{clock}"),)))
-         for p in ["Check the weather in {city}, then remind me at {clock} to {task}."]])
-    add([Task(p, ((_call("find_restaurants", city="{city}", cuisine="{cuisine}"),),
-                  (_call("reserve_table", restaurant="{restaurant}", date="{date}",
-                         time="{clock}", party_size="{count}"),)))
-         for p in ["Find {cuisine} places in {city}, then reserve {restaurant} for {count} on "
-                   "{date} at {clock}."]])
-    add([Task(p, ((_call("convert_currency", amount="{amount}", from_currency="{currency}",
-                         to_currency="{currency2}"),),
-                  (_call("add_todo", title="{task}", due_date="{date}"),)))
-         for p in ["Convert {amount} {currency} to {currency2} and then add {task} to my list "
-                   "for {date}."]])
+    add(
+        [
+            Task(p, ((_call("get_weather", city="{city}"), _call("get_weather", city="{city2}")),))
+            for p in [
+                "How is the weather in {city} and {city2}?",
+                "Compare today's weather in {city} with {city2}.",
+            ]
+        ]
+    )
+    add(
+        [
+            Task(p, ((_call("get_time", city="{city}"), _call("get_time", city="{city2}")),))
+            for p in ["What time is it in {city} and in {city2}?"]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                (
+                    (
+                        _call("get_stock_price", symbol="{symbol}"),
+                        _call("get_stock_price", symbol="{symbol2}"),
+                    ),
+                ),
+            )
+            for p in ["Get the prices of {symbol} and {symbol2}."]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                (
+                    (
+                        _call("get_population", country="{country}"),
+                        _call("get_population", country="{country2}"),
+                    ),
+                ),
+            )
+            for p in ["Which has more people, {country} or {country2}?"]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                (
+                    (_call("get_weather", city="{city}"),),
+                    (_call("set_reminder", text="{task}", time="{clock}"),),
+                ),
+            )
+            for p in ["Check the weather in {city}, then remind me at {clock} to {task}."]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                (
+                    (_call("find_restaurants", city="{city}", cuisine="{cuisine}"),),
+                    (
+                        _call(
+                            "reserve_table",
+                            restaurant="{restaurant}",
+                            date="{date}",
+                            time="{clock}",
+                            party_size="{count}",
+                        ),
+                    ),
+                ),
+            )
+            for p in [
+                "Find {cuisine} places in {city}, then reserve {restaurant} for {count} on "
+                "{date} at {clock}."
+            ]
+        ]
+    )
+    add(
+        [
+            Task(
+                p,
+                (
+                    (
+                        _call(
+                            "convert_currency",
+                            amount="{amount}",
+                            from_currency="{currency}",
+                            to_currency="{currency2}",
+                        ),
+                    ),
+                    (_call("add_todo", title="{task}", due_date="{date}"),),
+                ),
+            )
+            for p in [
+                "Convert {amount} {currency} to {currency2} and then add {task} to my list "
+                "for {date}."
+            ]
+        ]
+    )
     # other tools: no tool needed
     for prompt, answer in [
         ("Who painted the Mona Lisa?", "Leonardo da Vinci painted the Mona Lisa."),
@@ -407,23 +729,61 @@ def _tasks() -> list[Task]:
         ("Give me a synonym for happy.", "A synonym for happy is joyful."),
         ("How many legs does a spider have?", "A spider has eight legs."),
         ("What is 9 minus 4?", "9 minus 4 is 5."),
-        ("Write a haiku about rain.", "Soft rain on the roof\nquiet streets begin to shine\n"
-                                      "puddles hold the sky"),
+        (
+            "Write a haiku about rain.",
+            "Soft rain on the roof\nquiet streets begin to shine\npuddles hold the sky",
+        ),
         ("Thanks, that is all for now.", "You are welcome!"),
         ("What colour do you get by mixing blue and yellow?", "Blue and yellow make green."),
+        ("Name three primary colours.", "Red, blue and yellow."),
+        ("What is the square root of 81?", "The square root of 81 is 9."),
+        (
+            "Write a Python function that returns the square of a number.",
+            "```python\ndef square(x):\n    return x * x\n```",
+        ),
+        ("Is 17 an odd number?", "Yes, 17 is odd."),
+        (
+            "Summarise what a compiler does in one sentence.",
+            "A compiler translates source code into a program the machine can run.",
+        ),
+        ("How many minutes are in two hours?", "Two hours have 120 minutes."),
     ]:
         tasks.append(Task(prompt, (), None, answer))
     # held out (test split only)
-    add(_single(["Book a room in {city} from {date} for {count} nights for {count2} guests."],
-                "book_hotel", city="{city}", check_in="{date}", nights="{count}",
-                guests="{count2}"))
-    add(_single(["What is the forecast for {city} over the next {count} days?"], "get_forecast",
-                city="{city}", days="{count}"))
+    add(
+        _single(
+            ["Book a room in {city} from {date} for {count} nights for {count2} guests."],
+            "book_hotel",
+            city="{city}",
+            check_in="{date}",
+            nights="{count}",
+            guests="{count2}",
+        )
+    )
+    add(
+        _single(
+            ["What is the forecast for {city} over the next {count} days?"],
+            "get_forecast",
+            city="{city}",
+            days="{count}",
+        )
+    )
     add(_single(["Text {phone}: {body}"], "send_sms", phone_number="{phone}", message="{body}"))
     add(_single(["Where is my parcel {tracking}?"], "track_package", tracking_number="{tracking}"))
-    add([Task(p, ((_call("get_forecast", city="{city}", days="{count}"),
-                   _call("get_forecast", city="{city2}", days="{count}")),))
-         for p in ["Forecast for {city} and {city2} for {count} days."]])
+    add(
+        [
+            Task(
+                p,
+                (
+                    (
+                        _call("get_forecast", city="{city}", days="{count}"),
+                        _call("get_forecast", city="{city2}", days="{count}"),
+                    ),
+                ),
+            )
+            for p in ["Forecast for {city} and {city2} for {count} days."]
+        ]
+    )
     return tasks
 
 

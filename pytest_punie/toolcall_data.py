@@ -170,7 +170,7 @@ def _conversations(spec: ToolcallSpec, task: Task, rng: random.Random) -> list[d
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     if not task.steps:
         messages.append({"role": "assistant", "content": _fill(task.answer, values)})
-        return [{"messages": messages, "tools": tools}]
+        return [{"messages": messages, "tools": tools} if tools else {"messages": messages}]
     lines, answers, number = [], [], 0
     for turn in task.steps:
         calls, results = [], []
@@ -206,6 +206,7 @@ def generate(
     held-out tools (for the test split) instead of those that call none."""
     spec.check()
     rng = random.Random(seed)
+
     def chosen(task: Task) -> bool:
         names = task.tool_names()
         if held_out:
@@ -231,7 +232,7 @@ def generate(
         # learning to call matters most: the answer after the results is a third of the lines
         calls, answer = conversations[:-1], conversations[-1]
         line = rng.choice(calls) if calls and rng.random() < 2 / 3 else answer
-        key = json.dumps(line["messages"], sort_keys=True)
+        key = json.dumps(line, sort_keys=True)  # the same prompt with other tools is new
         if key in seen:
             continue
         seen.add(key)
