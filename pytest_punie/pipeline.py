@@ -11,6 +11,7 @@ per step; the ``punie train`` command calls the same functions.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -39,8 +40,10 @@ __all__ = [
     "TrainingJob",
     "default_filters",
     "evaluate",
+    "mode_differences",
     "prepare",
     "prepare_job",
+    "text_parsing_template",
     "token_counter",
     "train_job",
     "training_config",
@@ -216,3 +219,39 @@ def train_job(
         dataset_hash=prepared.source_hash,
         progress=progress,
     )
+
+
+_TEMPLATE_VARIABLE = re.compile(r"\btool_call\b(?!>)")
+
+
+def text_parsing_template(template: str) -> str:
+    """The same template with its loop variable renamed, so it renders the same text but no
+    longer holds ``tool_call.name``: mlx_lm then picks no tool parser, the server returns the
+    model's ``<tool_call>`` text as text, and the plugin parses it (``ToolCall.source`` text)."""
+    body = re.sub(r"\{#.*?#\}", "", template, flags=re.DOTALL)  # comments name the markers
+    return _TEMPLATE_VARIABLE.sub("call", body)
+
+
+def mode_differences(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[str]:
+    """Cases whose model text is the same in two results documents but whose score differs:
+    two ways of parsing calls must score the same output the same way."""
+    seconds = {c["nodeid"]: c for c in second["cases"]}
+    found = []
+    for case in first["cases"]:
+        other = seconds.get(case["nodeid"])
+        if other is None or case.get("repeat") != other.get("repeat"):
+            continue
+        same_text = _model_text(case) == _model_text(other)
+        if same_text and case["score"] != other["score"]:
+            found.append(f"{case['nodeid']}: {case['score']} vs {other['score']}")
+    return found
+
+
+def _model_text(case: Mapping[str, Any]) -> str:
+    """What the model wrote: its text, or its calls written the way the template writes them."""
+    response = case.get("response") or {}
+    calls = [
+        json.dumps({"name": c["name"], "arguments": c["arguments"]}, sort_keys=True)
+        for c in response.get("tool_calls", ())
+    ]
+    return "\n".join(calls) or str(response.get("text", ""))

@@ -6,6 +6,7 @@ on test reports, so they are the same with or without xdist.
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,7 +21,7 @@ from pytest_punie.report import (
     served_lines,
     text_table,
 )
-from pytest_punie.results import PROPERTY, CaseResult, overall_score
+from pytest_punie.results import PROPERTY, CaseResult, call_sources_line, overall_score
 
 if TYPE_CHECKING:
     from pytest_punie.compare import Comparison
@@ -123,6 +124,8 @@ class PunieReporter:
             write("")
             write(f"compared with {self.settings.baseline}:")
             write(format_comparison(self.comparison))
+        if sources := call_sources_line(self.results.cases):
+            write(sources)
         for line in served_lines(self.results.metadata.server):
             write(line, red=line.startswith("WARNING"))
         if self.settings.results is not None:
@@ -149,6 +152,8 @@ class PunieReporter:
             self.rows(), server, self.gate, failure_table(categories), self.warnings()
         )
         prefix.append(section)
+        if sources := call_sources_line(self.results.cases):
+            prefix.append(f'<p class="punie-call-sources">{html.escape(sources)}</p>')
         baseline = None
         if self.comparison is not None:
             from pytest_punie.compare import comparison_html

@@ -138,7 +138,8 @@ def _suite_config(pytester, *arguments: str) -> LoraConfig:
 
     conftest = Path(__file__).resolve().parents[1] / "training" / "conftest.py"
     spec = importlib.util.spec_from_file_location("training_conftest", conftest)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = pytester.parseconfig(*arguments)

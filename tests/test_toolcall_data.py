@@ -43,10 +43,8 @@ def test_single_call_keeps_argument_types_and_ends_on_the_turn_to_learn():
     for line in lines:
         messages = line["messages"]
         call = next(m for m in messages if m.get("tool_calls"))["tool_calls"][0]["function"]
-        assert (
-            isinstance(call["arguments"]["a"], int)
-            and call["arguments"]["a"] != call["arguments"]["b"]
-        )  # {n} and {n2} differ
+        assert isinstance(call["arguments"]["a"], int)
+        assert call["arguments"]["a"] != call["arguments"]["b"]
         assert messages[-1]["role"] == "assistant"  # mask_prompt trains exactly this turn
         assert line["tools"][0]["function"]["name"] in {"add", "weather"}
     ends = {"call" if line["messages"][-1].get("tool_calls") else "answer" for line in lines}
@@ -63,9 +61,12 @@ def test_parallel_multi_step_and_no_tool_conversations():
     )  # fmt: skip
     lines = generate(spec, count=40, seed=3)
     parallel = [m for line in lines for m in line["messages"] if len(m.get("tool_calls", [])) == 2]
-    assert parallel and {c["function"]["arguments"]["city"] for c in parallel[0]["tool_calls"]} < {
-        "Oslo", "Lima", "Kyoto"
-    }  # fmt: skip
+    assert parallel
+    assert {c["function"]["arguments"]["city"] for c in parallel[0]["tool_calls"]} < {
+        "Oslo",
+        "Lima",
+        "Kyoto",
+    }
     second_step = [
         line for line in lines
         if line["messages"][-1].get("tool_calls")
@@ -74,7 +75,8 @@ def test_parallel_multi_step_and_no_tool_conversations():
     assert second_step, "no line ends on the second call of a multi-step task"
     assert second_step[0]["messages"][-2]["role"] == "tool"  # the first result is fed back
     plain = [line for line in lines if line["messages"][0]["content"] == "Hello!"]
-    assert plain and plain[0]["messages"][-1] == {"role": "assistant", "content": "Hi there."}
+    assert plain
+    assert plain[0]["messages"][-1] == {"role": "assistant", "content": "Hi there."}
 
 
 def test_spec_errors_name_the_task():
@@ -112,7 +114,8 @@ def test_generate_tools_never_overwrites_without_force(tmp_path, capsys):
                  "2", "--test", "2"]) == 0  # fmt: skip
     before = (out / "train.jsonl").read_text()
     status = main(["dataset", "generate-tools", "--out", str(out), "--seed", "9"])
-    assert status != 0 and "pass --force" in capsys.readouterr().err
+    assert status != 0
+    assert "pass --force" in capsys.readouterr().err
     assert (out / "train.jsonl").read_text() == before
 
 
@@ -138,7 +141,8 @@ def test_recipe_test_split_uses_only_tools_never_seen_in_training():
     }
     assert not seen & HELD_OUT
     test_calls = set().union(*(_called(line) for line in _lines("test")))
-    assert test_calls and test_calls <= HELD_OUT
+    assert test_calls
+    assert test_calls <= HELD_OUT
 
 
 def test_recipe_covers_every_kind_and_many_tools():
