@@ -185,14 +185,15 @@ class TrainingReport:
         }
 
 
-def progress_line(iteration: int, iters: int, loss: float, tokens_per_second: float,
-                  elapsed: float) -> str:  # fmt: skip
+def progress_line(
+    iteration: int, iters: int, loss: float, tokens_per_second: float, seconds_per_iteration: float
+) -> str:
     """``iter 20/150: loss 1.234, 410 tok/s, 3.1 s/iter, 6m43s left``."""
-    per_iteration = elapsed / max(iteration, 1)
-    left = int(per_iteration * max(iters - iteration, 0))
+    left = int(seconds_per_iteration * max(iters - iteration, 0))
+    speed = f"{tokens_per_second:.0f}" if tokens_per_second >= 10 else f"{tokens_per_second:.1f}"
     return (
-        f"iter {iteration}/{iters}: loss {loss:.3f}, {tokens_per_second:.0f} tok/s, "
-        f"{per_iteration:.1f} s/iter, {left // 60}m{left % 60:02d}s left"
+        f"iter {iteration}/{iters}: loss {loss:.3f}, {speed} tok/s, "
+        f"{seconds_per_iteration:.1f} s/iter, {left // 60}m{left % 60:02d}s left"
     )
 
 
@@ -200,8 +201,6 @@ def _callback(
     report: TrainingReport, progress: Callable[[str], None] | None, iters: int = 0
 ) -> Any:
     from mlx_lm.tuner.callbacks import TrainingCallback
-
-    started = time.perf_counter()
 
     class Recorder(TrainingCallback):
         def on_train_loss_report(self, info: dict[str, Any]) -> None:
@@ -215,7 +214,7 @@ def _callback(
                     progress_line(
                         int(info["iteration"]), iters or int(info["iteration"]),
                         float(info["train_loss"]), float(info["tokens_per_second"]),
-                        time.perf_counter() - started,
+                        1 / max(float(info["iterations_per_second"]), 1e-9),
                     )
                 )  # fmt: skip
 

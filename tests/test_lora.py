@@ -191,6 +191,7 @@ def test_unknown_recipe_lists_the_recipes(pytester):
 def test_progress_line_says_iteration_loss_speed_and_time_left():
     from pytest_punie.lora import progress_line
 
-    line = progress_line(20, 150, 1.2345, 410.4, elapsed=62.0)
+    line = progress_line(20, 150, 1.2345, 410.4, seconds_per_iteration=3.1)
     assert line == "iter 20/150: loss 1.234, 410 tok/s, 3.1 s/iter, 6m43s left"
-    assert progress_line(150, 150, 0.5, 400, elapsed=300).endswith("0m00s left")
+    assert progress_line(150, 150, 0.5, 400, 2.0).endswith("0m00s left")
+    assert "3.2 tok/s" in progress_line(4, 24, 1.4, 3.24, 160.0)  # a loaded machine

@@ -113,6 +113,14 @@ def _eval_request(messages, tools, call):
     return {"messages": request["messages"][:cut], "tools": request["tools"]}
 
 
+def test_no_eval_prompt_in_training_data(prepared, training_job):
+    """The evals must measure generalisation: no eval prompt is (nearly) a training prompt."""
+    if prepared.eval_prompts_checked is None:
+        pytest.skip("no eval suite next to the training suite to check against")
+    print(f"{prepared.eval_prompts_checked} eval prompts of {training_job.evals} checked")
+    assert prepared.eval_prompts_checked > 0
+
+
 def test_training_loss_goes_down(trained):
     adapter, manifest = trained
     losses = manifest["losses"]
@@ -143,14 +151,6 @@ def test_adapter_is_complete(trained):
     on_disk = json.loads((adapter / MANIFEST).read_text())
     for key in ("dataset_hash", "config", "losses", "versions"):
         assert on_disk[key], f"the manifest has no {key}"
-
-
-def test_no_eval_prompt_in_training_data(prepared, training_job):
-    """The evals must measure generalisation: no eval prompt is (nearly) a training prompt."""
-    if prepared.eval_prompts_checked is None:
-        pytest.skip("no eval suite next to the training suite to check against")
-    print(f"{prepared.eval_prompts_checked} eval prompts of {training_job.evals} checked")
-    assert prepared.eval_prompts_checked > 0
 
 
 def test_adapter_against_base(
