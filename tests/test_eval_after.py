@@ -56,3 +56,24 @@ def test_call_sources_count_structured_and_text_calls():
     assert call_sources(cases) == {"structured": 1, "text": 2}
     assert call_sources_line(cases) == "tool calls: 1 structured (33%), 2 parsed from text (67%)"
     assert call_sources_line([CaseResult.from_json(_case("b", 0.0))]) is None
+
+
+def test_summary_and_html_report_give_the_call_sources(pytester):
+    from pytest_punie.testing import FakeOpenAI
+
+    from .test_plugin import TOOL_CASES
+
+    pytester.makepyfile(TOOL_CASES)
+    answers = {
+        "read the readme": {
+            "tool_calls": [{"name": "read_file", "arguments": {"path": "README.md"}}],
+            "then": "It says hello.",
+        },
+        "list files": '<tool_call>{"name": "list_dir", "arguments": {"path": "."}}</tool_call>',
+    }
+    with FakeOpenAI(answers) as fake:
+        result = pytester.runpytest(f"--punie-base-url={fake.base_url}", "--html=report.html")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["tool calls: 1 structured (50%), 1 parsed from text (50%)"])
+    html = (pytester.path / "report.html").read_text()
+    assert "tool calls: 1 structured (50%), 1 parsed from text (50%)" in html
