@@ -195,3 +195,23 @@ def test_progress_line_says_iteration_loss_speed_and_time_left():
     assert line == "iter 20/150: loss 1.234, 410 tok/s, 3.1 s/iter, 6m43s left"
     assert progress_line(150, 150, 0.5, 400, 2.0).endswith("0m00s left")
     assert "3.2 tok/s" in progress_line(4, 24, 1.4, 3.24, 160.0)  # a loaded machine
+
+
+@pytest.mark.integration  # counts tokens with the default model's tokenizer
+def test_punie_train_refuses_data_that_leaks_into_the_evals(tmp_path, capsys):
+    from pathlib import Path
+
+    evals = Path(__file__).resolve().parents[1] / "evals"
+    data = tmp_path / "data"
+    data.mkdir()
+    leaky = {"messages": [{"role": "user", "content": "What is the weather in Paris ?"},
+                          {"role": "assistant", "content": "Sunny."}]}  # fmt: skip
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    (data / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(leaky) + "\n")
+    (data / "valid.jsonl").write_text(json.dumps(good) + "\n")
+    status = main(["train", str(data), "--out", str(tmp_path / "adapter"), "--evals", str(evals)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "test_tool_calling.py::test_weather" in err
+    assert f"{data / 'train.jsonl'}:2" in err
+    assert not (tmp_path / "adapter").exists()
