@@ -42,7 +42,12 @@ from pytest_punie.filters import (
     split,
     write_rejects,
 )
-from pytest_punie.validation import ValidationReport, validate_examples, validate_paths
+from pytest_punie.validation import (
+    ValidationReport,
+    token_counter,
+    validate_examples,
+    validate_paths,
+)
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "add_parser", "dataset_stats"]
 
@@ -127,18 +132,11 @@ def _file_counts(examples: Sequence[Example]) -> str:
 
 
 def _token_counter(spec: str) -> Callable[[str], int]:
-    """Count tokens with a ``tokenizer.json`` (or a model folder holding one)."""
-    path = Path(spec)
-    file = path / "tokenizer.json" if path.is_dir() else path
-    if not file.is_file():
-        raise _UsageError(f"{spec}: no tokenizer.json there")
-    from tokenizers import Tokenizer
-
+    """The pipeline's token counter (``validation.token_counter``) with a usage error."""
     try:
-        tokenizer = Tokenizer.from_file(str(file))
-    except Exception as exc:  # tokenizers raises its own untyped errors
-        raise _UsageError(f"{spec}: cannot load the tokenizer ({exc})") from exc
-    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+        return token_counter(spec)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -411,6 +409,27 @@ def _count(text: str) -> int:
     return value
 
 
+def _generate_tools(args: argparse.Namespace) -> int:
+    """Write train/valid/test.jsonl of tool calls; never over a dataset without --force."""
+    from pytest_punie.recipes import tool_calling_spec
+    from pytest_punie.toolcall_data import load_spec, write_dataset
+
+    out = Path(args.out)
+    existing = [f.name for f in out.glob("*.jsonl")] if out.is_dir() else []
+    if existing and not args.force:
+        raise _UsageError(f"{out} already holds {', '.join(sorted(existing))}; pass --force")
+    try:
+        spec = load_spec(Path(args.spec)) if args.spec else tool_calling_spec()
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    counts = write_dataset(
+        spec, out, train=args.train, valid=args.valid, test=args.test, seed=args.seed
+    )
+    for name, count in counts.items():
+        print(f"{out / (name + '.jsonl')}: {count} lines")
+    return EXIT_OK
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``dataset`` and its subcommands on the ``punie`` command's subparsers."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -471,4 +490,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     command.add_argument("--format", required=True, choices=sorted(IMPORTERS))
     command.add_argument("--out", required=True, metavar="FILE")
     command.set_defaults(handler=_guarded(_import))
+
+    command = commands.add_parser(
+        "generate-tools", help="write tool-calling training data from tool schemas and templates"
+    )
+    command.add_argument(
+        "spec", nargs="?", metavar="SPEC", help="JSON spec (default: the tool-calling recipe's)"
+    )
+    command.add_argument("--out", required=True, metavar="DIR")
+    command.add_argument("--train", type=_count, default=600, metavar="N")
+    command.add_argument("--valid", type=_count, default=40, metavar="N")
+    command.add_argument("--test", type=_count, default=40, metavar="N", help="held-out tools")
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--force", action="store_true", help="replace an existing dataset")
+    command.set_defaults(handler=_guarded(_generate_tools))
     return parser

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 MANIFEST = "punie-manifest.json"
+PROGRESS_PREFIX = "[punie train] "
 
 
 class TrainingError(Exception):
@@ -43,22 +44,25 @@ class TrainingError(Exception):
 @dataclass(frozen=True)
 class LoraConfig:
     """What a LoRA run is given. ``keys`` None trains every linear layer of the last
-    ``num_layers`` blocks (-1: all blocks)."""
+    ``num_layers`` blocks (-1: all blocks).
+
+    The defaults are the one set both ``pytest training/`` and ``punie train`` start from:
+    small enough to train the sample dataset in a few minutes on 2 CPU cores."""
 
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
     keys: tuple[str, ...] | None = None
-    num_layers: int = -1
-    iters: int = 100
-    batch_size: int = 4
-    learning_rate: float = 1e-5
-    max_seq_length: int = 2048
+    num_layers: int = 4
+    iters: int = 16
+    batch_size: int = 2
+    learning_rate: float = 2e-4
+    max_seq_length: int = 1024
     mask_prompt: bool = False
     grad_checkpoint: bool = False
-    steps_per_report: int = 10
-    steps_per_eval: int = 50
-    val_batches: int = -1
+    steps_per_report: int = 4
+    steps_per_eval: int = 8
+    val_batches: int = 2
     seed: int = 0
 
     @property
@@ -116,8 +120,11 @@ class LoraConfig:
         return SimpleNamespace(**values)
 
 
-def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> LoraConfig:
-    """A ``LoraConfig`` from a YAML file (mlx_lm's own keys are accepted too), then overrides."""
+def load_config(
+    path: Path, overrides: Mapping[str, Any] | None = None, base: LoraConfig | None = None
+) -> LoraConfig:
+    """``base`` (default: ``LoraConfig()``), then a YAML file (mlx_lm's own keys are accepted
+    too), then ``overrides``."""
     import yaml
 
     data = yaml.safe_load(Path(path).read_text()) or {}
@@ -133,7 +140,7 @@ def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> LoraC
     if values.get("keys") is not None:
         values["keys"] = tuple(values["keys"])
     try:
-        return LoraConfig(**values).check()
+        return replace(base or LoraConfig(), **values).check()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
 
@@ -178,7 +185,21 @@ class TrainingReport:
         }
 
 
-def _callback(report: TrainingReport, progress: Callable[[str], None] | None) -> Any:
+def progress_line(
+    iteration: int, iters: int, loss: float, tokens_per_second: float, seconds_per_iteration: float
+) -> str:
+    """``iter 20/150: loss 1.234, 410 tok/s, 3.1 s/iter, 6m43s left``."""
+    left = int(seconds_per_iteration * max(iters - iteration, 0))
+    speed = f"{tokens_per_second:.0f}" if tokens_per_second >= 10 else f"{tokens_per_second:.1f}"
+    return (
+        f"iter {iteration}/{iters}: loss {loss:.3f}, {speed} tok/s, "
+        f"{seconds_per_iteration:.1f} s/iter, {left // 60}m{left % 60:02d}s left"
+    )
+
+
+def _callback(
+    report: TrainingReport, progress: Callable[[str], None] | None, iters: int = 0
+) -> Any:
     from mlx_lm.tuner.callbacks import TrainingCallback
 
     class Recorder(TrainingCallback):
@@ -190,9 +211,12 @@ def _callback(report: TrainingReport, progress: Callable[[str], None] | None) ->
             report.trained_tokens = int(info["trained_tokens"])
             if progress:
                 progress(
-                    f"iter {info['iteration']}: train loss {info['train_loss']:.3f}, "
-                    f"{info['tokens_per_second']:.0f} tok/s"
-                )
+                    progress_line(
+                        int(info["iteration"]), iters or int(info["iteration"]),
+                        float(info["train_loss"]), float(info["tokens_per_second"]),
+                        1 / max(float(info["iterations_per_second"]), 1e-9),
+                    )
+                )  # fmt: skip
 
         def on_val_loss_report(self, info: dict[str, Any]) -> None:
             report.val_losses.append((int(info["iteration"]), float(info["val_loss"])))
@@ -248,7 +272,13 @@ def train_adapter(
             )
         mx.reset_peak_memory()
         started = time.perf_counter()
-        train_model(args, net, train_set, valid_set, training_callback=_callback(report, progress))
+        train_model(
+            args,
+            net,
+            train_set,
+            valid_set,
+            training_callback=_callback(report, progress, config.iters),
+        )
         report.seconds = time.perf_counter() - started
         if not report.train_losses or any(math.isnan(loss) for _, loss in report.train_losses):
             raise TrainingError("training reported no usable loss (NaN or nothing)")
@@ -304,10 +334,11 @@ def train_in_subprocess(
     chat_template: str | None = None,
     dataset_hash: str | None = None,
     openblas: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``train_adapter`` in a fresh Python with OpenBLAS preloaded (as the eval server has it):
     MLX's Linux CPU wheel links reference BLAS, far slower for training's matmuls. Progress lines
-    go to this process's stdout; the manifest is returned."""
+    go to ``progress`` as they come (default: this process's stdout); the manifest is returned."""
     import subprocess
     import sys
 
@@ -324,17 +355,27 @@ def train_in_subprocess(
     env = dict(os.environ)
     if openblas:
         blas_preload(env)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_punie.lora"],
-        input=json.dumps(job),
-        text=True,
-        env=env,
-        stdout=None,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise TrainingError(f"training failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_punie.lora"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if progress else None,
+            stderr=errors,
+            text=True,
+            env=env,
+        )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(job))
+        process.stdin.close()
+        if progress and process.stdout is not None:
+            for line in process.stdout:
+                if line.startswith(PROGRESS_PREFIX):
+                    progress(line[len(PROGRESS_PREFIX) :].rstrip())
+        returncode = process.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    if returncode != 0:
+        raise TrainingError(f"training failed (exit {returncode}):\n{stderr[-4000:]}")
     manifest: dict[str, Any] = json.loads((Path(out_dir) / MANIFEST).read_text())
     return manifest
 
@@ -353,7 +394,7 @@ def _main() -> int:
             LoraConfig(**values),
             chat_template=job["chat_template"],
             dataset_hash=job["dataset_hash"],
-            progress=lambda line: print(f"[punie train] {line}", flush=True),
+            progress=lambda line: print(f"{PROGRESS_PREFIX}{line}", flush=True),
         )
     except (TrainingError, ValueError) as exc:
         print(str(exc), file=sys.stderr)

@@ -386,7 +386,8 @@ def settings_from_config(config: pytest.Config) -> Settings:
 
 TRAIN_DATA_OPTION = Option(
     "train-data",
-    "Training data: a folder of train.jsonl, valid.jsonl (and test.jsonl).",
+    "Training data: a folder of train.jsonl, valid.jsonl (and test.jsonl). On an eval run: "
+    "fail when an eval prompt is (nearly) a training prompt there.",
     None,
     "PATH",
 )
@@ -418,6 +419,12 @@ EVAL_AFTER_OPTION = Option(
 SWEEP_OPTION = Option(
     "sweep", "Train one adapter per combination, e.g. 'rank=8,16 lr=1e-5,1e-4'.", None, "SPEC"
 )
+RECIPE_OPTION = Option(
+    "recipe",
+    "Train a shipped recipe (dataset + LoRA settings), e.g. tool-calling; 'list' lists them.",
+    None,
+    "NAME",
+)
 
 TRAINING_OPTIONS = (
     TRAIN_DATA_OPTION,
@@ -437,6 +444,7 @@ TRAINING_OPTIONS = (
     MIN_RETENTION_OPTION,
     EVAL_AFTER_OPTION,
     SWEEP_OPTION,
+    RECIPE_OPTION,
 )
 
 _LORA_FIELDS = {
@@ -462,6 +470,7 @@ class TrainingSettings:
     min_retention: float = 0.5
     eval_after: bool = False
     sweep: str | None = None
+    recipe: str | None = None
 
 
 def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
@@ -511,7 +520,16 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
             sweep_configs(LoraConfig(), str(sweep))
         except ValueError as exc:
             raise pytest.UsageError(f"{SWEEP_OPTION.flag}: {exc}") from None
+    recipe = raw_value(config, RECIPE_OPTION)
+    if recipe:
+        from pytest_punie.recipes import find_recipe
+
+        try:
+            find_recipe(str(recipe))
+        except ValueError as exc:
+            raise pytest.UsageError(f"{RECIPE_OPTION.flag}={recipe}: {exc}") from None
     return TrainingSettings(
+        recipe=str(recipe) if recipe else None,
         train_data=paths["punie_train_data"],
         adapter_out=paths["punie_adapter_out"],
         train_config=paths["punie_train_config"],

@@ -23,7 +23,9 @@ from pytest_punie.cases import (
     case_from_marker,
     case_tool_schemas,
 )
+from pytest_punie.leakage import check_items
 from pytest_punie.options import (
+    TRAIN_DATA_OPTION,
     JudgeSettings,
     Settings,
     TrainingSettings,
@@ -163,6 +165,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
         except CaseError as exc:
             raise pytest.UsageError(str(exc)) from None
+    train_data = config.stash[TRAINING_KEY].train_data
+    if train_data is not None:  # eval prompts must not be training prompts
+        check_items(items, train_data, TRAIN_DATA_OPTION.flag)
 
 
 @pytest.hookimpl(wrapper=True)

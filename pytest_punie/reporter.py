@@ -28,7 +28,7 @@ from pytest_punie.report import (
     side_by_side_html,
     summary_html,
 )
-from pytest_punie.results import PROPERTY, CaseResult, overall_score
+from pytest_punie.results import PROPERTY, CaseResult, call_sources_line, overall_score
 
 if TYPE_CHECKING:
     from pytest_punie.compare import Comparison
@@ -97,7 +97,12 @@ class PunieReporter:
     def summary_lines(self) -> list[str]:
         """The lines under the tables, in the terminal and in the HTML report alike: what was
         served (append a line here to show it in both)."""
-        return [*served_lines(self.results.metadata.server), self.cache_line()]
+        sources = call_sources_line(self.results.cases)
+        return [
+            *served_lines(self.results.metadata.server),
+            *([sources] if sources else []),
+            self.cache_line(),
+        ]
 
     def _document(self) -> dict[str, Any]:
         from pytest_punie.results import results_document

@@ -75,6 +75,30 @@ class CaseResult:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def call_sources(cases: Iterable[CaseResult]) -> dict[str, int]:
+    """How many tool calls came structured from the server and how many the plugin parsed
+    from the model's text (``ToolCall.source``)."""
+    counts = {"structured": 0, "text": 0}
+    for case in cases:
+        for call in (case.response or {}).get("tool_calls", ()):
+            source = call.get("source", "structured")
+            counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def call_sources_line(cases: Iterable[CaseResult]) -> str | None:
+    """``tool calls: 12 structured (80%), 3 parsed from text (20%)``, or None without calls."""
+    counts = call_sources(cases)
+    total = sum(counts.values())
+    if not total:
+        return None
+    structured, text = counts.get("structured", 0), counts.get("text", 0)
+    return (
+        f"tool calls: {structured} structured ({structured / total:.0%}), "
+        f"{text} parsed from text ({text / total:.0%})"
+    )
+
+
 def failure_type(outcome: str, details: Iterable[Mapping[str, Any]]) -> str | None:
     """Why a case failed: the first failing scorer's classified failure, else a generic one."""
     if outcome == "passed":

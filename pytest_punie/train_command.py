@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser"]
+from pytest_punie.leakage import LeakageError
+from pytest_punie.lora import LoraConfig, TrainingError
+from pytest_punie.pipeline import TrainingJob, prepare_job, train_job, training_config
+from pytest_punie.recipes import find_recipe
+
+__all__ = ["add_parser", "config_from_args"]
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pytest_punie.chat_template import choose_template
-    from pytest_punie.lora import LoraConfig, TrainingError, load_config, train_in_subprocess
-    from pytest_punie.models import ModelError, resolve_model
-    from pytest_punie.pipeline import prepare, token_counter
-
+def config_from_args(args: argparse.Namespace) -> LoraConfig:
+    """The options given, over the YAML file, over the recipe's settings or ``LoraConfig()``:
+    ``pipeline.training_config``, exactly as ``pytest training/`` resolves its options."""
     overrides = {f.name: getattr(args, f.name) for f in fields(LoraConfig) if hasattr(args, f.name)}
     overrides = {k: v for k, v in overrides.items() if v not in (None, False)}
     if args.keys:
         overrides["keys"] = tuple(k.strip() for k in args.keys.split(",") if k.strip())
+    base = find_recipe(args.recipe).config if args.recipe else None
+    return training_config(args.config, overrides, base)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pytest_punie.chat_template import choose_template
+    from pytest_punie.models import ModelError, resolve_model
+
     try:
-        config = (
-            load_config(args.config, overrides)
-            if args.config
-            else replace(LoraConfig(), **overrides).check()
-        )
+        config = config_from_args(args)
         model = resolve_model(args.model)
     except (ValueError, OSError, ModelError) as exc:
         print(f"punie train: {exc}", file=sys.stderr)
@@ -34,19 +40,30 @@ def _run(args: argparse.Namespace) -> int:
     if not Path(args.data).is_dir():
         print(f"punie train: {args.data} is not a folder of train/valid.jsonl", file=sys.stderr)
         return 2
+    evals = Path(args.evals) if args.evals else None
+    if evals is not None and not evals.is_dir():
+        print(f"punie train: --evals {evals}: no such folder", file=sys.stderr)
+        return 2
     template = choose_template(args.chat_template, model)
     print(f"chat template: {template.name} ({template.reason})")
-    out = Path(args.out)
+    job = TrainingJob(
+        data=Path(args.data),
+        out=Path(args.out),
+        model=model,
+        config=config,
+        chat_template=template.template,
+        evals=evals,
+    )
     try:
-        prepared = prepare(
-            Path(args.data),
-            out.parent / f"{out.name}.data",
-            max_seq_length=config.max_seq_length,
-            count_tokens=token_counter(model, template.template),
-        )
-    except FileNotFoundError as exc:
+        prepared = prepare_job(job)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"punie train: {exc}", file=sys.stderr)
         return 2
+    except LeakageError as exc:
+        print(f"punie train: {exc}", file=sys.stderr)
+        return 1
+    if prepared.eval_prompts_checked is not None:
+        print(f"leakage: {prepared.eval_prompts_checked} eval prompts of {evals}, none in the data")
     for split, name, kept, removed, fraction in prepared.retention_rows():
         print(f"{split:6} {name:40} kept {kept:5}  removed {removed:5}  ({fraction:.0%})")
     problems = [p for report in prepared.validation.values() for p in report.problems]
@@ -66,16 +83,13 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        manifest = train_in_subprocess(
-            model, prepared.folder, out, config,
-            chat_template=template.template, dataset_hash=prepared.source_hash,
-        )  # fmt: skip
+        manifest = train_job(job, prepared, progress=print)
     except TrainingError as exc:
         print(f"punie train: {exc}", file=sys.stderr)
         return 1
     losses = manifest["losses"]
     print(
-        f"adapter: {out}  train loss {losses['train_losses'][0][1]:.3f} -> "
+        f"adapter: {job.out}  train loss {losses['train_losses'][0][1]:.3f} -> "
         f"{losses['train_losses'][-1][1]:.3f}, {losses['seconds_per_iteration']:.2f} s/iter, "
         f"{losses['mean_tokens_per_second']:.0f} tok/s, peak {losses['peak_memory_gb']:.2f} GB"
     )
@@ -91,6 +105,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="adapter folder to write")
     parser.add_argument("--model", help="base model (default: the embedded default model)")
     parser.add_argument("--config", type=Path, help="YAML file of LoRA settings")
+    parser.add_argument("--recipe", help="start from a recipe's LoRA settings (e.g. tool-calling)")
+    parser.add_argument(
+        "--evals",
+        default="evals" if Path("evals").is_dir() else None,
+        help="eval suite the data must not leak into (default: ./evals when it exists)",
+    )
     parser.add_argument("--chat-template", default="auto", help="auto, model, hermes or a file")
     parser.add_argument("--rank", type=int)
     parser.add_argument("--alpha", type=float)

@@ -33,10 +33,32 @@ from pytest_punie.schema import argument_problems, type_name
 __all__ = [
     "ValidationReport",
     "check_data",
+    "token_counter",
     "validate",
     "validate_examples",
     "validate_paths",
 ]
+
+
+def token_counter(spec: str | Path) -> Callable[[str], int]:
+    """Count tokens with a model's ``tokenizer.json`` (``spec``: the file or its model folder).
+
+    The one rule for ``max_seq_length``: the text is encoded without adding special tokens (a
+    line's text is measured as the template writes it; the template's own markers are few).
+    Raises ``ValueError`` naming ``spec`` when there is no tokenizer to load.
+    """
+    path = Path(spec)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(f"{spec}: no tokenizer.json there")
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as exc:  # tokenizers raises its own untyped errors
+        raise ValueError(f"{spec}: cannot load the tokenizer ({exc})") from exc
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
 
 _KEYS = {
     "chat": {"messages"},

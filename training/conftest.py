@@ -3,38 +3,29 @@ training -> adapter -> evaluation against the base. Each step is checked by a te
 ``test_pipeline.py``, so every step is a visible result.
 
 With no options it trains a small adapter on the sample dataset in ``data/sample`` with the
-default model, in a few minutes on a 2-core CPU. ``--punie-train-data``, ``--punie-adapter-out``,
-``--punie-lora-*``, ``--punie-iters``... (``pytest --help``) choose otherwise.
+default model, in a few minutes on a 2-core CPU. ``--punie-recipe=tool-calling`` trains a shipped
+recipe (its dataset under ``data/`` and its LoRA settings); ``--punie-train-data``,
+``--punie-adapter-out``, ``--punie-lora-*``, ``--punie-iters``... (``pytest --help``) choose
+otherwise.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from pytest_punie.chat_template import choose_template
-from pytest_punie.lora import LoraConfig, load_config, sweep_configs, train_in_subprocess
+from pytest_punie.lora import LoraConfig, sweep_configs
 from pytest_punie.models import resolve_model
-from pytest_punie.pipeline import PreparedData, prepare, token_counter
+from pytest_punie.options import TrainingSettings
+from pytest_punie.pipeline import PreparedData, TrainingJob, prepare_job, train_job, training_config
 from pytest_punie.plugin import TRAINING_KEY
+from pytest_punie.recipes import find_recipe
 
-SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "sample"
-
-# Small enough to train on the sample in a few minutes on 2 CPU cores; options override.
-SUITE_DEFAULTS = LoraConfig(
-    rank=8,
-    alpha=16.0,
-    num_layers=4,
-    iters=16,
-    batch_size=2,
-    learning_rate=2e-4,
-    max_seq_length=1024,
-    steps_per_report=4,
-    steps_per_eval=8,
-    val_batches=2,
-)
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_DATA = DATA / "sample"
+EVALS = Path(__file__).resolve().parent.parent / "evals"
 SWEEP_RESULTS = pytest.StashKey[list[dict]]()
 
 
@@ -42,18 +33,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SWEEP_RESULTS] = []
 
 
-def base_config(training) -> LoraConfig:
-    """Suite defaults, then the YAML config, then the command line; short runs report often
-    enough that the loss can be seen going down."""
-    if training.train_config is not None:
-        config = load_config(training.train_config, dict(training.lora))
-    else:
-        config = dataclasses.replace(SUITE_DEFAULTS, **training.lora)
-    return dataclasses.replace(
-        config,
-        steps_per_report=max(1, min(config.steps_per_report, config.iters // 4)),
-        steps_per_eval=max(1, min(config.steps_per_eval, config.iters // 2)),
-    ).check()
+def config_id(config: LoraConfig) -> str:
+    c = config
+    return f"rank{c.rank}-layers{c.num_layers}-lr{c.learning_rate:g}-iters{c.iters}"
+
+
+def base_config(training: TrainingSettings) -> LoraConfig:
+    """The recipe's settings (or the one set of defaults, ``LoraConfig()``), then the YAML
+    config, then the command line: ``pipeline.training_config``, as ``punie train`` does."""
+    base = find_recipe(training.recipe).config if training.recipe else None
+    return training_config(training.train_config, training.lora, base)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -62,7 +51,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = metafunc.config.stash[TRAINING_KEY]
     base = base_config(settings)
     configs = sweep_configs(base, settings.sweep) if settings.sweep else [base]
-    ids = [f"rank{c.rank}-lr{c.learning_rate:g}-iters{c.iters}" for c in configs]
+    ids = [config_id(c) for c in configs]
     metafunc.parametrize("lora_config", configs, ids=ids, scope="session")
 
 
@@ -86,42 +75,66 @@ def chat_template(punie_settings, model_path) -> str | None:
 
 @pytest.fixture(scope="session")
 def source_data(punie_training) -> Path:
-    return punie_training.train_data or SAMPLE_DATA
+    if punie_training.train_data:
+        return punie_training.train_data
+    if punie_training.recipe:
+        return find_recipe(punie_training.recipe).data_path(DATA)
+    return SAMPLE_DATA
 
 
 @pytest.fixture(scope="session")
 def adapter_out(punie_training) -> Path:
-    return punie_training.adapter_out or Path("adapters") / "sample"
+    name = punie_training.recipe or "sample"
+    return punie_training.adapter_out or Path("adapters") / name
 
 
 @pytest.fixture(scope="session")
-def prepared(source_data, adapter_out, model_path, chat_template, punie_training) -> PreparedData:
-    """Validated and filtered data, written next to the adapter for mlx_lm."""
-    max_seq_length = punie_training.lora.get("max_seq_length", SUITE_DEFAULTS.max_seq_length)
-    return prepare(
-        source_data,
-        adapter_out.parent / f"{adapter_out.name}.data",
-        max_seq_length=max_seq_length,
-        count_tokens=token_counter(model_path, chat_template),
+def training_job(source_data, adapter_out, model_path, chat_template, punie_training):
+    """What this session trains, resolved once (the same object ``punie train`` builds)."""
+    return TrainingJob(
+        data=source_data,
+        out=adapter_out,
+        model=model_path,
+        config=base_config(punie_training),
+        chat_template=chat_template,
+        evals=EVALS if EVALS.is_dir() else None,
     )
 
 
 @pytest.fixture(scope="session")
-def trained(prepared, lora_config, adapter_out, model_path, chat_template, training_runs, request):
-    """Train one adapter (one per sweep combination); return its folder and manifest."""
-    out = adapter_out
+def prepared(training_job) -> PreparedData:
+    """Validated and filtered data, written next to the adapter for mlx_lm, and checked for
+    leakage into the eval suite (a hit fails every step after this one)."""
+    return prepare_job(training_job)
+
+
+@pytest.fixture(scope="session")
+def trained(prepared, training_job, lora_config, training_runs, request):
+    """Train one adapter (one per sweep combination); return its folder and manifest.
+    Progress (iteration, loss, tokens/s, time left) is shown while it trains."""
+    out = training_job.out
     if request.config.stash[TRAINING_KEY].sweep:
-        out = adapter_out.parent / f"{adapter_out.name}-{request.node.callspec.id}"
-    manifest = train_in_subprocess(
-        model_path,
-        prepared.folder,
-        out,
-        lora_config,
-        chat_template=chat_template,
-        dataset_hash=prepared.source_hash,
+        out = out.parent / f"{out.name}-{config_id(lora_config)}"
+    manifest = train_job(
+        training_job, prepared, config=lora_config, out=out, progress=_progress(request.config)
     )
     training_runs.append({"adapter": str(out), "config": lora_config, "manifest": manifest})
     return out, manifest
+
+
+def _progress(config: pytest.Config):
+    """Write a line to the terminal even while pytest captures output."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def show(line: str) -> None:
+        if reporter is None or capture is None:
+            print(line, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return show
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -12,8 +12,9 @@ from pytest_punie.chat_template import render, render_request, tools_visible
 from pytest_punie.compare import compare
 from pytest_punie.datasets import load_dataset
 from pytest_punie.lora import MANIFEST
-from pytest_punie.pipeline import evaluate
+from pytest_punie.pipeline import evaluate, mode_differences, text_parsing_template
 from pytest_punie.render import comparison_text as format_comparison
+from pytest_punie.results import CaseResult, call_sources_line
 
 EVALS = Path(__file__).resolve().parent.parent / "evals"
 
@@ -113,6 +114,14 @@ def _eval_request(messages, tools, call):
     return {"messages": request["messages"][:cut], "tools": request["tools"]}
 
 
+def test_no_eval_prompt_in_training_data(prepared, training_job):
+    """The evals must measure generalisation: no eval prompt is (nearly) a training prompt."""
+    if prepared.eval_prompts_checked is None:
+        pytest.skip("no eval suite next to the training suite to check against")
+    print(f"{prepared.eval_prompts_checked} eval prompts of {training_job.evals} checked")
+    assert prepared.eval_prompts_checked > 0
+
+
 def test_training_loss_goes_down(trained):
     adapter, manifest = trained
     losses = manifest["losses"]
@@ -145,21 +154,49 @@ def test_adapter_is_complete(trained):
         assert on_disk[key], f"the manifest has no {key}"
 
 
-def test_adapter_against_base(trained, model_path, punie_training, training_runs, tmp_path):
-    """With --punie-eval-after: the eval suite on the base and on the adapter, side by side."""
+def test_adapter_against_base(
+    trained, training_job, punie_settings, punie_training, training_runs, tmp_path
+):
+    """With --punie-eval-after: the eval suite on the base and on the adapter, side by side, and
+    the adapter once more with calls parsed by the plugin instead of the server."""
     if not punie_training.eval_after:
         pytest.skip("run with --punie-eval-after to evaluate the adapter against the base")
     adapter, _ = trained
-    base = evaluate(EVALS, tmp_path / "base.json", model=model_path, cwd=tmp_path)
-    tuned = evaluate(EVALS, tmp_path / "adapter.json", model=model_path, adapter=adapter,
-                     cwd=tmp_path)  # fmt: skip
+    extra = [f"--punie-timeout={punie_settings.timeout}",
+             f"--punie-concurrency={punie_settings.concurrency}"]  # fmt: skip
+    model = training_job.model
+    base = evaluate(EVALS, tmp_path / "base.json", model=model, cwd=tmp_path, extra=extra)
+    tuned = evaluate(EVALS, tmp_path / "adapter.json", model=model, adapter=adapter,
+                     cwd=tmp_path, extra=extra)  # fmt: skip
+    template = adapter / "text-parsing.jinja"
+    template.write_text(text_parsing_template(training_job.chat_template or ""))
+    text_extra = [*extra, f"--punie-chat-template={template}"]
+    by_text = evaluate(EVALS, tmp_path / "adapter-text.json", model=model, adapter=adapter,
+                       cwd=tmp_path, extra=text_extra)  # fmt: skip
     comparison = compare(base, tuned)
-    table = format_comparison(comparison)
-    (adapter / "comparison.txt").write_text(table)
-    for name in ("base.json", "adapter.json"):
+    lines = [format_comparison(comparison), ""]
+    for name, document in (("server parses calls", tuned), ("plugin parses calls", by_text)):
+        cases = [CaseResult.from_json(c) for c in document["cases"]]
+        sources = call_sources_line(cases) or "tool calls: none"
+        scores = " ".join(f"{c['name']}={c['mean']:.1%}" for c in document["categories"])
+        lines.append(f"{name}: {scores}; {sources}")
+    differences = mode_differences(tuned, by_text)
+    lines.append(f"same output scored differently by the two modes: {differences or 'none'}")
+    table = "\n".join(lines)
+    (adapter / "comparison.txt").write_text(table + "\n")
+    for name in ("base.json", "adapter.json", "adapter-text.json"):
         (adapter / f"eval-{name}").write_text((tmp_path / name).read_text())
     print(table)
     for row in training_runs:
         if row["adapter"] == str(adapter):
             row["scores"] = {c["name"]: c["mean"] for c in tuned["categories"]}
-    assert tuned["cases"], "the adapter's evaluation ran no case"
+    # both runs really ran the whole suite, and the comparison pairs every case
+    for label, document in (("base", base), ("adapter", tuned), ("text parsing", by_text)):
+        errors = [c["nodeid"] for c in document["cases"] if c["outcome"] == "error"]
+        assert not errors, f"{label} run: {len(errors)} case(s) errored: {errors[:5]}"
+    assert len(tuned["cases"]) == len(base["cases"]) > 0
+    assert {c.name for c in comparison.categories} == {c["name"] for c in base["categories"]}
+    assert all(c.paired == c.baseline_cases for c in comparison.categories)
+    assert not differences, (
+        f"the two parsing modes scored the same output differently: {differences}"
+    )
