@@ -239,13 +239,17 @@ def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
             server.stop()
 
 
-def check_server_alive(config: pytest.Config) -> None:
+def check_server_alive(config: pytest.Config, session: pytest.Session | None = None) -> None:
     """Fail the current test with the server log's tail when the server has died."""
     from pytest_punie.server import log_tail, process_alive
 
     info, server = config.stash[SERVER_KEY]
     alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
     if not alive:
+        if session is not None:  # nothing more can be answered: stop with one message
+            session.shouldstop = (
+                f"pytest-punie stopped the run: the mlx_lm server died (log: {info.log_path})"
+            )
         pytest.fail(
             f"the mlx_lm server died during the run. Last lines of {info.log_path}:\n"
             + log_tail(info.log_path),
@@ -317,12 +321,48 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
             outcome = future.result(timeout=1.0)
             break
         except TimeoutError:
-            check_server_alive(request.config)  # a dead server must not leave the test waiting
+            check_server_alive(
+                request.config, request.session
+            )  # a dead server must not leave the test waiting
         except Exception as exc:
-            check_server_alive(request.config)
+            check_server_alive(request.config, request.session)
+            _stop_on_repeated_infrastructure_errors(request, exc)
             pytest.fail(f"the model request failed: {_causes(exc)}", pytrace=False)
     request.node.stash[RESPONSE_KEY] = outcome.response
     return outcome.response
+
+
+INFRASTRUCTURE_ERRORS_TO_STOP = 3
+INFRA_KEY = pytest.StashKey[list[str]]()
+
+
+def _infrastructure_error(exc: BaseException) -> bool:
+    """A timeout, a refused or broken connection: the server, not the model, failed."""
+    from pydantic_ai.exceptions import ModelConnectionError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ModelConnectionError, ConnectionError, TimeoutError, ServerError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _stop_on_repeated_infrastructure_errors(
+    request: pytest.FixtureRequest, exc: BaseException
+) -> None:
+    """After a few cases failed the same infrastructure way, stop the run with one message
+    naming the cause, rather than a wall of errors that says nothing about the model."""
+    if not _infrastructure_error(exc):
+        return
+    seen = request.config.stash.setdefault(INFRA_KEY, [])
+    seen.append(_causes(exc).split(" <- ")[-1])
+    if len(seen) >= INFRASTRUCTURE_ERRORS_TO_STOP:
+        request.session.shouldstop = (
+            f"pytest-punie stopped the run: {len(seen)} cases failed to get an answer from the "
+            f"model server ({seen[-1]}). The results would mean nothing. Is the server "
+            "overloaded or gone? Try a larger --punie-timeout or a lower --punie-concurrency."
+        )
 
 
 def _causes(exc: BaseException) -> str:
@@ -355,7 +395,7 @@ async def punie_model(
     """The pydantic-ai model on the server, with the run's sampling settings."""
     from pytest_punie.agent import close_model, make_model
 
-    check_server_alive(request.config)
+    check_server_alive(request.config, request.session)
     model = make_model(punie_server, request.config.stash[SETTINGS_KEY])
     try:
         yield model

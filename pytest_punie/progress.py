@@ -69,7 +69,7 @@ class ProgressClock:
 def _watched_stream(stream: Any, clock: ProgressClock, base: type) -> Any:
     """``stream`` (an httpx ``AsyncByteStream``) ticking ``clock`` on each chunk."""
 
-    class WatchedStream(base):  # type: ignore[misc, valid-type]  # the client's own stream type
+    class WatchedStream(base):  # type: ignore[misc]  # the client's own stream type
         async def __aiter__(self) -> AsyncIterator[bytes]:
             async for chunk in stream:
                 clock.tick(chunk)
