@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Generator, Iterator
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from pydantic_ai import Agent
 
     from pytest_punie.response import Response
-    from pytest_punie.runner import CaseRunner
+    from pytest_punie.runner import CaseRunner, SharedOutcomes
     from pytest_punie.server import MlxServer
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -49,6 +52,7 @@ CASE_KEY = pytest.StashKey[Case]()
 SHEET_KEY = pytest.StashKey[ScoreSheet]()
 RESPONSE_KEY = pytest.StashKey["Response"]()
 RUNNER_KEY = pytest.StashKey["CaseRunner"]()
+SHARED_KEY = pytest.StashKey["SharedOutcomes"]()
 WORKER_RUN_DIR = "punie_run_dir"
 REPEAT_FIXTURE = "_punie_repeat"
 
@@ -259,9 +263,13 @@ def check_server_alive(config: pytest.Config, session: pytest.Session | None = N
 
 @pytest.fixture(scope="session")
 def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> Iterator[CaseRunner]:
-    """Runs the conversations of cases with a prompt, concurrently; the server batches them."""
+    """Runs the conversations of cases with a prompt, concurrently; the server batches them.
+
+    Under xdist one worker submits every selected case and publishes the outcomes; the others
+    read theirs (``SharedOutcomes``), so ``-n`` keeps as many conversations in flight as a run
+    without it."""
     from pytest_punie.agent import make_model
-    from pytest_punie.runner import CaseRunner
+    from pytest_punie.runner import CaseRunner, SharedOutcomes
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
@@ -271,16 +279,28 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
         concurrency=settings.concurrency,
         repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
     )
-    if not _is_worker(config):  # an xdist worker does not know which items it will be given
+    shared = SharedOutcomes(config.stash[RUN_DIR_KEY]) if _is_worker(config) else None
+    leader = shared is None or shared.become_leader()
+    if shared is not None and not leader:
+        config.stash[SHARED_KEY] = shared
+    if leader:
         for item in request.session.items:
             if case := _prompt_case(item):
-                runner.submit(case)
+                future = runner.submit(case)
+                if shared is not None:
+                    future.add_done_callback(functools.partial(_publish, shared, case.nodeid))
     config.stash[RUNNER_KEY] = runner
     try:
         yield runner
     finally:
         del config.stash[RUNNER_KEY]
+        if shared is not None and leader and not request.session.shouldstop:
+            runner.wait_all()  # the other workers wait for the conversations this one runs
         runner.close()
+
+
+def _publish(shared: SharedOutcomes, nodeid: str, future: Future[Any]) -> None:
+    shared.publish(nodeid, future, _infrastructure_error)
 
 
 def _prompt_case(item: pytest.Item) -> Case | None:
@@ -289,15 +309,6 @@ def _prompt_case(item: pytest.Item) -> Case | None:
     if case and case.prompt and "punie_result" in getattr(item, "fixturenames", ()):
         return case
     return None
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest's own implementation, which ends the hook
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """An xdist worker learns its items one at a time: start the next case's conversation
-    while this one runs, so each worker keeps the server busy with two."""
-    runner = item.config.stash.get(RUNNER_KEY, None)
-    if runner is not None and nextitem is not None and (case := _prompt_case(nextitem)):
-        runner.submit(case)
 
 
 def _case(request: pytest.FixtureRequest) -> Case:
@@ -315,21 +326,40 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
         pytest.fail(
             f"{case.nodeid}: punie_result needs @pytest.mark.punie(prompt=...)", pytrace=False
         )
-    future = punie_runner.submit(case)
+    shared = request.config.stash.get(SHARED_KEY, None)
+    future = punie_runner.submit(case) if shared is None else None
     while True:
         try:
-            outcome = future.result(timeout=1.0)
-            break
+            if future is not None:
+                outcome = future.result(timeout=1.0)
+                break
+            published = shared.read(case.nodeid) if shared is not None else None
+            if published is not None:
+                outcome = published
+                break
+            time.sleep(0.1)
+            _check_leader_alive(shared)
+            check_server_alive(request.config, request.session)
         except TimeoutError:
-            check_server_alive(
-                request.config, request.session
-            )  # a dead server must not leave the test waiting
+            # a dead server must not leave the test waiting
+            check_server_alive(request.config, request.session)
         except Exception as exc:
             check_server_alive(request.config, request.session)
             _stop_on_repeated_infrastructure_errors(request, exc)
             pytest.fail(f"the model request failed: {_causes(exc)}", pytrace=False)
     request.node.stash[RESPONSE_KEY] = outcome.response
     return outcome.response
+
+
+def _check_leader_alive(shared: SharedOutcomes | None) -> None:
+    """Fail the test when the xdist worker running the conversations has gone."""
+    from pytest_punie.server import process_alive
+
+    if shared is not None and not process_alive(shared.leader_pid()):
+        pytest.fail(
+            "the xdist worker running the conversations has stopped before this case's answer",
+            pytrace=False,
+        )
 
 
 INFRASTRUCTURE_ERRORS_TO_STOP = 3
@@ -343,6 +373,8 @@ def _infrastructure_error(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, (ModelConnectionError, ConnectionError, TimeoutError, ServerError)):
+            return True
+        if getattr(seen, "infrastructure", False):  # failed so in another xdist worker
             return True
         seen = seen.__cause__ or seen.__context__
     return False
