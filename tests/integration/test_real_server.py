@@ -108,7 +108,13 @@ def test_eval_run_end_to_end(pytester, model_path):
     capital = next(c for c in document["cases"] if c["nodeid"].endswith("test_capital"))
     assert "Paris" in capital["response"]["text"]
     assert capital["response"]["output_tokens"] > 0
-    assert "punie-categories" in (pytester.path / "report.html").read_text()
+    html = (pytester.path / "report.html").read_text()
+    assert "punie-categories" in html
+    if sys.platform.startswith("linux") and os.environ.get("PUNIE_OPENBLAS", "1") != "0":
+        # the terminal, the results and the HTML report name the BLAS library that served
+        assert server["blas"].startswith("OpenBLAS (pip cmeel-openblas")
+        result.stdout.fnmatch_lines(["*BLAS: OpenBLAS (pip cmeel-openblas*libopenblas.so.0)*"])
+        assert "libopenblas.so.0" in html
 
 
 def test_wrong_model_fails_at_once(pytester, tmp_path):
