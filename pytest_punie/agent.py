@@ -45,7 +45,7 @@ def make_model(server: ServerInfo, settings: Settings) -> TextToolCallModel:
     from pytest_punie.progress import ProgressClock, WatchedTransport
     from pytest_punie.textcalls import TextToolCallModel
 
-    clock = ProgressClock()
+    clock = ProgressClock(server.pid)  # a local server's CPU time is progress too
     http = DefaultAsyncHttpxClient()
     # every chunk the server sends ticks the clock (the SDK's own transport, wrapped)
     http._transport = WatchedTransport(http._transport, clock)  # type: ignore[assignment]

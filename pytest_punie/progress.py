@@ -6,20 +6,23 @@ per-request timeout then voids a slow run. Instead, every byte the server sends 
 connection is progress (tokens, and the ``: keepalive`` lines it streams while a prompt is
 processed). A streamed request times out when
 
-- it has had its first token and then nothing arrived on its own stream for ``timeout`` s
-  (a stalled stream), or
-- it has had no token yet and the server sent nothing to anybody for ``timeout`` s (the server
-  is stuck or dead), counted from the request's start.
+- the server made no progress for ``timeout`` s: it sent nothing to anybody and, when it is a
+  local process, did not compute either (its CPU time did not grow): a prompt batch on a slow
+  CPU (reference BLAS) can take minutes before any byte comes out; or
+- it has had its first token and then nothing arrived on its own stream for
+  ``STALL_FACTOR * timeout`` s while the server worked for others (a stalled stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = ["InactivityTimeout", "ProgressClock", "WatchedTransport", "watched"]
@@ -43,11 +46,41 @@ _current: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
 )
 
 
-class ProgressClock:
-    """When the server last sent anything, to any request of one client."""
+STALL_FACTOR = 5
+_BUSY = 0.05  # a server using 5% of a core (an idle one polls at ~0.1%) is computing
 
-    def __init__(self) -> None:
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ProgressClock:
+    """When the server last made progress: sent anything to any request of one client, or
+    (a local server process ``pid``) computed."""
+
+    def __init__(self, pid: int | None = None) -> None:
         self.last = time.monotonic()
+        self.pid = pid
+        self._sample: tuple[float, float] | None = None
+
+    def _computing(self, now: float) -> None:
+        if self.pid is None:
+            return
+        cpu = _cpu_seconds(self.pid)
+        if cpu is None:
+            return
+        if self._sample is not None:
+            then, cpu_then = self._sample
+            if now - then < 1.0:
+                return
+            if (cpu - cpu_then) / (now - then) >= _BUSY:
+                self.last = max(self.last, now)
+        self._sample = (now, cpu)
 
     def tick(self, chunk: bytes) -> None:
         now = time.monotonic()
@@ -58,12 +91,16 @@ class ProgressClock:
             if b"data:" in chunk:
                 watch.tokens = True
 
-    def idle(self, watch: _Watch) -> float:
-        """Seconds ``watch``'s request has gone without progress, by the rules above."""
+    def idle(self, watch: _Watch) -> tuple[float, bool]:
+        """Seconds ``watch``'s request has gone without progress (scaled to ``timeout`` units
+        for a started stream), and whether its own stream stalled."""
         now = time.monotonic()
-        if watch.tokens:
-            return now - watch.last
-        return now - max(watch.started, watch.last, self.last)
+        self._computing(now)
+        server_idle = now - max(watch.started, watch.last, self.last)
+        own_idle = now - watch.last
+        if watch.tokens and own_idle / STALL_FACTOR > server_idle:
+            return own_idle / STALL_FACTOR, True
+        return server_idle, False
 
 
 def _watched_stream(stream: Any, clock: ProgressClock, base: type) -> Any:
@@ -122,14 +159,15 @@ async def watched(work: Awaitable[T], clock: ProgressClock, timeout: float) -> T
             done, _ = await asyncio.wait({task}, timeout=poll)
             if done:
                 return task.result()
-            idle = clock.idle(watch)
+            idle, stalled = clock.idle(watch)
             if idle > timeout:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                what = "its stream stalled" if watch.tokens else "the server sent nothing"
-                raise InactivityTimeout(
-                    f"no progress for {idle:.0f}s ({what}; --punie-timeout={timeout:g})"
-                )
+                if stalled:
+                    what = f"its stream stalled for {idle * STALL_FACTOR:.0f}s"
+                else:
+                    what = f"the server sent nothing and computed nothing for {idle:.0f}s"
+                raise InactivityTimeout(f"no progress: {what} (--punie-timeout={timeout:g})")
     except BaseException:
         if not task.done():
             task.cancel()

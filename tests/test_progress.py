@@ -4,6 +4,7 @@ errors stop the run with one message (against the fake OpenAI server)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic_ai.exceptions import ModelTimeoutError
 
 from pytest_punie.agent import make_agent, make_model
 from pytest_punie.options import Settings
+from pytest_punie.progress import ProgressClock, _Watch
 from pytest_punie.server import ServerInfo
 from pytest_punie.testing import FakeOpenAI
 
@@ -20,6 +22,20 @@ from .test_plugin import PROMPT_CASES
 def _agent(fake: FakeOpenAI, timeout: float):  # type: ignore[no-untyped-def]
     info = ServerInfo(base_url=fake.base_url, model_name="fake", model="fake")
     return make_agent(make_model(info, Settings(timeout=timeout)))
+
+
+def test_a_computing_server_is_progress():
+    # this process burns CPU: as "the server", it makes progress though it sends nothing
+    clock = ProgressClock(os.getpid())
+    watch = _Watch(started=time.monotonic() - 100, last=time.monotonic() - 100)
+    clock.last = time.monotonic() - 100
+    assert clock.idle(watch)[0] > 99
+    end = time.monotonic() + 1.2
+    while time.monotonic() < end:
+        pass
+    idle, stalled = clock.idle(watch)
+    assert idle < 1
+    assert not stalled
 
 
 async def test_queueing_in_the_server_does_not_count_against_a_request():
@@ -39,7 +55,7 @@ async def test_a_stalled_stream_times_out():
     with FakeOpenAI({"q": {"stall": "I will never finish"}}) as fake:
         agent = _agent(fake, timeout=0.8)
         started = time.perf_counter()
-        with pytest.raises(ModelTimeoutError, match="stream stalled"):
+        with pytest.raises(ModelTimeoutError, match="server sent nothing"):
             await agent.run("q")
     assert time.perf_counter() - started < 5
 
@@ -54,13 +70,15 @@ async def test_a_server_that_sends_nothing_times_out():
 
 
 async def test_a_stalled_stream_times_out_while_others_progress():
+    # the busy stream runs longer than STALL_FACTOR * timeout (5 * 0.3 s)
     answers = {"stuck": {"stall": "I will never finish"}, "busy": " ".join(["word"] * 60)}
     with FakeOpenAI(answers, token_delay=0.05) as fake:
-        agent = _agent(fake, timeout=0.8)
+        agent = _agent(fake, timeout=0.3)
         stuck, busy = await asyncio.gather(
             agent.run("stuck"), agent.run("busy"), return_exceptions=True
         )
     assert isinstance(stuck, ModelTimeoutError)
+    assert "its stream stalled" in str(stuck)
     assert not isinstance(busy, BaseException)
     assert busy.output == answers["busy"]
 
