@@ -3,7 +3,7 @@
 Both serve the default model; each gets the same prompts one at a time (streamed, so prompt
 and generation speed are measured apart), and their greedy answers are compared.
 
-    python benchmarks/blas_speed.py
+    python benchmarks/blas_speed.py [--matmul-only]
 """
 
 from __future__ import annotations
@@ -29,7 +29,32 @@ def measure(openblas: bool) -> list[dict]:
         return [stream_completion(srv.base_url, p, max_tokens=128) for p in PROMPTS]
 
 
+def matmul() -> None:
+    """GFLOP/s of a 1024 float32 matmul in MLX, reference BLAS vs the preloaded OpenBLAS,
+    alternating rounds in fresh processes."""
+    import os
+
+    from pytest_punie.blas import matmul_gflops, preload_openblas
+
+    fast = dict(os.environ)
+    used = preload_openblas(fast)
+    reference, openblas = [], []
+    for _ in range(3):
+        reference.append(matmul_gflops(dict(os.environ, PUNIE_OPENBLAS="0")))
+        openblas.append(matmul_gflops(fast))
+    print(f"BLAS: {used}")
+    rows = [
+        ["reference (MLX's wheel)", f"{max(reference):.1f}"],
+        ["OpenBLAS (preloaded)", f"{max(openblas):.1f}"],
+        ["ratio", f"{max(openblas) / max(reference):.1f}x"],
+    ]
+    print(table(["1024x1024 float32 matmul, best of 3", "GFLOP/s"], rows) + "\n")
+
+
 def main() -> None:
+    matmul()
+    if "--matmul-only" in sys.argv:
+        return
     plain = measure(openblas=False)
     punie = measure(openblas=True)
     rows = []

@@ -82,8 +82,17 @@ def run_evals(workdir: Path, name: str, *extra: str) -> tuple[float, dict[str, A
     command = [sys.executable, "-m", "pytest", str(ROOT / "evals"), "-q", "-p", "no:cacheprovider",
                "--punie-history=none", f"--punie-results={results}", *extra]  # fmt: skip
     started = time.perf_counter()
-    subprocess.run(command, cwd=workdir, capture_output=True, check=False)
-    return time.perf_counter() - started, json.loads(results.read_text())
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    # exit 1 is failed cases (a weak model fails many): fine. Errors, or no results, are not.
+    tail = done.stdout[-3000:] + done.stderr[-2000:]
+    if done.returncode not in (0, 1) or not results.is_file():
+        raise RuntimeError(f"{name}: pytest exited {done.returncode}:\n{tail}")
+    document: dict[str, Any] = json.loads(results.read_text())
+    errors = [c["nodeid"] for c in document.get("cases", []) if c.get("outcome") == "error"]
+    if errors:
+        raise RuntimeError(f"{name}: {len(errors)} cases errored ({errors[:3]}...):\n{tail}")
+    return seconds, document
 
 
 def stream_completion(base_url: str, prompt: str, max_tokens: int = 128) -> dict[str, float | str]:

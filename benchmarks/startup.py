@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine_facts, table
 
 from pytest_punie.default_model import default_model_path
-from pytest_punie.server import OPENBLAS_PATH, free_port, probe_completion
+from pytest_punie.server import blas_preload, free_port, probe_completion
 
 PROMPT = "What is 15 * 23?"
 
@@ -30,8 +30,7 @@ def bare_server(model: str) -> float:
     """Seconds from launching a plain mlx_lm server to the answer of one real request."""
     port = free_port()
     env = dict(os.environ)
-    if Path(OPENBLAS_PATH).is_file():
-        env["LD_PRELOAD"] = OPENBLAS_PATH  # the same BLAS as the plugin's server, to be fair
+    blas_preload(env)  # the same BLAS as the plugin's server, to be fair
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "mlx_lm", "server", "--model", model, "--port", str(port)],
@@ -71,7 +70,7 @@ def bare_server(model: str) -> float:
 
 def through_plugin(workdir: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -85,9 +84,15 @@ def through_plugin(workdir: Path) -> float:
         ],
         cwd=workdir,
         capture_output=True,
+        text=True,
         check=False,
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if done.returncode != 0 or " passed" not in done.stdout:
+        raise SystemExit(
+            f"the timed pytest run failed (exit {done.returncode}):\n{done.stdout[-3000:]}"
+        )
+    return seconds
 
 
 def main() -> None:

@@ -24,9 +24,7 @@ def model_settings(settings: Settings) -> ModelSettings:
     seeded requests, and greedy decoding at temperature 0 needs none)."""
     from pydantic_ai.settings import ModelSettings
 
-    values = ModelSettings(
-        temperature=settings.temperature, max_tokens=settings.max_tokens, timeout=settings.timeout
-    )
+    values = ModelSettings(temperature=settings.temperature, max_tokens=settings.max_tokens)
     if settings.seed is not None:
         values["seed"] = settings.seed
     return values
@@ -40,26 +38,46 @@ def make_model(
     answered from the response cache when it can be (the server's raw answer is cached).
 
     The client itself does not retry: a timeout or a dead server should fail the case at once
-    (``TextToolCallModel`` sends again only what a reset connection lost).
+    (``TextToolCallModel`` sends again only what a reset connection lost). Requests are streamed
+    and time out after ``settings.timeout`` seconds without progress, never while they wait
+    their turn inside the server (``pytest_punie.progress``).
     """
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
+    from pytest_punie.progress import ProgressClock, WatchedTransport
     from pytest_punie.textcalls import TextToolCallModel
 
+    clock = ProgressClock(server.pid)  # a local server's CPU time is progress too
+    http = DefaultAsyncHttpxClient()
+    # every chunk the server sends ticks the clock (the SDK's own transport, wrapped)
+    http._transport = WatchedTransport(http._transport, clock)  # type: ignore[assignment]
     client = AsyncOpenAI(
         base_url=server.base_url,
         api_key="punie",
         max_retries=0,
-        timeout=settings.timeout,
+        # connecting may time out; reading is watched for progress instead (queueing is fine)
+        timeout=_timeout(settings.timeout),
+        http_client=http,
     )
     chat_model = OpenAIChatModel(
         server.model_name,
         provider=OpenAIProvider(openai_client=client),
         settings=model_settings(settings),
     )
-    return TextToolCallModel(cache.wrap(chat_model) if cache is not None else chat_model)
+    return TextToolCallModel(
+        cache.wrap(chat_model) if cache is not None else chat_model,
+        clock=clock,
+        timeout=settings.timeout,
+    )
+
+
+def _timeout(seconds: float) -> Any:
+    """The HTTP client's timeout: ``seconds`` to connect, none on reading (see ``progress``)."""
+    import openai
+
+    return openai.Timeout(None, connect=seconds, write=seconds, pool=None)
 
 
 def close_model(model: Any) -> Awaitable[None] | None:

@@ -72,7 +72,12 @@ PORT_OPTION = Option("port", "Port for the mlx_lm server (default: a free port).
 MAX_TOKENS_OPTION = Option("max-tokens", "Most tokens a response may have.", 256, "N")
 TEMPERATURE_OPTION = Option("temperature", "Sampling temperature.", 0.0, "T")
 SEED_OPTION = Option("seed", "Sampling seed sent with every request.", metavar="N")
-TIMEOUT_OPTION = Option("timeout", "Seconds one model request may take.", 120.0, "SECONDS")
+TIMEOUT_OPTION = Option(
+    "timeout",
+    "Seconds a model request may go without progress (waiting its turn in the server is fine).",
+    120.0,
+    "SECONDS",
+)
 MIN_SCORE_OPTION = Option(
     "min-score", "Every category's mean score must reach this, or the run exits 1.", None, "SCORE"
 )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Generator, Iterator
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
     from pytest_punie.cache import CacheUse
     from pytest_punie.judge import Judge
     from pytest_punie.response import Response
-    from pytest_punie.runner import CaseRunner
+    from pytest_punie.runner import CaseRunner, SharedOutcomes
     from pytest_punie.server import MlxServer
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -66,6 +69,7 @@ CASE_KEY = pytest.StashKey[Case]()
 SHEET_KEY = pytest.StashKey[ScoreSheet]()
 RESPONSE_KEY = pytest.StashKey["Response"]()
 RUNNER_KEY = pytest.StashKey["CaseRunner"]()
+SHARED_KEY = pytest.StashKey["SharedOutcomes"]()
 WORKER_RUN_DIR = "punie_run_dir"
 REPEAT_FIXTURE = "_punie_repeat"
 
@@ -304,13 +308,17 @@ def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
             server.stop()
 
 
-def check_server_alive(config: pytest.Config) -> None:
+def check_server_alive(config: pytest.Config, session: pytest.Session | None = None) -> None:
     """Fail the current test with the server log's tail when the server has died."""
     from pytest_punie.server import log_tail, process_alive
 
     info, server = config.stash[SERVER_KEY]
     alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
     if not alive:
+        if session is not None:  # nothing more can be answered: stop with one message
+            session.shouldstop = (
+                f"pytest-punie stopped the run: the mlx_lm server died (log: {info.log_path})"
+            )
         pytest.fail(
             f"the mlx_lm server died during the run. Last lines of {info.log_path}:\n"
             + log_tail(info.log_path),
@@ -320,9 +328,13 @@ def check_server_alive(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> Iterator[CaseRunner]:
-    """Runs the conversations of cases with a prompt, concurrently; the server batches them."""
+    """Runs the conversations of cases with a prompt, concurrently; the server batches them.
+
+    Under xdist one worker submits every selected case and publishes the outcomes; the others
+    read theirs (``SharedOutcomes``), so ``-n`` keeps as many conversations in flight as a run
+    without it."""
     from pytest_punie.agent import make_model
-    from pytest_punie.runner import CaseRunner
+    from pytest_punie.runner import CaseRunner, SharedOutcomes
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
@@ -334,15 +346,23 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
         case_timeout=settings.case_timeout,
         repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
     )
-    if not _is_worker(config):  # an xdist worker does not know which items it will be given
+    shared = SharedOutcomes(config.stash[RUN_DIR_KEY]) if _is_worker(config) else None
+    leader = shared is None or shared.become_leader()
+    if shared is not None and not leader:
+        config.stash[SHARED_KEY] = shared
+    if leader:
         for item in request.session.items:
             if case := _prompt_case(item):
-                runner.submit(case)
+                future = runner.submit(case)
+                if shared is not None:
+                    future.add_done_callback(functools.partial(_publish, shared, case.nodeid))
     config.stash[RUNNER_KEY] = runner
     try:
         yield runner
     finally:
         del config.stash[RUNNER_KEY]
+        if shared is not None and leader and not request.session.shouldstop:
+            runner.wait_all()  # the other workers wait for the conversations this one runs
         runner.close()
         if cache is not None:
             cache.close()
@@ -367,21 +387,16 @@ def _cache_path(config: pytest.Config) -> Path:
     return config.invocation_params.dir / DEFAULT_CACHE_PATH
 
 
+def _publish(shared: SharedOutcomes, nodeid: str, future: Future[Any]) -> None:
+    shared.publish(nodeid, future, _infrastructure_error)
+
+
 def _prompt_case(item: pytest.Item) -> Case | None:
     """The item's case when the plugin runs its conversation (a prompt and ``punie_result``)."""
     case = item.stash.get(CASE_KEY, None)
     if case and case.prompt and "punie_result" in getattr(item, "fixturenames", ()):
         return case
     return None
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest's own implementation, which ends the hook
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """An xdist worker learns its items one at a time: start the next case's conversation
-    while this one runs, so each worker keeps the server busy with two."""
-    runner = item.config.stash.get(RUNNER_KEY, None)
-    if runner is not None and nextitem is not None and (case := _prompt_case(nextitem)):
-        runner.submit(case)
 
 
 def _case(request: pytest.FixtureRequest) -> Case:
@@ -399,18 +414,75 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
         pytest.fail(
             f"{case.nodeid}: punie_result needs @pytest.mark.punie(prompt=...)", pytrace=False
         )
-    future = punie_runner.submit(case)
+    shared = request.config.stash.get(SHARED_KEY, None)
+    future = punie_runner.submit(case) if shared is None else None
     while True:
         try:
-            outcome = future.result(timeout=1.0)
-            break
+            if future is not None:
+                outcome = future.result(timeout=1.0)
+                break
+            published = shared.read(case.nodeid) if shared is not None else None
+            if published is not None:
+                outcome = published
+                break
+            time.sleep(0.1)
+            _check_leader_alive(shared)
+            check_server_alive(request.config, request.session)
         except TimeoutError:
-            check_server_alive(request.config)  # a dead server must not leave the test waiting
+            # a dead server must not leave the test waiting
+            check_server_alive(request.config, request.session)
         except Exception as exc:
-            check_server_alive(request.config)
+            check_server_alive(request.config, request.session)
+            _stop_on_repeated_infrastructure_errors(request, exc)
             pytest.fail(f"the model request failed: {_causes(exc)}", pytrace=False)
     request.node.stash[RESPONSE_KEY] = outcome.response
     return outcome.response
+
+
+def _check_leader_alive(shared: SharedOutcomes | None) -> None:
+    """Fail the test when the xdist worker running the conversations has gone."""
+    from pytest_punie.server import process_alive
+
+    if shared is not None and not process_alive(shared.leader_pid()):
+        pytest.fail(
+            "the xdist worker running the conversations has stopped before this case's answer",
+            pytrace=False,
+        )
+
+
+INFRASTRUCTURE_ERRORS_TO_STOP = 3
+INFRA_KEY = pytest.StashKey[list[str]]()
+
+
+def _infrastructure_error(exc: BaseException) -> bool:
+    """A timeout, a refused or broken connection: the server, not the model, failed."""
+    from pydantic_ai.exceptions import ModelConnectionError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ModelConnectionError, ConnectionError, TimeoutError, ServerError)):
+            return True
+        if getattr(seen, "infrastructure", False):  # failed so in another xdist worker
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _stop_on_repeated_infrastructure_errors(
+    request: pytest.FixtureRequest, exc: BaseException
+) -> None:
+    """After a few cases failed the same infrastructure way, stop the run with one message
+    naming the cause, rather than a wall of errors that says nothing about the model."""
+    if not _infrastructure_error(exc):
+        return
+    seen = request.config.stash.setdefault(INFRA_KEY, [])
+    seen.append(_causes(exc).split(" <- ")[-1])
+    if len(seen) >= INFRASTRUCTURE_ERRORS_TO_STOP:
+        request.session.shouldstop = (
+            f"pytest-punie stopped the run: {len(seen)} cases failed to get an answer from the "
+            f"model server ({seen[-1]}). The results would mean nothing. Is the server "
+            "overloaded or gone? Try a larger --punie-timeout or a lower --punie-concurrency."
+        )
 
 
 def _causes(exc: BaseException) -> str:
@@ -443,7 +515,7 @@ async def punie_model(
     """The pydantic-ai model on the server, with the run's sampling settings."""
     from pytest_punie.agent import close_model, make_model
 
-    check_server_alive(request.config)
+    check_server_alive(request.config, request.session)
     case = request.node.stash.get(CASE_KEY, None)
     cache = _response_cache(request.config, punie_server, case.repeat if case else 0)
     model = make_model(punie_server, request.config.stash[SETTINGS_KEY], cache=cache)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from pytest_punie.cases import Case
 
-__all__ = ["CaseOutcome", "CaseRunner"]
+__all__ = ["CaseOutcome", "CaseRunner", "RemoteCaseError", "SharedOutcomes"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,14 @@ class CaseRunner:
             )
             return CaseOutcome(response=response, workspace=workspace.root)
 
+    def wait_all(self) -> None:
+        """Wait until every submitted conversation has finished (or failed)."""
+        import concurrent.futures
+
+        with self._lock:
+            futures = list(self._futures.values())
+        concurrent.futures.wait(futures)
+
     def close(self) -> None:
         """Cancel what has not finished and stop the loop."""
         with self._lock:
@@ -169,3 +177,81 @@ class CaseRunner:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
         self._loop.close()
+
+
+class RemoteCaseError(Exception):
+    """A case's conversation failed in the xdist worker that ran it."""
+
+    def __init__(self, message: str, infrastructure: bool) -> None:
+        super().__init__(message)
+        self.infrastructure = infrastructure
+
+
+class SharedOutcomes:
+    """Conversations under xdist: one worker (the first to ask) runs every selected case, as a
+    run without xdist does, and publishes each outcome in the run folder; the others read theirs.
+
+    A worker learns its items a few at a time, so each submitting only its own cases would keep
+    few conversations in flight; every worker collects the same items, so one can submit all.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.folder = Path(run_dir) / "outcomes"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._leader_file = self.folder / "leader"
+
+    def become_leader(self) -> bool:
+        """True for the first worker that asks (it runs the conversations)."""
+        import os
+
+        try:
+            fd = os.open(self._leader_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+
+    def leader_pid(self) -> int | None:
+        try:
+            return int(self._leader_file.read_text() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def _path(self, nodeid: str) -> Path:
+        import hashlib
+
+        return self.folder / (hashlib.sha256(nodeid.encode()).hexdigest()[:24] + ".pickle")
+
+    def publish(self, nodeid: str, future: Future[CaseOutcome], infrastructure: Any) -> None:
+        """Write ``future``'s outcome (or its error) for the worker that runs ``nodeid``."""
+        import os
+        import pickle
+
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            payload: Any = future.result()
+        else:
+            payload = RemoteCaseError(
+                f"{type(error).__name__}: {error}", bool(infrastructure(error))
+            )
+        path = self._path(nodeid)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(payload))
+        os.replace(tmp, path)
+
+    def read(self, nodeid: str) -> CaseOutcome | None:
+        """The published outcome of ``nodeid``; None while it runs; raises its error."""
+        import pickle
+
+        path = self._path(nodeid)
+        if not path.is_file():
+            return None
+        # written by a worker of this run into its private run folder
+        payload = pickle.loads(path.read_bytes())
+        if isinstance(payload, RemoteCaseError):
+            raise payload
+        outcome: CaseOutcome = payload
+        return outcome

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "OPENBLAS_PATH",
     "SERVED_MODEL_NAME",
     "MlxServer",
     "ServerError",
@@ -41,7 +40,6 @@ __all__ = [
 ]
 
 SERVED_MODEL_NAME = "default_model"
-OPENBLAS_PATH = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -125,15 +123,12 @@ def listed_models(base_url: str, timeout: float = 30.0) -> list[str]:
 
 
 def blas_preload(env: dict[str, str]) -> str:
-    """Preload Debian's OpenBLAS into the server when present (MLX's Linux wheel links reference
-    BLAS, about 30x slower for matmuls). ``PUNIE_OPENBLAS=0`` opts out. Returns what is used."""
-    if os.environ.get("PUNIE_OPENBLAS", "1").lower() in {"0", "false", "no", "off"}:
-        return "reference (PUNIE_OPENBLAS=0)"
-    if not sys.platform.startswith("linux") or not Path(OPENBLAS_PATH).is_file():
-        return "reference" if sys.platform.startswith("linux") else "platform default"
-    preload = env.get("LD_PRELOAD", "")
-    env["LD_PRELOAD"] = f"{OPENBLAS_PATH} {preload}".strip()
-    return f"openblas ({OPENBLAS_PATH})"
+    """Preload OpenBLAS (pip's, else Debian's) into processes started with ``env`` on Linux
+    (MLX's Linux wheel links reference BLAS); ``PUNIE_OPENBLAS=0`` opts out. Returns what is
+    used (see ``pytest_punie.blas``)."""
+    from pytest_punie.blas import preload_openblas
+
+    return preload_openblas(env)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -236,6 +231,9 @@ class MlxServer:
         try:
             self.wait_ready()
             self.check_serves_model()
+            from pytest_punie.blas import blas_in_process
+
+            self.blas = blas_in_process(self.process.pid, self.blas)
         except BaseException:
             self.stop()
             raise

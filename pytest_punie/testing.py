@@ -2,11 +2,15 @@
 
 It answers each prompt from a table, can return structured tool calls, waits ``delay`` seconds
 per request and records how many requests were in flight at once, so tests can check the
-plugin's concurrency without a model.
+plugin's concurrency without a model. Streamed requests (``"stream": true``) get server-sent
+events as ``mlx_lm server`` sends them: headers at once, then one chunk per word. With
+``serial=True`` it answers one request at a time (others wait their turn, as in a busy server);
+``{"stall": text}`` sends the first word of ``text`` and then nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -22,10 +26,20 @@ class FakeOpenAI:
     """
 
     def __init__(
-        self, answers: dict[str, Any], delay: float = 0.0, default: str = "I don't know."
+        self,
+        answers: dict[str, Any],
+        delay: float = 0.0,
+        default: str = "I don't know.",
+        *,
+        token_delay: float = 0.0,
+        serial: bool = False,
     ) -> None:
         self.answers = answers
         self.delay = delay
+        self.token_delay = token_delay
+        self.serial = serial
+        self._turn = threading.Lock()
+        self._closing = threading.Event()
         self.default = default
         self.in_flight = 0
         self.max_in_flight = 0
@@ -50,6 +64,7 @@ class FakeOpenAI:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -60,7 +75,9 @@ class FakeOpenAI:
             prompt = " ".join(p.get("text", "") for p in prompt if isinstance(p, dict))
         answer = self.answers.get(prompt, self.default)
         message: dict[str, Any] = {"role": "assistant", "content": None}
-        if isinstance(answer, dict) and "loop" in answer:
+        if isinstance(answer, dict) and "stall" in answer:
+            message["content"] = answer["stall"]
+        elif isinstance(answer, dict) and "loop" in answer:
             message["content"] = answer["loop"]  # the same (text) tool call, whatever comes back
         elif messages and messages[-1].get("role") == "tool":
             message["content"] = answer.get("then", "done") if isinstance(answer, dict) else "done"
@@ -90,6 +107,30 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }
 
+    def chunks(self, body: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """The streamed chunks of the reply to ``body`` (None: stall there)."""
+        reply = self.reply(body)
+        message = reply["choices"][0]["message"]
+        base = {k: reply[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        out: list[dict[str, Any] | None] = []
+        if message.get("tool_calls"):
+            calls = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
+            out.append(chunk({"role": "assistant", "tool_calls": calls}))
+        else:
+            words = (message["content"] or "").split(" ")
+            out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+            prompt = body.get("messages", [{}])[-1].get("content")
+            if isinstance(self.answers.get(prompt), dict) and "stall" in self.answers[prompt]:
+                return [*out[:1], None]
+        out.append(chunk({}, reply["choices"][0]["finish_reason"]))
+        out.append({**base, "choices": [], "usage": reply["usage"]})
+        return out
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
@@ -111,6 +152,23 @@ class FakeOpenAI:
                 else:
                     self._send(404, {"error": "not found"})
 
+            def _stream(self, body: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                self.wfile.flush()
+                with fake._turn if fake.serial else contextlib.nullcontext():
+                    time.sleep(fake.delay)
+                    for chunk in fake.chunks(body):
+                        if chunk is None:  # a stalled stream: nothing more until shutdown
+                            fake._closing.wait()
+                            return
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(fake.token_delay)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -119,9 +177,14 @@ class FakeOpenAI:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
+                    if body.get("stream"):
+                        self._stream(body)
+                        return
                     if body.get("max_tokens") != 1:
                         time.sleep(fake.delay)
                     self._send(200, fake.reply(body))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1

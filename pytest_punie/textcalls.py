@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pydantic_ai.models import ModelRequestParameters
     from pydantic_ai.settings import ModelSettings
 
+    from pytest_punie.progress import ProgressClock
+
 __all__ = ["TEXT_CALL_PREFIX", "TextToolCallModel", "convert_text_calls"]
 
 TEXT_CALL_PREFIX = "punie-text-"
@@ -69,6 +71,41 @@ class TextToolCallModel(WrapperModel):
 
     connection_retries = 4
 
+    def __init__(
+        self, wrapped: Any, *, clock: ProgressClock | None = None, timeout: float | None = None
+    ) -> None:
+        """With a ``clock`` (ticked by the client's transport), requests are streamed and time
+        out after ``timeout`` seconds without progress (``pytest_punie.progress``), not while
+        they wait behind others inside the server."""
+        super().__init__(wrapped)
+        self.clock = clock
+        self.timeout = timeout
+
+    async def _once(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        if self.clock is None or self.timeout is None:
+            return await super().request(messages, model_settings, model_request_parameters)
+        from pydantic_ai.exceptions import ModelTimeoutError
+
+        from pytest_punie.progress import InactivityTimeout, watched
+
+        async def streamed() -> ModelResponse:
+            async with self.wrapped.request_stream(
+                messages, model_settings, model_request_parameters
+            ) as stream:
+                async for _ in stream:
+                    pass
+                return stream.get()
+
+        try:
+            return await watched(streamed(), self.clock, self.timeout)
+        except InactivityTimeout as exc:
+            raise ModelTimeoutError(self.model_name, str(exc)) from exc
+
     async def request(
         self,
         messages: list[ModelMessage],
@@ -79,7 +116,7 @@ class TextToolCallModel(WrapperModel):
 
         for attempt in range(self.connection_retries + 1):
             try:
-                response = await super().request(messages, model_settings, model_request_parameters)
+                response = await self._once(messages, model_settings, model_request_parameters)
                 break
             except ModelConnectionError as exc:
                 if isinstance(exc, ModelTimeoutError) or attempt == self.connection_retries:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +60,12 @@ def test_server_starts_serves_and_stops(model_path, tmp_path):
         assert status == 200
         assert json.loads(body)["choices"][0]["message"]["content"] is not None
         pid = server.process.pid
+        if sys.platform.startswith("linux") and os.environ.get("PUNIE_OPENBLAS", "1") != "0":
+            # pip's OpenBLAS (a Linux dependency) is really loaded in the server process
+            assert server.blas.startswith("OpenBLAS (pip cmeel-openblas"), server.blas
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "cmeel.prefix/lib/libopenblas.so.0" in maps
+            assert "libgfortran" in maps
     finally:
         server.stop()
     assert not server.alive()
@@ -101,7 +108,13 @@ def test_eval_run_end_to_end(pytester, model_path):
     capital = next(c for c in document["cases"] if c["nodeid"].endswith("test_capital"))
     assert "Paris" in capital["response"]["text"]
     assert capital["response"]["output_tokens"] > 0
-    assert "punie-categories" in (pytester.path / "report.html").read_text()
+    html = (pytester.path / "report.html").read_text()
+    assert "punie-categories" in html
+    if sys.platform.startswith("linux") and os.environ.get("PUNIE_OPENBLAS", "1") != "0":
+        # the terminal, the results and the HTML report name the BLAS library that served
+        assert server["blas"].startswith("OpenBLAS (pip cmeel-openblas")
+        result.stdout.fnmatch_lines(["*BLAS: OpenBLAS (pip cmeel-openblas*libopenblas.so.0)*"])
+        assert "libopenblas.so.0" in html
 
 
 def test_wrong_model_fails_at_once(pytester, tmp_path):
@@ -145,8 +158,14 @@ def test_kill_server(punie_server):
         + CASES.split("\n", 3)[3]  # the cases, after their imports, run once the server is dead
     )
     result = pytester.runpytest_subprocess(f"--punie-model={model_path}")
-    result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines(["*the mlx_lm server died during the run*"])
+    # the first case that meets the dead server errors and the run stops with one message
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the mlx_lm server died during the run*",
+            "*Interrupted: pytest-punie stopped the run: the mlx_lm server died*",
+        ]
+    )
     assert result.ret != 0
 
 
