@@ -34,7 +34,7 @@ def matmul() -> None:
     alternating rounds in fresh processes."""
     import os
 
-    from pytest_punie.blas import matmul_gflops, preload_openblas
+    from pytest_punie.system.blas import matmul_gflops, preload_openblas
 
     fast = dict(os.environ)
     used = preload_openblas(fast)

@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pytest_punie.default_model import default_model_path
-from pytest_punie.server import MlxServer
+from pytest_punie.serving.default_model import default_model_path
+from pytest_punie.serving.server import MlxServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,8 +26,8 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_facts, run_evals, server, table
 
-from pytest_punie.chat_template import choose_template
-from pytest_punie.default_model import default_model_path
+from pytest_punie.serving.chat_template import choose_template
+from pytest_punie.serving.default_model import default_model_path
 
 
 class RecordingProxy:

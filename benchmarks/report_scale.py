@@ -119,7 +119,7 @@ def measure(chromium: str, page: Path, profile: Path, blank: float) -> list[str]
 
 
 def history(folder: Path, runs: int) -> Path:
-    from pytest_punie.history import history_html, record_run
+    from pytest_punie.results.history import history_html, record_run
 
     db = folder / "history.db"
     for index in range(runs):

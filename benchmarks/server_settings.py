@@ -19,8 +19,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_facts, run_evals, server, table
 
-from pytest_punie.chat_template import choose_template
-from pytest_punie.default_model import default_model_path
+from pytest_punie.serving.chat_template import choose_template
+from pytest_punie.serving.default_model import default_model_path
 
 # name, cases in flight, server flags, pytest flags
 SETTINGS: list[tuple[str, int, tuple[str, ...], tuple[str, ...]]] = [

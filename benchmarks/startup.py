@@ -20,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine_facts, table
 
-from pytest_punie.default_model import default_model_path
-from pytest_punie.server import blas_preload, free_port, probe_completion
+from pytest_punie.serving.default_model import default_model_path
+from pytest_punie.serving.server import free_port, probe_completion
+from pytest_punie.system.blas import preload_openblas
 
 PROMPT = "What is 15 * 23?"
 
@@ -30,7 +31,7 @@ def bare_server(model: str) -> float:
     """Seconds from launching a plain mlx_lm server to the answer of one real request."""
     port = free_port()
     env = dict(os.environ)
-    blas_preload(env)  # the same BLAS as the plugin's server, to be fair
+    preload_openblas(env)  # the same BLAS as the plugin's server, to be fair
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "mlx_lm", "server", "--model", model, "--port", str(port)],

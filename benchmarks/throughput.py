@@ -21,12 +21,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine_facts, run_evals, server, table
 
-from pytest_punie.agent import make_agent, make_model
+from pytest_punie.conversation.agent import make_agent, make_model
+from pytest_punie.conversation.response import from_messages
 from pytest_punie.options import Settings
 from pytest_punie.plugin import CASE_KEY
-from pytest_punie.response import from_messages
-from pytest_punie.server import ServerInfo
-from pytest_punie.workspace import create_workspace
+from pytest_punie.serving.server import ServerInfo
+from pytest_punie.tools.workspace import create_workspace
 
 
 class _Collector:
@@ -49,7 +49,7 @@ def collect_cases(evals: Path) -> list:
 async def sequential(
     cases: list, info: ServerInfo, settings: Settings, workdir: Path
 ) -> tuple[float, int]:
-    model = make_model(info, settings)
+    model = make_model(info, settings.request_spec())
     tokens = 0
     started = time.perf_counter()
     for index, case in enumerate(cases):

@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine_facts, table
 
-from pytest_punie.chat_template import choose_template
-from pytest_punie.default_model import default_model_path
-from pytest_punie.server import blas_preload
+from pytest_punie.serving.chat_template import choose_template
+from pytest_punie.serving.default_model import default_model_path
+from pytest_punie.system.blas import preload_openblas
 
 SAMPLE = ROOT / "training" / "data" / "sample"
 
@@ -103,7 +103,7 @@ def main() -> None:
 
         plain = dict(os.environ, PUNIE_OPENBLAS="0")
         fast = dict(os.environ)
-        blas_preload(fast)
+        preload_openblas(fast)
         raw = [sys.executable, "-m", "mlx_lm", "lora", "-c", str(yaml)]
         raw_blas = run(raw, fast, work)
         pipeline = [

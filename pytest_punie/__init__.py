@@ -3,9 +3,17 @@
 Scorers are importable from here; the pytest plugin itself lives in ``pytest_punie.plugin``.
 """
 
-from pytest_punie.judge import Judge, JudgeError, Rubric, Verdict, assert_judge, judge_rubric
-from pytest_punie.response import Response, as_response
-from pytest_punie.scorers import (
+from pytest_punie.conversation.response import Response, as_response
+from pytest_punie.scoring.bfcl import ExpectedCall, any_of
+from pytest_punie.scoring.judge import (
+    Judge,
+    JudgeError,
+    Rubric,
+    Verdict,
+    assert_judge,
+    judge_rubric,
+)
+from pytest_punie.scoring.scorers import (
     ScoreRecord,
     ScoreSheet,
     assert_keywords,
@@ -18,8 +26,7 @@ from pytest_punie.scorers import (
     collecting_scores,
     scorer,
 )
-from pytest_punie.tool_checker import ExpectedCall, any_of
-from pytest_punie.toolcalls import ToolCall, parse_tool_calls
+from pytest_punie.tools.parsing import ToolCall, parse_tool_calls
 
 __all__ = [
     "ExpectedCall",

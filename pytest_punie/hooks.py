@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_punie.results import CaseResult, CategoryScore
+    from pytest_punie.results.run import CaseResult, CategoryScore
 
 
 def pytest_punie_case_result(result: CaseResult) -> None:

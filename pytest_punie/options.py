@@ -7,6 +7,7 @@ pytest configures, and a bad one stops the run with a message naming the option.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -15,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_punie.history import DEFAULT_DB
-from pytest_punie.thresholds import parse_thresholds
+from pytest_punie.conversation.agent import Sampling
+from pytest_punie.results.history import DEFAULT_DB
+from pytest_punie.results.thresholds import parse_thresholds
+from pytest_punie.scoring.judge import JudgeSettings
+from pytest_punie.serving.shared import ServerSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -195,12 +199,23 @@ class Settings:
 
     def sampling(self) -> dict[str, Any]:
         """Sampling settings as recorded in the run's metadata."""
-        return {
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "timeout": self.timeout,
-        }
+        return dataclasses.asdict(self.request_spec())
+
+    def request_spec(self) -> Sampling:
+        """How each request to the model is sampled and timed."""
+        return Sampling(self.temperature, self.max_tokens, self.seed, self.timeout)
+
+    def server_spec(self) -> ServerSpec:
+        """What the server under evaluation serves, for ``serving.shared.serve``."""
+        return ServerSpec(
+            model=self.model,
+            adapter=self.adapter,
+            base_url=self.base_url,
+            port=self.port,
+            chat_template=self.chat_template,
+            startup_timeout=self.startup_timeout,
+            timeout=self.timeout,
+        )
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -288,7 +303,7 @@ def _adapter(text: str) -> Path:
 
 
 def _cache_mode(text: str) -> str:
-    from pytest_punie.cache import MODES
+    from pytest_punie.conversation.cache import MODES
 
     if text not in MODES:
         raise ValueError(f"must be one of {', '.join(MODES)}")
@@ -296,7 +311,7 @@ def _cache_mode(text: str) -> str:
 
 
 def _chat_template(text: str) -> str:
-    from pytest_punie.chat_template import CHOICES
+    from pytest_punie.serving.chat_template import CHOICES
 
     if text in CHOICES:
         return text
@@ -307,7 +322,7 @@ def _chat_template(text: str) -> str:
 
 
 def _model(text: str) -> str:
-    from pytest_punie.models import check_model_spec
+    from pytest_punie.serving.models import check_model_spec
 
     return check_model_spec(text)
 
@@ -320,7 +335,7 @@ def _results_path(text: str) -> Path:
 
 
 def _results_file(text: str) -> Path:
-    from pytest_punie.compare import load_results
+    from pytest_punie.results.compare import load_results
 
     path = Path(text).expanduser()
     load_results(path)  # raises a ValueError or FileNotFoundError that names the problem
@@ -498,7 +513,7 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
     ):
         if raw_value(config, option):
             lora[name] = True
-    from pytest_punie.lora import LoraConfig
+    from pytest_punie.finetune.lora import LoraConfig
 
     try:
         LoraConfig(**lora).check()
@@ -519,7 +534,7 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         raise pytest.UsageError(f"{MIN_RETENTION_OPTION.flag}={retention}: {exc}") from None
     sweep = raw_value(config, SWEEP_OPTION)
     if sweep:
-        from pytest_punie.lora import sweep_configs
+        from pytest_punie.finetune.lora import sweep_configs
 
         try:
             sweep_configs(LoraConfig(), str(sweep))
@@ -527,7 +542,7 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
             raise pytest.UsageError(f"{SWEEP_OPTION.flag}: {exc}") from None
     recipe = raw_value(config, RECIPE_OPTION)
     if recipe:
-        from pytest_punie.recipes import find_recipe
+        from pytest_punie.finetune.recipes import find_recipe
 
         try:
             find_recipe(str(recipe))
@@ -584,21 +599,6 @@ JUDGE_OPTIONS = (
     JUDGE_CALIBRATION_OPTION,
 )
 JUDGE_CHOICES = ("base", "model")
-
-
-@dataclass(frozen=True)
-class JudgeSettings:
-    """The validated judge options (picklable, for xdist workers)."""
-
-    which: str = "base"
-    model: str | None = None
-    base_url: str | None = None
-    min_agreement: float | None = None
-    calibration: Path = Path(".punie/judge-calibration.json")
-
-    @property
-    def uses_server_under_test(self) -> bool:
-        return self.model is None and self.base_url is None
 
 
 def judge_settings_from_config(config: pytest.Config) -> JudgeSettings:

@@ -17,19 +17,19 @@ import pytest
 import pytest_asyncio
 
 from pytest_punie import hooks
-from pytest_punie.cases import (
+from pytest_punie.cases.marker import (
     MARKER,
     MARKER_HELP,
     REPEAT_ID,
+    REPEATS_KEY,
     Case,
     CaseError,
     case_from_marker,
     case_tool_schemas,
 )
-from pytest_punie.leakage import check_items
+from pytest_punie.finetune.leakage import check_items
 from pytest_punie.options import (
     TRAIN_DATA_OPTION,
-    JudgeSettings,
     Settings,
     TrainingSettings,
     add_options,
@@ -37,9 +37,8 @@ from pytest_punie.options import (
     settings_from_config,
     training_settings_from_config,
 )
-from pytest_punie.report import CaseView, case_view, case_view_html, failure_text
-from pytest_punie.reporter import PunieReporter
-from pytest_punie.results import (
+from pytest_punie.results.report import CaseView, case_view, case_view_html, failure_text
+from pytest_punie.results.run import (
     PROPERTY,
     CaseResult,
     RunResults,
@@ -47,17 +46,19 @@ from pytest_punie.results import (
     failure_type,
     run_metadata,
 )
-from pytest_punie.scorers import ScoreFailure, ScoreSheet, collecting_scores
-from pytest_punie.server import ServerError, ServerInfo
+from pytest_punie.results.summary import PunieReporter
+from pytest_punie.scoring.judge import JudgeSettings
+from pytest_punie.scoring.scorers import ScoreFailure, ScoreSheet, collecting_scores
+from pytest_punie.serving.server import ServerError, ServerInfo
 
 if TYPE_CHECKING:
     from pydantic_ai import Agent
 
-    from pytest_punie.cache import CacheUse
-    from pytest_punie.judge import Judge
-    from pytest_punie.response import Response
-    from pytest_punie.runner import CaseRunner, SharedOutcomes
-    from pytest_punie.server import MlxServer
+    from pytest_punie.conversation.cache import CacheUse
+    from pytest_punie.conversation.response import Response
+    from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
+    from pytest_punie.scoring.judge import Judge
+    from pytest_punie.serving.server import MlxServer
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 TRAINING_KEY = pytest.StashKey[TrainingSettings]()
@@ -89,6 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[SETTINGS_KEY] = settings_from_config(config)
+    config.stash[REPEATS_KEY] = config.stash[SETTINGS_KEY].repeat
     config.stash[TRAINING_KEY] = training_settings_from_config(config)
     config.stash[JUDGE_KEY] = judge_settings_from_config(config)
     if _is_worker(config):
@@ -116,7 +118,7 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _is_worker(config) or RUN_DIR_KEY not in config.stash:
         return
-    from pytest_punie.serving import stop_shared
+    from pytest_punie.serving.shared import stop_shared
 
     run_dir = config.stash[RUN_DIR_KEY]
     stop_shared(run_dir)
@@ -126,7 +128,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Collect ``eval_*.jsonl`` case files as pytest collects ``test_*.py``."""
-    from pytest_punie.case_files import EvalFile, is_case_file
+    from pytest_punie.cases.files import EvalFile, is_case_file
 
     return EvalFile.from_parent(parent, path=file_path) if is_case_file(file_path) else None
 
@@ -148,7 +150,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from pytest_punie.case_files import CASE_FILE_KEY, CaseLine
+    from pytest_punie.cases.files import CASE_FILE_KEY, CaseLine
 
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -193,7 +195,7 @@ def pytest_runtest_makereport(
         return report
     result = _case_result(item, case, report)
     if report.when == "call" and call.excinfo is not None:
-        from pytest_punie.judge import JUDGE_ERROR, JudgeError
+        from pytest_punie.scoring.judge import JUDGE_ERROR, JudgeError
 
         if isinstance(error := call.excinfo.value, JudgeError):  # the judge failed, not the model
             scores = (*result.scores, error.record) if error.record else result.scores
@@ -264,7 +266,7 @@ def _add_html_extras(item: pytest.Item, report: pytest.TestReport, view: CaseVie
     extras.append(pytest_html.extras.html(case_view_html(view)))
     sheet = item.stash.get(SHEET_KEY, None)
     if sheet and sheet.records:
-        from pytest_punie.judge import verdict_lines
+        from pytest_punie.scoring.judge import verdict_lines
 
         if judged := verdict_lines(sheet.records):
             extras.append(pytest_html.extras.text(judged, name="judge"))
@@ -291,12 +293,14 @@ def punie_training(request: pytest.FixtureRequest) -> TrainingSettings:
 def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
     """The server under evaluation: started on the model (and adapter) of the options, shared
     between xdist workers, or the one ``--punie-base-url`` names."""
-    from pytest_punie.serving import serve
+    from pytest_punie.serving.shared import serve
 
     config = request.config
     try:
         info, server = serve(
-            config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY], shared=_is_worker(config)
+            config.stash[SETTINGS_KEY].server_spec(),
+            config.stash[RUN_DIR_KEY],
+            shared=_is_worker(config),
         )
     except ServerError as exc:
         _fail(exc)
@@ -310,7 +314,8 @@ def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
 
 def check_server_alive(config: pytest.Config, session: pytest.Session | None = None) -> None:
     """Fail the current test with the server log's tail when the server has died."""
-    from pytest_punie.server import log_tail, process_alive
+    from pytest_punie.serving.server import log_tail
+    from pytest_punie.system.processes import process_alive
 
     info, server = config.stash[SERVER_KEY]
     alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
@@ -333,14 +338,14 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
     Under xdist one worker submits every selected case and publishes the outcomes; the others
     read theirs (``SharedOutcomes``), so ``-n`` keeps as many conversations in flight as a run
     without it."""
-    from pytest_punie.agent import make_model
-    from pytest_punie.runner import CaseRunner, SharedOutcomes
+    from pytest_punie.conversation.agent import make_model
+    from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
     cache = _response_cache(config, punie_server)
     runner = CaseRunner(
-        lambda: make_model(punie_server, settings, cache=cache),
+        lambda: make_model(punie_server, settings.request_spec(), cache=cache),
         config.stash[RUN_DIR_KEY] / "workspaces",
         concurrency=settings.concurrency,
         case_timeout=settings.case_timeout,
@@ -376,13 +381,13 @@ def _response_cache(
     settings = config.stash[SETTINGS_KEY]
     if settings.cache == "off":
         return None
-    from pytest_punie.cache import CacheUse
+    from pytest_punie.conversation.cache import CacheUse
 
     return CacheUse.open(_cache_path(config), server, settings.cache, repeat)
 
 
 def _cache_path(config: pytest.Config) -> Path:
-    from pytest_punie.cache import DEFAULT_CACHE_PATH
+    from pytest_punie.conversation.cache import DEFAULT_CACHE_PATH
 
     return config.invocation_params.dir / DEFAULT_CACHE_PATH
 
@@ -441,7 +446,7 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
 
 def _check_leader_alive(shared: SharedOutcomes | None) -> None:
     """Fail the test when the xdist worker running the conversations has gone."""
-    from pytest_punie.server import process_alive
+    from pytest_punie.system.processes import process_alive
 
     if shared is not None and not process_alive(shared.leader_pid()):
         pytest.fail(
@@ -503,7 +508,7 @@ def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
         request.getfixturevalue("punie_result")
         runner: CaseRunner = request.getfixturevalue("punie_runner")
         return runner.workspace_for(case.nodeid)
-    from pytest_punie.workspace import create_workspace
+    from pytest_punie.tools.workspace import create_workspace
 
     return create_workspace(case.workspace, tmp_path / "workspace").root
 
@@ -513,12 +518,12 @@ async def punie_model(
     request: pytest.FixtureRequest, punie_server: ServerInfo
 ) -> AsyncIterator[Any]:
     """The pydantic-ai model on the server, with the run's sampling settings."""
-    from pytest_punie.agent import close_model, make_model
+    from pytest_punie.conversation.agent import close_model, make_model
 
     check_server_alive(request.config, request.session)
     case = request.node.stash.get(CASE_KEY, None)
     cache = _response_cache(request.config, punie_server, case.repeat if case else 0)
-    model = make_model(punie_server, request.config.stash[SETTINGS_KEY], cache=cache)
+    model = make_model(punie_server, request.config.stash[SETTINGS_KEY].request_spec(), cache=cache)
     try:
         yield model
     finally:
@@ -534,8 +539,8 @@ def punie_agent(
     request: pytest.FixtureRequest, punie_model: Any, punie_workspace: Path
 ) -> Agent[None, str]:
     """A pydantic-ai agent on the server with the case's tools bound to its workspace."""
-    from pytest_punie.agent import make_agent
-    from pytest_punie.workspace import Workspace
+    from pytest_punie.conversation.agent import make_agent
+    from pytest_punie.tools.workspace import Workspace
 
     case = _case(request)
     return make_agent(punie_model, case.tools, Workspace(punie_workspace), case.system_prompt)
@@ -544,9 +549,9 @@ def punie_agent(
 @pytest.fixture(scope="session")
 def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
     """The judge of ``assert_judge``: the options' judge model, or the model under test's base."""
-    from pytest_punie.judge import start_judge
-    from pytest_punie.judge_calibration import gate_decision
     from pytest_punie.options import JUDGE_MIN_AGREEMENT_OPTION
+    from pytest_punie.scoring.judge import start_judge
+    from pytest_punie.scoring.judge_calibration import gate_decision
 
     config = request.config
     judge_settings = config.stash[JUDGE_KEY]
@@ -556,7 +561,7 @@ def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
     try:
         judge, server = start_judge(
             judge_settings,
-            config.stash[SETTINGS_KEY],
+            config.stash[SETTINGS_KEY].server_spec(),
             config.stash[RUN_DIR_KEY],
             under_test=under_test,
             shared=_is_worker(config),
@@ -580,7 +585,7 @@ def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
 @pytest.fixture(autouse=True)
 def _punie_judge_context(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tell ``assert_judge`` the case's prompt and reference and how to get the judge."""
-    from pytest_punie.judge import JudgeContext, judge_context
+    from pytest_punie.scoring.judge import JudgeContext, judge_context
 
     case = request.node.stash.get(CASE_KEY, None)
     context = JudgeContext(

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_punie import ExpectedCall, any_of, assert_tool_called, assert_tool_calls
-from pytest_punie.arguments import exact, path, same_value, string_mode, text
-from pytest_punie.response import Response
-from pytest_punie.toolcalls import ToolCall
+from pytest_punie.conversation.response import Response
+from pytest_punie.scoring.arguments import exact, path, same_value, string_mode, text
+from pytest_punie.tools.parsing import ToolCall
 
 
 def call(name: str, **arguments: Any) -> Response:

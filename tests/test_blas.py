@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie import blas
+from pytest_punie.system import blas
 
 linux_with_pip_openblas = pytest.mark.skipif(
     not sys.platform.startswith("linux") or blas._pip_openblas() is None,

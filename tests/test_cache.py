@@ -26,7 +26,8 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from pytest_punie.cache import (
+from pytest_punie.cli import main
+from pytest_punie.conversation.cache import (
     CachedModel,
     ResponseCache,
     cache_context,
@@ -34,9 +35,8 @@ from pytest_punie.cache import (
     request_key,
     served_content,
 )
-from pytest_punie.cli import main
-from pytest_punie.models import content_hash
-from pytest_punie.server import ServerInfo
+from pytest_punie.serving.models import content_hash
+from pytest_punie.serving.server import ServerInfo
 from pytest_punie.testing import FakeOpenAI
 
 SERVED = {"model": "m" * 64, "adapter": None, "chat_template": "hermes-hash"}
@@ -149,7 +149,7 @@ def test_a_cached_response_says_so_and_keeps_its_token_counts(tmp_path):
     assert is_cached(again)
     assert again.usage.output_tokens == fresh.usage.output_tokens > 0
 
-    from pytest_punie.response import from_messages
+    from pytest_punie.conversation.response import from_messages
 
     response = from_messages(second.all_messages(), second.output)
     assert response.cached
@@ -381,7 +381,7 @@ def test_concurrent_writers_lose_no_entry(tmp_path):
     script = (
         "import sys\n"
         "from pydantic_ai.messages import ModelResponse, TextPart\n"
-        "from pytest_punie.cache import ResponseCache\n"
+        "from pytest_punie.conversation.cache import ResponseCache\n"
         "c = ResponseCache(sys.argv[1])\n"
         "for i in range(50):\n"
         "    c.put(f'{sys.argv[2]}-{i}', ModelResponse(parts=[TextPart('x')]), {}, 0.0)\n"

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_punie.case_files import CaseFileError, parse_line, read_case_file, to_model_messages
+from pytest_punie.cases.files import CaseFileError, parse_line, read_case_file, to_model_messages
 from pytest_punie.cli import main
-from pytest_punie.export_failures import failure_lines
+from pytest_punie.finetune.failures import failure_lines
+from pytest_punie.finetune.validation import validate
 from pytest_punie.testing import FakeOpenAI
-from pytest_punie.validation import validate
 
 WEATHER_TOOL = {
     "type": "function",
@@ -267,7 +267,7 @@ def test_punie_cases_parametrizes_python_tests(pytester):
     pytester.makepyfile(
         """
         import pytest
-        from pytest_punie.case_files import punie_cases
+        from pytest_punie.cases.files import punie_cases
 
         @pytest.mark.parametrize("punie_case", punie_cases("cases.jsonl"))
         def test_case(punie_case, punie_result):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_punie.chat_template import (
+from pytest_punie.serving.chat_template import (
     choose_template,
     hermes_template,
     model_template,

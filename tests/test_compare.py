@@ -1,4 +1,4 @@
-"""Tests for comparing two results files (``pytest_punie.compare``) and ``punie compare``."""
+"""Comparing two results files (``pytest_punie.results.compare``) and ``punie compare``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_punie.compare import (
+from pytest_punie.results.compare import (
     Comparison,
     add_parser,
     compare,
@@ -21,10 +21,10 @@ from pytest_punie.compare import (
     load_results,
     regressions,
 )
-from pytest_punie.render import comparison_html, run_label
-from pytest_punie.render import comparison_text as format_comparison
-from pytest_punie.results import CaseResult, RunMetadata, category_scores, results_document
-from pytest_punie.server import ServerInfo
+from pytest_punie.results.render import comparison_html, run_label
+from pytest_punie.results.render import comparison_text as format_comparison
+from pytest_punie.results.run import CaseResult, RunMetadata, category_scores, results_document
+from pytest_punie.serving.server import ServerInfo
 
 MODEL = "mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit"
 
@@ -255,7 +255,7 @@ def test_run_label() -> None:
 
 def test_one_run_label_rule_for_compare_and_history(tmp_path: Path) -> None:
     """The comparison and the history name a run the same way: model first, then adapter."""
-    from pytest_punie.history import record_run, runs
+    from pytest_punie.results.history import record_run, runs
 
     _, after = clear_regression()
     record_run(tmp_path / "h.db", after)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_punie import dataset_commands
+from pytest_punie.cli import dataset as dataset_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "training" / "data" / "sample"
@@ -403,8 +403,8 @@ def test_import_unusable_file(punie: Run, tmp_path: Path) -> None:
 def test_the_punie_command_wires_the_dataset_commands(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    pytest.importorskip("pytest_punie.compare")
-    pytest.importorskip("pytest_punie.history")
+    pytest.importorskip("pytest_punie.results.compare")
+    pytest.importorskip("pytest_punie.results.history")
     from pytest_punie.cli import main
 
     assert main(["dataset", "validate", str(SAMPLE)]) == 0

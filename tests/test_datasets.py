@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_punie.chat_template import hermes_template, render
-from pytest_punie.datasets import (
+from pytest_punie.finetune.datasets import (
     DatasetError,
     Example,
     Line,
@@ -32,9 +31,10 @@ from pytest_punie.datasets import (
     write_examples,
     write_jsonl,
 )
-from pytest_punie.filters import duplicates, language, python2, run_filters
-from pytest_punie.validation import check_data, validate, validate_examples, validate_paths
-from pytest_punie.workspace import Workspace
+from pytest_punie.finetune.filters import duplicates, language, python2, run_filters
+from pytest_punie.finetune.validation import check_data, validate, validate_examples, validate_paths
+from pytest_punie.serving.chat_template import hermes_template, render
+from pytest_punie.tools.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "training" / "data" / "sample"

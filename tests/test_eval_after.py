@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from pytest_punie.chat_template import render
-from pytest_punie.pipeline import mode_differences, text_parsing_template
-from pytest_punie.results import CaseResult, call_sources, call_sources_line
+from pytest_punie.finetune.pipeline import mode_differences, text_parsing_template
+from pytest_punie.results.run import CaseResult, call_sources, call_sources_line
+from pytest_punie.serving.chat_template import render
 
 HERMES = (
-    Path(__file__).resolve().parents[1] / "pytest_punie/templates/hermes_tools.jinja"
+    Path(__file__).resolve().parents[1] / "pytest_punie/serving/templates/hermes_tools.jinja"
 ).read_text()
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 MESSAGES = [

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.files import atomic_write_text, atomic_writer
-from pytest_punie.processes import kill_process_group, process_alive, stop_process_group
+from pytest_punie.system.files import atomic_write_text, atomic_writer
+from pytest_punie.system.processes import kill_process_group, process_alive, stop_process_group
 
 
 def test_atomic_write_replaces_whole(tmp_path: Path) -> None:

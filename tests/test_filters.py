@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_punie.datasets import Example, Rejection
-from pytest_punie.filters import (
+from pytest_punie.finetune.datasets import Example, Rejection
+from pytest_punie.finetune.filters import (
     Filter,
     FilterResult,
     Retention,

@@ -10,9 +10,14 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from pytest_punie import default_model
-from pytest_punie.gguf import GGUFConversionError, convert_gguf, is_converted_model, mlx_name
-from pytest_punie.models import ModelError, check_model_spec, content_hash, resolve_model
+from pytest_punie.serving import default_model
+from pytest_punie.serving.gguf import (
+    GGUFConversionError,
+    convert_gguf,
+    is_converted_model,
+    mlx_name,
+)
+from pytest_punie.serving.models import ModelError, check_model_spec, content_hash, resolve_model
 
 HIDDEN, FFN, LAYERS, HEADS, KV_HEADS = 64, 128, 2, 4, 2
 TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *[chr(c) for c in range(97, 123)]]
@@ -206,7 +211,7 @@ def test_default_gguf_reports_a_wheel_without_the_model(tmp_path):
 
 
 def test_file_type_is_read_from_the_header(tmp_path):
-    from pytest_punie.gguf import header_file_type
+    from pytest_punie.serving.gguf import header_file_type
 
     path = tmp_path / "typed.gguf"
     mx.save_gguf(

@@ -1,4 +1,4 @@
-"""Tests for the run history (``pytest_punie.history``) and ``punie history``."""
+"""Tests for the run history (``pytest_punie.results.history``) and ``punie history``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie import history
-from pytest_punie.history import (
+from pytest_punie.results import history
+from pytest_punie.results.history import (
     DEFAULT_DB,
     RunRow,
     add_parser,
@@ -20,7 +20,7 @@ from pytest_punie.history import (
     record_run,
     runs,
 )
-from pytest_punie.render import Cell
+from pytest_punie.results.render import Cell
 
 from .test_compare import assert_well_formed, case, document
 

@@ -1,4 +1,4 @@
-"""Tests for the judge scorer (``pytest_punie.judge``) and its calibration."""
+"""Tests for the judge scorer (``pytest_punie.scoring.judge``) and its calibration."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from pytest_punie import Rubric, assert_judge, judge_rubric
 from pytest_punie.cli import main
-from pytest_punie.judge import (
+from pytest_punie.conversation.response import Response
+from pytest_punie.scoring.judge import (
     GateDecision,
     Judge,
     JudgeContext,
@@ -24,7 +25,7 @@ from pytest_punie.judge import (
     judge_context,
     parse_verdict,
 )
-from pytest_punie.judge_calibration import (
+from pytest_punie.scoring.judge_calibration import (
     agreement,
     calibrate,
     cohen_kappa,
@@ -34,8 +35,7 @@ from pytest_punie.judge_calibration import (
     record_calibration,
     spearman,
 )
-from pytest_punie.response import Response
-from pytest_punie.scorers import ScoreFailure, collecting_scores
+from pytest_punie.scoring.scorers import ScoreFailure, collecting_scores
 from pytest_punie.testing import FakeOpenAI
 
 VALID = '{"score": 0.9, "reason": "explains it correctly"}'

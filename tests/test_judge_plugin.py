@@ -142,8 +142,8 @@ def test_min_agreement_without_calibration_keeps_the_judge_out_of_the_gate(
 
 
 def test_min_agreement_with_a_calibrated_judge_gates_on_it(pytester: pytest.Pytester) -> None:
-    from pytest_punie.judge import JudgeIdentity
-    from pytest_punie.judge_calibration import agreement, record_calibration
+    from pytest_punie.scoring.judge import JudgeIdentity
+    from pytest_punie.scoring.judge_calibration import agreement, record_calibration
 
     pytester.makepyfile(CASES)
     labels = pytester.path / "labels.jsonl"

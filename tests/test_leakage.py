@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.leakage import (
+from pytest_punie.finetune.leakage import (
     THRESHOLD,
     LeakageError,
     Prompt,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pytest_punie.cli import main
-from pytest_punie.lora import LoraConfig, TrainingReport, load_config, sweep_configs
+from pytest_punie.finetune.lora import LoraConfig, TrainingReport, load_config, sweep_configs
 
 
 def test_alpha_becomes_mlx_scale():
@@ -93,7 +93,7 @@ def test_punie_train_lists_invalid_lines_and_does_not_train(tmp_path, capsys):
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
     (data / "train.jsonl").write_text(json.dumps(good) + "\n{broken\n")
     (data / "valid.jsonl").write_text(json.dumps(good) + "\n")
-    from pytest_punie.default_model import default_model_path
+    from pytest_punie.serving.default_model import default_model_path
 
     model = default_model_path()
     status = main(["train", str(data), "--out", str(tmp_path / "adapter"), "--model", str(model)])
@@ -123,7 +123,7 @@ def test_sweep_parametrizes_the_training_suite():
 def _cli_config(*arguments: str) -> LoraConfig:
     import argparse
 
-    from pytest_punie.train_command import add_parser, config_from_args
+    from pytest_punie.cli.train import add_parser, config_from_args
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
@@ -189,7 +189,7 @@ def test_unknown_recipe_lists_the_recipes(pytester):
 
 
 def test_progress_line_says_iteration_loss_speed_and_time_left():
-    from pytest_punie.lora import progress_line
+    from pytest_punie.finetune.lora import progress_line
 
     line = progress_line(20, 150, 1.2345, 410.4, seconds_per_iteration=3.1)
     assert line == "iter 20/150: loss 1.234, 410 tok/s, 3.1 s/iter, 6m43s left"

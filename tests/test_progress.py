@@ -10,10 +10,9 @@ import time
 import pytest
 from pydantic_ai.exceptions import ModelTimeoutError
 
-from pytest_punie.agent import make_agent, make_model
-from pytest_punie.options import Settings
-from pytest_punie.progress import ProgressClock, _Watch
-from pytest_punie.server import ServerInfo
+from pytest_punie.conversation.agent import Sampling, make_agent, make_model
+from pytest_punie.conversation.progress import ProgressClock, _Watch
+from pytest_punie.serving.server import ServerInfo
 from pytest_punie.testing import FakeOpenAI
 
 from .test_plugin import PROMPT_CASES
@@ -21,7 +20,7 @@ from .test_plugin import PROMPT_CASES
 
 def _agent(fake: FakeOpenAI, timeout: float):  # type: ignore[no-untyped-def]
     info = ServerInfo(base_url=fake.base_url, model_name="fake", model="fake")
-    return make_agent(make_model(info, Settings(timeout=timeout)))
+    return make_agent(make_model(info, Sampling(timeout=timeout)))
 
 
 def test_a_computing_server_is_progress():

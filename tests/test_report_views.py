@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.report import case_view, case_view_html, failure_text, trimmed_html
-from pytest_punie.response import Response
+from pytest_punie.conversation.response import Response
+from pytest_punie.results.report import case_view, case_view_html, failure_text, trimmed_html
 from pytest_punie.testing import FakeOpenAI
-from pytest_punie.toolcalls import ToolCall
+from pytest_punie.tools.parsing import ToolCall
 
 from .test_trust import CHROMIUM_FLAGS, _chromium
 
@@ -293,7 +293,7 @@ def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> 
 def test_a_run_whose_server_is_gone_is_void_in_the_summary_and_the_history(
     pytester: pytest.Pytester,
 ) -> None:
-    from pytest_punie.history import runs
+    from pytest_punie.results.history import runs
 
     pytester.makepyfile(CASES)
     result = pytester.runpytest("--punie-base-url=http://127.0.0.1:9/v1")

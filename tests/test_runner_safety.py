@@ -12,8 +12,8 @@ import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from pytest_punie.cases import Case
-from pytest_punie.runner import CaseRunner
+from pytest_punie.cases.marker import Case
+from pytest_punie.conversation.runner import CaseRunner
 
 
 def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_punie import sandbox
-from pytest_punie.scorers import ScoreFailure, ScoreRecord, assert_python_code
-from pytest_punie.workspace import Workspace
+from pytest_punie.scoring.scorers import ScoreFailure, ScoreRecord, assert_python_code
+from pytest_punie.system import sandbox
+from pytest_punie.tools.workspace import Workspace
 
 ISOLATED = sandbox.isolation() != "none"
 CONFINED = sandbox.isolation() == "bwrap"
@@ -225,7 +225,7 @@ def test_every_isolation_mode_runs_and_kills_on_time(
 def test_run_command_cannot_read_the_parent_environment(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
-        from pytest_punie.workspace import Workspace
+        from pytest_punie.tools.workspace import Workspace
         print(Workspace({str(tmp_path)!r}).run_command(
             "cat /proc/$PPID/environ /proc/*/environ 2>/dev/null | tr '\\\\0' '\\\\n' | grep HF_"
         ))
@@ -311,7 +311,7 @@ def test_search_files_answers_any_pattern(tmp_path: Path, pattern: str) -> None:
     name=st.text(alphabet="ab/.-", max_size=60),
 )
 def test_glob_matching_is_fast_and_total(pattern: str, name: str) -> None:
-    from pytest_punie.workspace import GlobPattern
+    from pytest_punie.tools.workspace import GlobPattern
 
     started = time.monotonic()
     GlobPattern(pattern).fullmatch(name)
@@ -338,6 +338,6 @@ def test_glob_matching_is_fast_and_total(pattern: str, name: str) -> None:
     ],
 )
 def test_glob_semantics(pattern: str, name: str, expected: bool) -> None:
-    from pytest_punie.workspace import GlobPattern
+    from pytest_punie.tools.workspace import GlobPattern
 
     assert GlobPattern(pattern).fullmatch(name) is expected

@@ -1,4 +1,4 @@
-"""Tests for the assertion-style scorers in ``pytest_punie.scorers``."""
+"""Tests for the assertion-style scorers in ``pytest_punie.scoring.scorers``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_punie.response import Response
-from pytest_punie.scorers import (
+from pytest_punie.conversation.response import Response
+from pytest_punie.scoring.scorers import (
     ScoreFailure,
     ScoreRecord,
     ScoreSheet,
@@ -30,7 +30,7 @@ from pytest_punie.scorers import (
     current_sheet,
     scorer,
 )
-from pytest_punie.toolcalls import ToolCall
+from pytest_punie.tools.parsing import ToolCall
 
 WEATHER_CALL = (
     '<tool_call>{"name": "weather", "arguments": {"city": "Paris", "days": 3}}</tool_call>'

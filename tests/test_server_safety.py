@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie import server as server_module
-from pytest_punie import serving
-from pytest_punie.options import Settings
-from pytest_punie.server import MlxServer, ServerError, port_owner_is, process_alive
+from pytest_punie.serving import server as server_module
+from pytest_punie.serving import shared as serving
+from pytest_punie.serving.server import MlxServer, ServerError, port_owner_is
+from pytest_punie.serving.shared import ServerSpec
+from pytest_punie.system.processes import process_alive
 from pytest_punie.testing import FakeOpenAI
 
 
@@ -74,11 +75,11 @@ def test_a_worker_dying_during_start_up_orphans_nothing(tmp_path: Path) -> None:
     (tmp_path / serving.STARTING_FILE).write_text(json.dumps({"pid": orphan.pid}))
     started = time.monotonic()
     with pytest.raises(ServerError, match="died during start-up") as first:
-        serving.serve(Settings(), tmp_path, shared=True)
+        serving.serve(ServerSpec(), tmp_path, shared=True)
     orphan.wait(timeout=15)
     # Every other worker fails at once, with the same message.
     with pytest.raises(ServerError) as second:
-        serving.serve(Settings(), tmp_path, shared=True)
+        serving.serve(ServerSpec(), tmp_path, shared=True)
     assert str(second.value) == str(first.value)
     assert time.monotonic() - started < 15
 
@@ -104,7 +105,7 @@ def test_a_failed_start_is_recorded_for_the_other_workers(
     monkeypatch.setattr(serving, "_start", failing_start)
     for _ in range(3):
         with pytest.raises(ServerError, match="could not load the model"):
-            serving.serve(Settings(), tmp_path, shared=True)
+            serving.serve(ServerSpec(), tmp_path, shared=True)
     assert calls == [1]
 
 

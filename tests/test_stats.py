@@ -1,4 +1,4 @@
-"""Tests for the confidence intervals and paired tests in ``pytest_punie.stats``."""
+"""Tests for the confidence intervals and paired tests in ``pytest_punie.results.stats``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_punie.stats import (
+from pytest_punie.results.stats import (
     CategoryStats,
     bootstrap_mean_interval,
     case_samples,

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from pytest_punie.compare import parse_max_regression
-from pytest_punie.results import CaseResult, category_scores, gate_failures
-from pytest_punie.thresholds import parse_threshold, parse_thresholds
+from pytest_punie.results.compare import parse_max_regression
+from pytest_punie.results.run import CaseResult, category_scores, gate_failures
+from pytest_punie.results.thresholds import parse_threshold, parse_thresholds
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolRetu
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from pytest_punie import ExpectedCall, Response, ToolCall, any_of, assert_tool_calls
-from pytest_punie.response import from_messages
-from pytest_punie.textcalls import TextToolCallModel
-from pytest_punie.tool_checker import (
+from pytest_punie.conversation.response import from_messages
+from pytest_punie.conversation.text_calls import TextToolCallModel
+from pytest_punie.scoring.bfcl import (
     EXTRA_CALL,
     FAILURE_TYPES,
     NO_CALL,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pytest_punie.cli import main
-from pytest_punie.recipes import HELD_OUT, tool_calling_spec
-from pytest_punie.toolcall_data import Task, Tool, ToolcallSpec, generate, spec_from_json
-from pytest_punie.validation import validate_paths
+from pytest_punie.finetune.recipes import HELD_OUT, tool_calling_spec
+from pytest_punie.finetune.toolcall_data import Task, Tool, ToolcallSpec, generate, spec_from_json
+from pytest_punie.finetune.validation import validate_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_DATA = ROOT / "training" / "data" / "tool-calling"

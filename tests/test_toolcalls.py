@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_punie.toolcalls import ToolCall, find_call_like_text, parse_tool_calls
+from pytest_punie.tools.parsing import ToolCall, find_call_like_text, parse_tool_calls
 
 HERMES_XML = (
     "<tool_call>\n<function=read_file>\n<parameter=path>\nsrc/app.py\n</parameter>\n"

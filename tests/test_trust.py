@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_punie.history import runs
+from pytest_punie.results.history import runs
 
 CASES = """
 import pytest

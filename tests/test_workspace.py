@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_punie.workspace import (
+from pytest_punie.tools.workspace import (
     BUILTIN_TOOLS,
     MAX_READ_CHARS,
     SandboxViolation,

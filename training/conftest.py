@@ -15,13 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.chat_template import choose_template
-from pytest_punie.lora import LoraConfig, sweep_configs
-from pytest_punie.models import resolve_model
+from pytest_punie.finetune.lora import LoraConfig, sweep_configs
+from pytest_punie.finetune.pipeline import (
+    PreparedData,
+    TrainingJob,
+    prepare_job,
+    train_job,
+    training_config,
+)
+from pytest_punie.finetune.recipes import find_recipe
 from pytest_punie.options import TrainingSettings
-from pytest_punie.pipeline import PreparedData, TrainingJob, prepare_job, train_job, training_config
 from pytest_punie.plugin import TRAINING_KEY
-from pytest_punie.recipes import find_recipe
+from pytest_punie.serving.chat_template import choose_template
+from pytest_punie.serving.models import resolve_model
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_DATA = DATA / "sample"
@@ -141,7 +147,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     rows = config.stash.get(SWEEP_RESULTS, [])
     if not rows:
         return
-    from pytest_punie.report import text_table
+    from pytest_punie.results.report import text_table
 
     table = []
     for row in rows:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.chat_template import render, render_request, tools_visible
-from pytest_punie.compare import compare
-from pytest_punie.datasets import load_dataset
-from pytest_punie.lora import MANIFEST
-from pytest_punie.pipeline import evaluate, mode_differences, text_parsing_template
-from pytest_punie.render import comparison_text as format_comparison
-from pytest_punie.results import CaseResult, call_sources_line
+from pytest_punie.finetune.datasets import load_dataset
+from pytest_punie.finetune.lora import MANIFEST
+from pytest_punie.finetune.pipeline import evaluate, mode_differences, text_parsing_template
+from pytest_punie.results.compare import compare
+from pytest_punie.results.render import comparison_text as format_comparison
+from pytest_punie.results.run import CaseResult, call_sources_line
+from pytest_punie.serving.chat_template import render, render_request, tools_visible
 
 EVALS = Path(__file__).resolve().parent.parent / "evals"
 
@@ -45,7 +45,7 @@ def test_filters_keep_enough(prepared, punie_training):
 
 def test_training_and_evaluation_use_the_same_tool_format(prepared, chat_template, model_path):
     """The journal's H1: training data and the eval requests must render tool calls alike."""
-    from pytest_punie.chat_template import model_template
+    from pytest_punie.serving.chat_template import model_template
 
     template = chat_template or model_template(Path(model_path))
     assert template, "the model has no chat template to render tool examples with"
@@ -79,9 +79,8 @@ def _eval_request(messages, tools, call):
     the eval plugin sends once the model has called the tool."""
     from pydantic_ai import Agent, Tool
 
-    from pytest_punie.agent import make_model
-    from pytest_punie.options import Settings
-    from pytest_punie.server import ServerInfo
+    from pytest_punie.conversation.agent import Sampling, make_model
+    from pytest_punie.serving.server import ServerInfo
     from pytest_punie.testing import FakeOpenAI
 
     prompt = next(m["content"] for m in messages if m["role"] == "user")
@@ -103,10 +102,10 @@ def _eval_request(messages, tools, call):
 
     with FakeOpenAI(answers) as fake:
         info = ServerInfo(base_url=fake.base_url, model_name="default_model", model=None)
-        agent = Agent(make_model(info, Settings()), tools=[tool(t) for t in tools])
+        agent = Agent(make_model(info, Sampling()), tools=[tool(t) for t in tools])
         system = [m["content"] for m in messages if m["role"] == "system"]
         if system:
-            agent = Agent(make_model(info, Settings()), tools=[tool(t) for t in tools],
+            agent = Agent(make_model(info, Sampling()), tools=[tool(t) for t in tools],
                           system_prompt=system[0])  # fmt: skip
         agent.run_sync(prompt)
         request = next(r for r in fake.requests if any(m["role"] == "tool" for m in r["messages"]))

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.default_model import default_model_path
+from pytest_punie.serving.default_model import default_model_path
 
 TWO_CASES = """
 import pytest

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.server import MlxServer, ServerError, probe_completion
+from pytest_punie.serving.server import MlxServer, ServerError, probe_completion
 
 from .conftest import TWO_CASES
 
@@ -79,8 +79,8 @@ def test_converted_default_model_answers_paris(dtype, tmp_path):
     """The GGUF's known greedy answer, from the default float32 and the kept 4-bit weights."""
     from mlx_lm import generate, load
 
-    from pytest_punie.default_model import default_gguf
-    from pytest_punie.gguf import convert_gguf
+    from pytest_punie.serving.default_model import default_gguf
+    from pytest_punie.serving.gguf import convert_gguf
 
     folder = convert_gguf(default_gguf(), tmp_path / "model", dtype=dtype)
     config = json.loads((folder / "config.json").read_text())

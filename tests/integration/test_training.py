@@ -98,7 +98,7 @@ def test_a_trained_adapter_is_served_and_differs_from_base(pytester, model_path,
     served = document["metadata"]["server"]
     assert served["adapter"] == str(trained_adapter.resolve())
     assert len(served["adapter_hash"]) == 64
-    from pytest_punie.verification import TOLERANCE
+    from pytest_punie.serving.adapter_check import TOLERANCE
 
     # the log-probability probe saw a real change, above float noise
     assert served["extra"]["adapter_effect"] >= TOLERANCE

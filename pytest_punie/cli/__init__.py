@@ -1,0 +1,41 @@
+"""The ``punie`` command: data work, comparisons and history without a pytest session."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="punie", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from pytest_punie.cli.cache import add_parser as add_cache
+    from pytest_punie.cli.dataset import add_parser as add_dataset
+    from pytest_punie.cli.judge import add_parser as add_judge
+    from pytest_punie.cli.train import add_parser as add_train
+    from pytest_punie.finetune.failures import add_parser as add_export
+    from pytest_punie.results.compare import add_parser as add_compare
+    from pytest_punie.results.history import add_parser as add_history
+
+    add_dataset(commands)
+    add_train(commands)
+    add_compare(commands)
+    add_history(commands)
+    add_cache(commands)
+    add_export(commands)
+    add_judge(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``punie`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

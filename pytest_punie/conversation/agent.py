@@ -1,0 +1,116 @@
+"""pydantic-ai models and agents pointed at the server under evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from pydantic_ai import Agent
+    from pydantic_ai.settings import ModelSettings
+
+    from pytest_punie.conversation.cache import CacheUse
+    from pytest_punie.conversation.text_calls import TextToolCallModel
+    from pytest_punie.serving.server import ServerInfo
+    from pytest_punie.tools.workspace import Workspace
+
+__all__ = ["Sampling", "close_model", "make_agent", "make_model", "model_settings"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each request is sampled and how long it may go without progress."""
+
+    temperature: float = 0.0
+    max_tokens: int = 256
+    seed: int | None = None
+    timeout: float = 120.0
+
+
+def model_settings(settings: Sampling) -> ModelSettings:
+    """Sampling settings sent with every request (no seed unless asked: mlx_lm does not batch
+    seeded requests, and greedy decoding at temperature 0 needs none)."""
+    from pydantic_ai.settings import ModelSettings
+
+    values = ModelSettings(temperature=settings.temperature, max_tokens=settings.max_tokens)
+    if settings.seed is not None:
+        values["seed"] = settings.seed
+    return values
+
+
+def make_model(
+    server: ServerInfo, settings: Sampling, cache: CacheUse | None = None
+) -> TextToolCallModel:
+    """An OpenAI-compatible chat model on ``server``, requesting the name it serves, whose tool
+    calls written as text are executed like structured ones; with ``cache``, each request is
+    answered from the response cache when it can be (the server's raw answer is cached).
+
+    The client itself does not retry: a timeout or a dead server should fail the case at once
+    (``TextToolCallModel`` sends again only what a reset connection lost). Requests are streamed
+    and time out after ``settings.timeout`` seconds without progress, never while they wait
+    their turn inside the server (``pytest_punie.conversation.progress``).
+    """
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from pytest_punie.conversation.progress import ProgressClock, WatchedTransport
+    from pytest_punie.conversation.text_calls import TextToolCallModel
+
+    clock = ProgressClock(server.pid)  # a local server's CPU time is progress too
+    http = DefaultAsyncHttpxClient()
+    # every chunk the server sends ticks the clock (the SDK's own transport, wrapped)
+    http._transport = WatchedTransport(http._transport, clock)  # type: ignore[assignment]
+    client = AsyncOpenAI(
+        base_url=server.base_url,
+        api_key="punie",
+        max_retries=0,
+        # connecting may time out; reading is watched for progress instead (queueing is fine)
+        timeout=_timeout(settings.timeout),
+        http_client=http,
+    )
+    chat_model = OpenAIChatModel(
+        server.model_name,
+        provider=OpenAIProvider(openai_client=client),
+        settings=model_settings(settings),
+    )
+    return TextToolCallModel(
+        cache.wrap(chat_model) if cache is not None else chat_model,
+        clock=clock,
+        timeout=settings.timeout,
+    )
+
+
+def _timeout(seconds: float) -> Any:
+    """The HTTP client's timeout: ``seconds`` to connect, none on reading (see ``progress``)."""
+    import openai
+
+    return openai.Timeout(None, connect=seconds, write=seconds, pool=None)
+
+
+def close_model(model: Any) -> Awaitable[None] | None:
+    """Close the HTTP client under ``model`` (wrapped or not); None when it has none."""
+    inner = getattr(model, "wrapped", model)
+    client = getattr(inner, "client", None)
+    return client.close() if client is not None and hasattr(client, "close") else None
+
+
+def make_agent(
+    model: Any,
+    tools: Sequence[str | Callable[..., Any]] = (),
+    workspace: Workspace | None = None,
+    system_prompt: str | None = None,
+) -> Agent[None, str]:
+    """An agent on ``model`` with the case's tools bound to its workspace."""
+    from pydantic_ai import Agent
+
+    tool_list: list[Any] = []
+    if tools:
+        from pytest_punie.tools.workspace import make_tools
+
+        if workspace is None:
+            raise ValueError("tools need a workspace")
+        tool_list = make_tools(workspace, tools)
+    return Agent(model, tools=tool_list, system_prompt=system_prompt or ())

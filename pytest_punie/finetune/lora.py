@@ -1,0 +1,406 @@
+"""LoRA training with mlx_lm, with its losses captured and the adapter written atomically.
+
+Facts from mlx_lm 0.32 this module is built around: its LoRA config takes ``scale``, not
+``alpha`` (so a user's alpha becomes scale = alpha / rank, and both are recorded);
+``lora.run`` replaces the callback it is given, so training goes through ``lora.train_model``
+with a ``TrainingCallback`` that records every train and validation loss report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pytest_punie.results.run import package_version
+
+__all__ = [
+    "MANIFEST",
+    "LoraConfig",
+    "TrainingError",
+    "TrainingReport",
+    "load_config",
+    "sweep_configs",
+    "train_adapter",
+    "train_in_subprocess",
+]
+
+MANIFEST = "punie-manifest.json"
+PROGRESS_PREFIX = "[punie train] "
+
+
+class TrainingError(Exception):
+    """Training could not run or produced no usable adapter; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """What a LoRA run is given. ``keys`` None trains every linear layer of the last
+    ``num_layers`` blocks (-1: all blocks).
+
+    The defaults are the one set both ``pytest training/`` and ``punie train`` start from:
+    small enough to train the sample dataset in a few minutes on 2 CPU cores."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    keys: tuple[str, ...] | None = None
+    num_layers: int = 4
+    iters: int = 16
+    batch_size: int = 2
+    learning_rate: float = 2e-4
+    max_seq_length: int = 1024
+    mask_prompt: bool = False
+    grad_checkpoint: bool = False
+    steps_per_report: int = 4
+    steps_per_eval: int = 8
+    val_batches: int = 2
+    seed: int = 0
+
+    @property
+    def scale(self) -> float:
+        """mlx_lm's LoRA ``scale``: alpha / rank."""
+        return self.alpha / self.rank
+
+    def check(self) -> LoraConfig:
+        """Return self, or raise ``ValueError`` naming the first bad value."""
+        positive = ("rank", "iters", "batch_size", "max_seq_length", "steps_per_report")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if not self.alpha > 0 or not self.learning_rate > 0:
+            raise ValueError("alpha and learning_rate must be positive")
+        if self.num_layers == 0 or self.num_layers < -1:
+            raise ValueError(f"num_layers must be -1 (all) or at least 1, not {self.num_layers}")
+        return self
+
+    def mlx_args(self, model: str, data: Path, adapter_path: Path, layers: int) -> Any:
+        """The argument namespace ``mlx_lm.lora.train_model`` expects."""
+        from types import SimpleNamespace
+
+        from mlx_lm.lora import CONFIG_DEFAULTS
+
+        lora_parameters: dict[str, Any] = {
+            "rank": self.rank,
+            "scale": self.scale,
+            "dropout": self.dropout,
+        }
+        if self.keys is not None:
+            lora_parameters["keys"] = list(self.keys)
+        values = {
+            **CONFIG_DEFAULTS,
+            "model": model,
+            "train": True,
+            "data": str(data),
+            "adapter_path": str(adapter_path),
+            "num_layers": layers if self.num_layers == -1 else self.num_layers,
+            "iters": self.iters,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "max_seq_length": self.max_seq_length,
+            "mask_prompt": self.mask_prompt,
+            "grad_checkpoint": self.grad_checkpoint,
+            "steps_per_report": self.steps_per_report,
+            "steps_per_eval": self.steps_per_eval,
+            "val_batches": self.val_batches,
+            "save_every": self.iters,
+            "seed": self.seed,
+            "lora_parameters": lora_parameters,
+        }
+        return SimpleNamespace(**values)
+
+
+def load_config(
+    path: Path, overrides: Mapping[str, Any] | None = None, base: LoraConfig | None = None
+) -> LoraConfig:
+    """``base`` (default: ``LoraConfig()``), then a YAML file (mlx_lm's own keys are accepted
+    too), then ``overrides``."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a training config must be a mapping of names to values")
+    lora = data.pop("lora_parameters", {}) or {}
+    if "scale" in lora and "alpha" not in lora and "rank" in lora:
+        lora["alpha"] = lora["scale"] * lora["rank"]
+    data = {**{k: v for k, v in lora.items() if k != "scale"}, **data}
+    known = {f.name for f in fields(LoraConfig)}
+    values = {k: v for k, v in data.items() if k in known}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if values.get("keys") is not None:
+        values["keys"] = tuple(values["keys"])
+    try:
+        return replace(base or LoraConfig(), **values).check()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+@dataclass
+class TrainingReport:
+    """What happened during training: losses per report step and speed."""
+
+    train_losses: list[tuple[int, float]] = field(default_factory=list)
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+    iterations_per_second: list[float] = field(default_factory=list)
+    tokens_per_second: list[float] = field(default_factory=list)
+    peak_memory_gb: float = 0.0
+    trained_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_iteration(self) -> float | None:
+        speeds = [s for s in self.iterations_per_second if s > 0]
+        return len(speeds) / sum(speeds) if speeds else None
+
+    @property
+    def mean_tokens_per_second(self) -> float | None:
+        speeds = self.tokens_per_second
+        return sum(speeds) / len(speeds) if speeds else None
+
+    @property
+    def loss_went_down(self) -> bool:
+        return len(self.train_losses) >= 2 and self.train_losses[-1][1] < self.train_losses[0][1]
+
+    @property
+    def validation_rose(self) -> bool:
+        """True when the last validation loss is above the lowest one (overfitting)."""
+        losses = [loss for _, loss in self.val_losses]
+        return len(losses) >= 2 and losses[-1] > min(losses) + 1e-6
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "seconds_per_iteration": self.seconds_per_iteration,
+            "mean_tokens_per_second": self.mean_tokens_per_second,
+        }
+
+
+def progress_line(
+    iteration: int, iters: int, loss: float, tokens_per_second: float, seconds_per_iteration: float
+) -> str:
+    """``iter 20/150: loss 1.234, 410 tok/s, 3.1 s/iter, 6m43s left``."""
+    left = int(seconds_per_iteration * max(iters - iteration, 0))
+    speed = f"{tokens_per_second:.0f}" if tokens_per_second >= 10 else f"{tokens_per_second:.1f}"
+    return (
+        f"iter {iteration}/{iters}: loss {loss:.3f}, {speed} tok/s, "
+        f"{seconds_per_iteration:.1f} s/iter, {left // 60}m{left % 60:02d}s left"
+    )
+
+
+def _callback(
+    report: TrainingReport, progress: Callable[[str], None] | None, iters: int = 0
+) -> Any:
+    from mlx_lm.tuner.callbacks import TrainingCallback
+
+    class Recorder(TrainingCallback):
+        def on_train_loss_report(self, info: dict[str, Any]) -> None:
+            report.train_losses.append((int(info["iteration"]), float(info["train_loss"])))
+            report.iterations_per_second.append(float(info["iterations_per_second"]))
+            report.tokens_per_second.append(float(info["tokens_per_second"]))
+            report.peak_memory_gb = max(report.peak_memory_gb, float(info["peak_memory"]))
+            report.trained_tokens = int(info["trained_tokens"])
+            if progress:
+                progress(
+                    progress_line(
+                        int(info["iteration"]), iters or int(info["iteration"]),
+                        float(info["train_loss"]), float(info["tokens_per_second"]),
+                        1 / max(float(info["iterations_per_second"]), 1e-9),
+                    )
+                )  # fmt: skip
+
+        def on_val_loss_report(self, info: dict[str, Any]) -> None:
+            report.val_losses.append((int(info["iteration"]), float(info["val_loss"])))
+            if progress:
+                progress(f"iter {info['iteration']}: validation loss {info['val_loss']:.3f}")
+
+    return Recorder()
+
+
+def train_adapter(
+    model: str,
+    data_dir: Path,
+    out_dir: Path,
+    config: LoraConfig,
+    *,
+    chat_template: str | None = None,
+    dataset_hash: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train a LoRA adapter on ``data_dir`` (train.jsonl, valid.jsonl) and write it to
+    ``out_dir`` with a manifest; return the folder and the manifest.
+
+    ``chat_template`` (the same one the eval server uses) renders the training examples, so
+    tool calls are trained in the format the evaluation reads. The folder appears atomically; an
+    adapter already at ``out_dir`` is moved aside to ``out_dir.previous-<time>``, never deleted.
+    """
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.lora import train_model
+    from mlx_lm.tuner.datasets import load_local_dataset
+
+    config.check()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    for split in ("train.jsonl", "valid.jsonl"):
+        if not (data_dir / split).is_file():
+            raise TrainingError(f"{data_dir} has no {split}: mlx_lm trains on train and valid")
+    tokenizer_config = {"chat_template": chat_template} if chat_template else {}
+    loaded = load(model, tokenizer_config=tokenizer_config)
+    net, tokenizer = loaded[0], loaded[1]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging.chmod(0o755)
+    args = config.mlx_args(model, data_dir, staging, len(net.layers))
+    report = TrainingReport()
+    try:
+        train_set, valid_set, _ = load_local_dataset(data_dir, tokenizer, args)  # type: ignore[arg-type]
+        if len(train_set) == 0 or len(valid_set) == 0:
+            raise TrainingError(f"{data_dir}: train.jsonl and valid.jsonl must not be empty")
+        if len(train_set) < config.batch_size or len(valid_set) < config.batch_size:
+            raise TrainingError(
+                f"{data_dir}: batch size {config.batch_size} is larger than the data "
+                f"({len(train_set)} train, {len(valid_set)} valid lines)"
+            )
+        mx.reset_peak_memory()
+        started = time.perf_counter()
+        train_model(
+            args,
+            net,
+            train_set,
+            valid_set,
+            training_callback=_callback(report, progress, config.iters),
+        )
+        report.seconds = time.perf_counter() - started
+        if not report.train_losses or any(math.isnan(loss) for _, loss in report.train_losses):
+            raise TrainingError("training reported no usable loss (NaN or nothing)")
+        manifest = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": model,
+            "data": str(data_dir),
+            "dataset_hash": dataset_hash,
+            "config": {**asdict(config), "scale": config.scale},
+            "chat_template": "given" if chat_template else "model",
+            "losses": report.to_json(),
+            "versions": {n: package_version(n) for n in ("mlx", "mlx-lm", "pytest-punie")},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if out_dir.exists():
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            aside = out_dir.with_name(f"{out_dir.name}.previous-{stamp}")
+            os.replace(out_dir, aside)
+            manifest["replaced"] = str(aside)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir, manifest
+
+
+def sweep_configs(base: LoraConfig, spec: str) -> list[LoraConfig]:
+    """Every combination of ``"rank=8,16 lr=1e-5,1e-4"`` applied to ``base``."""
+    import itertools
+
+    aliases = {"lr": "learning_rate", "layers": "num_layers"}
+    known = {f.name: f.type for f in fields(LoraConfig)}
+    axes: list[list[tuple[str, Any]]] = []
+    for part in spec.split():
+        name, sep, values = part.partition("=")
+        name = aliases.get(name, name)
+        if not sep or name not in known or name == "keys":
+            raise ValueError(f"sweep: {part!r} is not NAME=V1,V2 with a LoRA setting as NAME")
+        kind = type(getattr(base, name))
+        try:
+            axes.append([(name, kind(v)) for v in values.split(",") if v])
+        except ValueError as exc:
+            raise ValueError(f"sweep: {part!r}: {exc}") from None
+    return [replace(base, **dict(combo)).check() for combo in itertools.product(*axes)]
+
+
+def train_in_subprocess(
+    model: str,
+    data_dir: Path,
+    out_dir: Path,
+    config: LoraConfig,
+    *,
+    chat_template: str | None = None,
+    dataset_hash: str | None = None,
+    openblas: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """``train_adapter`` in a fresh Python with OpenBLAS preloaded (as the eval server has it):
+    MLX's Linux CPU wheel links reference BLAS, far slower for training's matmuls. Progress lines
+    go to ``progress`` as they come (default: this process's stdout); the manifest is returned."""
+    import subprocess
+    import sys
+
+    from pytest_punie.system.blas import preload_openblas
+
+    job = {
+        "model": model,
+        "data_dir": str(data_dir),
+        "out_dir": str(out_dir),
+        "config": {**asdict(config), "keys": list(config.keys) if config.keys else None},
+        "chat_template": chat_template,
+        "dataset_hash": dataset_hash,
+    }
+    env = dict(os.environ)
+    if openblas:
+        preload_openblas(env)
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_punie.finetune.lora"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if progress else None,
+            stderr=errors,
+            text=True,
+            env=env,
+        )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(job))
+        process.stdin.close()
+        if progress and process.stdout is not None:
+            for line in process.stdout:
+                if line.startswith(PROGRESS_PREFIX):
+                    progress(line[len(PROGRESS_PREFIX) :].rstrip())
+        returncode = process.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    if returncode != 0:
+        raise TrainingError(f"training failed (exit {returncode}):\n{stderr[-4000:]}")
+    manifest: dict[str, Any] = json.loads((Path(out_dir) / MANIFEST).read_text())
+    return manifest
+
+
+def _main() -> int:
+    import sys
+
+    job = json.loads(sys.stdin.read())
+    values = dict(job["config"])
+    values["keys"] = tuple(values["keys"]) if values.get("keys") else None
+    try:
+        train_adapter(
+            job["model"],
+            Path(job["data_dir"]),
+            Path(job["out_dir"]),
+            LoraConfig(**values),
+            chat_template=job["chat_template"],
+            dataset_hash=job["dataset_hash"],
+            progress=lambda line: print(f"{PROGRESS_PREFIX}{line}", flush=True),
+        )
+    except (TrainingError, ValueError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

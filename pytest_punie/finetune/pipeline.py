@@ -1,0 +1,263 @@
+"""The training pipeline's steps as plain functions: dataset -> validation -> filters ->
+leakage check against the eval suite -> training data for mlx_lm -> LoRA adapter ->
+evaluation against the base.
+
+The pipeline is assembled once: :func:`training_config` (one set of defaults, ``LoraConfig()``,
+or a recipe's settings; then a YAML file; then the options given), :func:`prepare_job` and
+:func:`train_job`. The ``training/`` suite calls them from session fixtures, one visible test
+per step; the ``punie train`` command calls the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_punie.finetune.datasets import (
+    Example,
+    Rejection,
+    dataset_hash,
+    load_dataset,
+    write_examples,
+)
+from pytest_punie.finetune.filters import (
+    Filter,
+    FilterResult,
+    duplicates,
+    language,
+    python2,
+    quality,
+    retention,
+    run_filters,
+    write_rejects,
+)
+from pytest_punie.finetune.leakage import check_dataset
+from pytest_punie.finetune.lora import LoraConfig, load_config, train_in_subprocess
+from pytest_punie.finetune.validation import ValidationReport, token_counter, validate
+
+__all__ = [
+    "PreparedData",
+    "TrainingJob",
+    "default_filters",
+    "evaluate",
+    "mode_differences",
+    "prepare",
+    "prepare_job",
+    "text_parsing_template",
+    "token_counter",
+    "train_job",
+    "training_config",
+]
+
+TRAINING_SPLITS = ("train", "valid", "test")
+
+
+def default_filters() -> list[Filter]:
+    """The filters the pipeline runs unless told otherwise."""
+    return [language(), python2(), quality(min_messages=2, max_chars=20_000), duplicates()]
+
+
+def training_config(
+    yaml: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: LoraConfig | None = None,
+) -> LoraConfig:
+    """The one way both entry points configure training: ``base`` (``LoraConfig()`` unless a
+    recipe's), then the YAML file, then ``overrides`` (the options given); a run shorter than
+    the report interval still reports often enough to see the loss go down."""
+    values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if yaml is not None:
+        config = load_config(yaml, values, base)
+    else:
+        config = replace(base or LoraConfig(), **values)
+    return replace(
+        config,
+        steps_per_report=max(1, min(config.steps_per_report, config.iters // 4)),
+        steps_per_eval=max(1, min(config.steps_per_eval, config.iters // 2)),
+    ).check()
+
+
+@dataclass
+class PreparedData:
+    """The data mlx_lm trains on, and what became of every input line."""
+
+    folder: Path
+    validation: dict[str, ValidationReport]
+    filters: dict[str, list[FilterResult]]
+    rejects: Path
+    source_hash: str
+    kept: dict[str, list[Example]] = field(default_factory=dict)
+    eval_prompts_checked: int | None = None  # None: no eval suite to check for leakage
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        found = [p for report in self.validation.values() for p in report.problems]
+        return found + [r for results in self.filters.values() for f in results for r in f.removed]
+
+    def retention_rows(self) -> list[tuple[str, str, int, int, float]]:
+        """(split, filter, kept, removed, fraction kept) for every split and filter."""
+        return [
+            (split, row.name, row.kept, row.removed, row.fraction)
+            for split, results in self.filters.items()
+            for row in retention(results)
+        ]
+
+
+def prepare(
+    source: Path,
+    out: Path,
+    *,
+    filters: Callable[[], Sequence[Filter]] = default_filters,
+    max_seq_length: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> PreparedData:
+    """Validate and filter ``source`` (train/valid/test.jsonl) into ``out`` for mlx_lm.
+
+    Every line ends up in ``out`` or in ``out/rejects.jsonl`` with its reason, never neither.
+    """
+    source, out = Path(source), Path(out)
+    splits = load_dataset(source)
+    missing = [s for s in ("train", "valid") if s not in splits]
+    if missing:
+        raise FileNotFoundError(f"{source} has no {' or '.join(m + '.jsonl' for m in missing)}")
+    validation = {
+        split: validate(lines, max_seq_length=max_seq_length, count_tokens=count_tokens)
+        for split, lines in splits.items()
+        if split in TRAINING_SPLITS
+    }
+    results: dict[str, list[FilterResult]] = {}
+    kept: dict[str, list[Example]] = {}
+    for split, report in validation.items():
+        results[split] = run_filters(report.valid, filters())
+        kept[split] = results[split][-1].kept if results[split] else list(report.valid)
+        write_examples(out / f"{split}.jsonl", kept[split])
+    prepared = PreparedData(
+        folder=out,
+        validation=validation,
+        filters=results,
+        rejects=out / "rejects.jsonl",
+        source_hash=dataset_hash(sorted(source.glob("*.jsonl"))),
+        kept=kept,
+    )
+    write_rejects(prepared.rejects, prepared.rejections)
+    return prepared
+
+
+def evaluate(
+    evals: Path,
+    results: Path,
+    *,
+    model: str | None = None,
+    adapter: Path | None = None,
+    extra: Sequence[str] = (),
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Run the eval suite in a fresh pytest and return its results document."""
+    command = [sys.executable, "-m", "pytest", str(evals), "-q", "-p", "no:cacheprovider",
+               f"--punie-results={results}", "--punie-history=none", *extra]  # fmt: skip
+    if model:
+        command.append(f"--punie-model={model}")
+    if adapter:
+        command.append(f"--punie-adapter={adapter}")
+    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False)
+    if not Path(results).is_file():
+        raise RuntimeError(
+            f"the eval suite wrote no results (exit {done.returncode}):\n{done.stdout[-3000:]}"
+        )
+    document: dict[str, Any] = json.loads(Path(results).read_text())
+    return document
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything a training run is given, resolved once by either entry point."""
+
+    data: Path
+    out: Path
+    model: str
+    config: LoraConfig
+    chat_template: str | None = None
+    evals: Path | None = None  # the eval suite the data must not leak into
+
+    @property
+    def data_folder(self) -> Path:
+        """Where the validated, filtered lines mlx_lm trains on are written."""
+        return self.out.parent / f"{self.out.name}.data"
+
+
+def prepare_job(job: TrainingJob) -> PreparedData:
+    """Validate and filter the job's data (lines measured with the model's tokenizer against
+    the config's ``max_seq_length``), then check it against the eval suite: raise
+    ``LeakageError`` naming each eval case and training file:line that match."""
+    prepared = prepare(
+        job.data,
+        job.data_folder,
+        max_seq_length=job.config.max_seq_length,
+        count_tokens=token_counter(job.model),
+    )
+    if job.evals is not None:
+        prepared.eval_prompts_checked = len(check_dataset(job.data, job.evals))
+    return prepared
+
+
+def train_job(
+    job: TrainingJob,
+    prepared: PreparedData,
+    *,
+    config: LoraConfig | None = None,
+    out: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train on the prepared data (``config``/``out`` for one point of a sweep); return the
+    adapter's manifest."""
+    return train_in_subprocess(
+        job.model,
+        prepared.folder,
+        out or job.out,
+        config or job.config,
+        chat_template=job.chat_template,
+        dataset_hash=prepared.source_hash,
+        progress=progress,
+    )
+
+
+_TEMPLATE_VARIABLE = re.compile(r"\btool_call\b(?!>)")
+
+
+def text_parsing_template(template: str) -> str:
+    """The same template with its loop variable renamed, so it renders the same text but no
+    longer holds ``tool_call.name``: mlx_lm then picks no tool parser, the server returns the
+    model's ``<tool_call>`` text as text, and the plugin parses it (``ToolCall.source`` text)."""
+    body = re.sub(r"\{#.*?#\}", "", template, flags=re.DOTALL)  # comments name the markers
+    return _TEMPLATE_VARIABLE.sub("call", body)
+
+
+def mode_differences(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[str]:
+    """Cases whose model text is the same in two results documents but whose score differs:
+    two ways of parsing calls must score the same output the same way."""
+    seconds = {c["nodeid"]: c for c in second["cases"]}
+    found = []
+    for case in first["cases"]:
+        other = seconds.get(case["nodeid"])
+        if other is None or case.get("repeat") != other.get("repeat"):
+            continue
+        same_text = _model_text(case) == _model_text(other)
+        if same_text and case["score"] != other["score"]:
+            found.append(f"{case['nodeid']}: {case['score']} vs {other['score']}")
+    return found
+
+
+def _model_text(case: Mapping[str, Any]) -> str:
+    """What the model wrote: its text, or its calls written the way the template writes them."""
+    response = case.get("response") or {}
+    calls = [
+        json.dumps({"name": c["name"], "arguments": c["arguments"]}, sort_keys=True)
+        for c in response.get("tool_calls", ())
+    ]
+    return "\n".join(calls) or str(response.get("text", ""))

@@ -1,0 +1,214 @@
+"""The controller's side of a run: gathers case results, gates, and reports them.
+
+Registered by the plugin on the controller only (never on xdist workers): case results arrive
+on test reports, so they are the same with or without xdist.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+
+from pytest_punie.results.render import (
+    category_rows,
+    comparison_html,
+    comparison_text,
+    escape,
+    failure_table,
+    text_table,
+    to_text,
+)
+from pytest_punie.results.report import (
+    bar_chart_svg,
+    few_cases_warnings,
+    served_lines,
+    side_by_side_html,
+    summary_html,
+)
+from pytest_punie.results.run import PROPERTY, CaseResult, call_sources_line, overall_score
+
+if TYPE_CHECKING:
+    from pytest_punie.options import Settings
+    from pytest_punie.results.compare import Comparison
+    from pytest_punie.results.run import CategoryScore, RunResults
+
+__all__ = ["PunieReporter"]
+
+
+class PunieReporter:
+    """Gathers case results, prints the tables, gates the exit status, writes JSON and history."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, results: RunResults) -> None:
+        self.config = config
+        self.settings = settings
+        self.results = results
+        self.gate: list[str] | None = None
+        self.comparison: Comparison | None = None
+        self.history_note: str | None = None
+        self.baseline_cases: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        found = False
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                found = True
+                result = CaseResult.from_json(cast("dict[str, Any]", value))
+                self.results.add(result)
+                self.config.hook.pytest_punie_case_result(result=result)
+        if not found and report.failed:
+            self.results.other_failures.append(report.nodeid)
+
+    def categories(self) -> list[CategoryScore]:
+        return self.results.categories(self.settings.min_category, self.settings.min_score)
+
+    def rows(self) -> list[list[str]]:
+        categories = self.categories()
+        rows = category_rows(categories, overall_score(self.results.cases))
+        self.config.hook.pytest_punie_summary_rows(rows=rows, categories=categories)
+        return rows
+
+    def cache_line(self) -> str:
+        """How many cases the response cache answered (``--punie-cache``)."""
+        cache = self.results.metadata.cache
+        if cache.get("mode") == "off":
+            return "cache: off"
+        cached = sum(c.cached for c in self.results.cases)
+        return (
+            f"cache: {cached} of {len(self.results.cases)} case(s) answered from the cache "
+            f"(mode {cache.get('mode')}, {cache.get('path')})"
+        )
+
+    def warnings(self) -> list[str]:
+        """Few-case warnings, and a void/partial run's error count."""
+        found = few_cases_warnings(self.categories(), self.settings.min_cases)
+        errors = sum(c.outcome == "error" for c in self.results.cases)
+        if errors:
+            total = len(self.results.cases)
+            kind = "void" if errors * 2 >= total else "partial"
+            found.append(
+                f"WARNING: {errors} of {total} case(s) errored (timeouts, a dead server...): "
+                f"this run is {kind}; the history marks it and never ranks it"
+            )
+        return found
+
+    def summary_lines(self) -> list[str]:
+        """The lines under the tables, in the terminal and in the HTML report alike: what was
+        served (append a line here to show it in both)."""
+        sources = call_sources_line(self.results.cases)
+        return [
+            *served_lines(self.results.metadata.server),
+            *([sources] if sources else []),
+            self.cache_line(),
+        ]
+
+    def _document(self) -> dict[str, Any]:
+        from pytest_punie.results.run import results_document
+
+        return results_document(
+            self.results.metadata, self.results.cases, self.categories(), self.gate
+        )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        settings = self.settings
+        self.results.metadata.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        gate: list[str] = []
+        if settings.gated:
+            gate += self.results.gate(settings.min_category, settings.min_score)
+        if settings.baseline is not None and self.results.cases:
+            from pytest_punie.results.compare import compare, load_results, regressions
+
+            baseline = load_results(settings.baseline)
+            self.baseline_cases = baseline["cases"]
+            self.comparison = compare(baseline, self._document())
+            gate += regressions(self.comparison, settings.max_regression)
+        if settings.gated or settings.max_regression:
+            self.gate = gate
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                failed = bool(gate)
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
+        if not self.results.cases:
+            return
+        document = self._document()
+        self.config.hook.pytest_punie_results(document=document)
+        if settings.results is not None:
+            from pytest_punie.results.run import write_results
+
+            write_results(settings.results, document)
+        if settings.history is not None:
+            from pytest_punie.results.history import record_run
+
+            try:
+                run_id = record_run(settings.history, document)
+                self.history_note = f"history: run {run_id} appended to {settings.history}"
+            except (OSError, ValueError, sqlite3.Error) as exc:  # must not hide the results
+                self.history_note = f"WARNING: history not written to {settings.history}: {exc}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results.cases:
+            return
+        write = terminalreporter.line
+        terminalreporter.section("punie: category scores")
+        write(text_table(self.rows(), total_row=True))
+        for warning in self.warnings():
+            write(warning, yellow=True)
+        failures = failure_table(self.categories())
+        if failures.rows:
+            write("")
+            write(to_text(failures))
+        if self.comparison is not None:
+            write("")
+            write(f"compared with {self.settings.baseline}:")
+            write(comparison_text(self.comparison))
+        for line in self.summary_lines():
+            write(line, red=line.startswith("WARNING"))
+        if self.settings.results is not None:
+            write(f"results: {self.settings.results}")
+        if self.history_note:
+            write(self.history_note, yellow=self.history_note.startswith("WARNING"))
+        for note in self.results.judge_notes():
+            write(note, yellow=True)
+        if self.gate is not None:
+            if self.gate:
+                write("punie gate FAILED:", red=True, bold=True)
+                for message in self.gate:
+                    write(f"  {message}", red=True)
+            else:
+                write("punie gate passed: every threshold was met", green=True)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
+        if not self.results.cases:
+            return
+        categories = self.categories()
+        section = summary_html(
+            self.rows(), self.summary_lines(), self.gate, failure_table(categories),
+            self.warnings(),
+        )  # fmt: skip
+        prefix.append(section)
+        baseline = None
+        if self.comparison is not None:
+            baseline = {c.name: c.baseline_mean for c in self.comparison.categories}
+            prefix.append("<h3>Compared with the baseline</h3>" + comparison_html(self.comparison))
+        prefix.append(bar_chart_svg(categories, baseline))
+        if self.comparison is not None:
+            candidate = [case.to_json() for case in self.results.cases]
+            prefix.append(side_by_side_html(self.comparison, self.baseline_cases, candidate))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(2, "<th>Category</th>")
+        cells.insert(3, '<th class="sortable" data-column-type="score">Score</th>')
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        value = next((v for n, v in getattr(report, "user_properties", ()) if n == PROPERTY), None)
+        category = escape(value["category"]) if value else ""  # a user's string: escaped
+        score = f"{value['score']:.2f}" if value else ""
+        cells.insert(2, f"<td>{category}</td>")
+        cells.insert(3, f"<td>{score}</td>")

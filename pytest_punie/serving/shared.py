@@ -1,0 +1,175 @@
+"""The one server a run uses: started here, shared between xdist workers, or already running.
+
+Without xdist, the session fixture starts the server and stops it at session end. Under xdist,
+the first worker that needs it starts it under a file lock and records it in the run's state
+folder; the others reuse it; the controller stops it when the whole run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_punie.serving.adapter_check import check_adapter_changes_model
+from pytest_punie.serving.chat_template import choose_template
+from pytest_punie.serving.models import content_hash, resolve_model
+from pytest_punie.serving.server import (
+    MlxServer,
+    ServerError,
+    ServerInfo,
+    connect,
+    probe_completion,
+)
+from pytest_punie.system.processes import process_alive, stop_process_group
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["ServerSpec", "serve", "stop_shared"]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What to serve and how: the model (path, GGUF or repo id; None: the default model), the
+    adapter, the chat template choice, the port; or an already running server's URL."""
+
+    model: str | None = None
+    adapter: Path | None = None
+    base_url: str | None = None
+    port: int | None = None
+    chat_template: str = "auto"
+    startup_timeout: float = 600.0
+    timeout: float = 120.0
+
+
+STATE_FILE = "server.json"
+STARTING_FILE = "server.starting.json"
+"""The pid of a shared server still starting, so the controller can stop it if its worker dies."""
+FAILED_FILE = "server.failed.json"
+"""Why the shared server could not start: the other workers fail at once with the same words."""
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _start(
+    settings: ServerSpec,
+    run_dir: Path,
+    *,
+    die_with_parent: bool,
+    on_spawn: Callable[[int], None] | None = None,
+) -> tuple[ServerInfo, MlxServer]:
+    """Prepare the model and its chat template, start the server, describe what it serves."""
+    try:
+        model = resolve_model(settings.model)
+    except Exception as exc:  # conversion and download errors carry their own explanation
+        raise ServerError(f"could not prepare the model: {exc}") from exc
+    template = choose_template(settings.chat_template, model)
+    server = MlxServer(
+        model,
+        str(settings.adapter) if settings.adapter else None,
+        log_path=run_dir / "mlx-server.log",
+        port=settings.port,
+        chat_template=template.template,
+        startup_timeout=settings.startup_timeout,
+        die_with_parent=die_with_parent,
+        on_spawn=on_spawn,
+    )
+    server.start()
+    extra: dict[str, Any] = {
+        "chat_template": template.name,
+        "tools_visible": template.tools_visible,
+        "chat_template_reason": template.reason,
+    }
+    if server.adapter:
+        try:
+            effect = check_adapter_changes_model(server.base_url, model, server.adapter)
+        except BaseException:
+            server.stop()
+            raise
+        extra["adapter_effect"] = effect if effect != float("inf") else "greedy text differs"
+    info = server.info(content_hash(server.model), content_hash(server.adapter))
+    return dataclasses.replace(info, extra=extra), server
+
+
+def serve(
+    settings: ServerSpec, run_dir: Path, *, shared: bool = False
+) -> tuple[ServerInfo, MlxServer | None]:
+    """The server to evaluate against, and the process to stop afterwards (None: not ours)."""
+    if settings.base_url:
+        return connect(settings.base_url, settings.model, timeout=settings.timeout), None
+    if not shared:
+        return _start(settings, run_dir, die_with_parent=True)
+
+    from filelock import FileLock
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = run_dir / STATE_FILE
+    with FileLock(str(run_dir / "server.lock")):
+        failed = run_dir / FAILED_FILE
+        if failed.is_file():
+            raise ServerError(json.loads(failed.read_text())["message"])
+        if state.is_file():
+            info = ServerInfo.from_json(json.loads(state.read_text()))
+            if (
+                process_alive(info.pid)
+                and probe_completion(info.base_url, info.model_name)[0] == 200
+            ):
+                return info, None
+            raise ServerError(
+                f"the shared mlx_lm server (pid {info.pid}) has died; see {info.log_path}"
+            )
+        starting = run_dir / STARTING_FILE
+        if starting.is_file():  # the worker that held the lock died while the server started
+            orphan = json.loads(starting.read_text()).get("pid")
+            if isinstance(orphan, int) and process_alive(orphan):
+                stop_process_group(orphan)
+            message = (
+                "the xdist worker starting the shared mlx_lm server died during start-up; "
+                f"see {run_dir / 'mlx-server.log'}"
+            )
+            _write_json(failed, {"message": message})
+            raise ServerError(message)
+        # The controller, not this worker, stops it: the worker may finish before the others.
+        # Its pid is recorded before it is ready, so the controller can stop it even if this
+        # worker is killed during start-up.
+        try:
+            info, _ = _start(
+                settings,
+                run_dir,
+                die_with_parent=False,
+                on_spawn=lambda pid: _write_json(starting, {"pid": pid}),
+            )
+        except ServerError as exc:
+            _write_json(failed, {"message": str(exc)})
+            starting.unlink(missing_ok=True)
+            raise
+        _write_json(state, info.to_json())
+        starting.unlink(missing_ok=True)
+        return info, None
+
+
+def stop_shared(run_dir: Path) -> None:
+    """Stop the server xdist workers shared, if one was started (the controller calls this)."""
+    starting = run_dir / STARTING_FILE
+    if starting.is_file():  # its worker died during start-up
+        with contextlib.suppress(ValueError, OSError):
+            pid = json.loads(starting.read_text()).get("pid")
+            if isinstance(pid, int) and process_alive(pid):
+                stop_process_group(pid)
+        starting.unlink(missing_ok=True)
+    state = run_dir / STATE_FILE
+    if not state.is_file():
+        return
+    info = ServerInfo.from_json(json.loads(state.read_text()))
+    if info.pid is not None:
+        stop_process_group(info.pid)
+    state.unlink(missing_ok=True)
