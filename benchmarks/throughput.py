@@ -24,8 +24,8 @@ from common import ROOT, machine_facts, run_evals, server, table
 from pytest_punie.conversation.agent import make_agent, make_model
 from pytest_punie.conversation.response import from_messages
 from pytest_punie.options import Settings
-from pytest_punie.plugin import CASE_KEY
 from pytest_punie.serving.server import ServerInfo
+from pytest_punie.stash import CASE_KEY
 from pytest_punie.tools.workspace import create_workspace
 
 

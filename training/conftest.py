@@ -25,9 +25,9 @@ from pytest_punie.finetune.pipeline import (
 )
 from pytest_punie.finetune.recipes import find_recipe
 from pytest_punie.options import TrainingSettings
-from pytest_punie.plugin import TRAINING_KEY
 from pytest_punie.serving.chat_template import choose_template
 from pytest_punie.serving.models import resolve_model
+from pytest_punie.stash import TRAINING_KEY
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_DATA = DATA / "sample"

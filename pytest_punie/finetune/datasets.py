@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from pytest_punie.system.files import atomic_writer
 
 __all__ = [
     "FORMATS",
@@ -197,24 +197,16 @@ def load_dataset(path: Path | str) -> dict[str, list[Line]]:
 
 
 def write_jsonl(path: Path | str, rows: Iterable[Example | Mapping[str, Any]]) -> int:
-    """Write rows as JSONL atomically (a temporary file, then ``os.replace``); return the count.
+    """Write rows as JSONL atomically (``system.files.atomic_writer``); return the count.
 
     An ``Example`` is written as its data only, so the file is exactly what mlx_lm expects.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
-            for row in rows:
-                data = row.data if isinstance(row, Example) else row
-                stream.write(json.dumps(data, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as stream:
+        for row in rows:
+            data = row.data if isinstance(row, Example) else row
+            stream.write(json.dumps(data, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pytest_punie.results.render import Cell, Table, percent, run_label, to_text
 from pytest_punie.results.report import history_page
 from pytest_punie.results.stats import CategoryStats, case_samples, category_intervals
+from pytest_punie.system.files import atomic_write_text
 
 __all__ = [
     "DEFAULT_DB",
@@ -234,11 +235,7 @@ def _keep_pending(path: Path, document: Mapping[str, Any], label: str | None) ->
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = folder / f"{stamp}-{os.getpid()}.json"
-    temporary = folder / f".{target.name}.tmp"
-    temporary.write_text(
-        json.dumps({"label": label, "document": document}, default=str), encoding="utf-8"
-    )
-    os.replace(temporary, target)
+    atomic_write_text(target, json.dumps({"label": label, "document": document}, default=str))
     return target
 
 

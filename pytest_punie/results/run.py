@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import uuid
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_punie.results.thresholds import EVERY_CATEGORY
+from pytest_punie.system.files import atomic_write_text
 
 __all__ = [
     "CaseResult",
@@ -282,10 +282,7 @@ def results_document(
 
 def write_results(path: Path, document: Mapping[str, Any]) -> None:
     """Write the results JSON atomically (a crash leaves the previous file whole)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(document, indent=2, default=str))
 
 
 @dataclass

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_punie.scoring.judge import GateDecision, Judge, JudgeError, JudgeIdentity
+from pytest_punie.system.files import atomic_write_text
 
 __all__ = [
     "DEFAULT_CALIBRATION_FILE",
@@ -266,10 +266,7 @@ def record_calibration(
     judge = data.setdefault(identity.hash, {"judge": identity.to_json(), "calibrations": []})
     judge["judge"] = identity.to_json()
     judge.setdefault("calibrations", []).append(entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
     return entry
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
 from pytest_punie.serving.default_model import default_model_path
 from pytest_punie.serving.gguf import convert_gguf, is_converted_model
-from pytest_punie.system.files import cache_dir
+from pytest_punie.system.files import atomic_write_text, cache_dir
 
 __all__ = ["ModelError", "check_model_spec", "content_hash", "resolve_model"]
 
@@ -84,10 +83,7 @@ def content_hash(path: str | Path | None) -> str | None:
                 digest.update(chunk)
     value = digest.hexdigest()
     try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}")
-        tmp.write_text(value)
-        os.replace(tmp, memo)
+        atomic_write_text(memo, value)
     except OSError:
         pass  # a read-only cache only costs the hash being computed again
     return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from pytest_punie.serving.server import (
     connect,
     probe_completion,
 )
+from pytest_punie.system.files import atomic_write_text
 from pytest_punie.system.processes import process_alive, stop_process_group
 
 if TYPE_CHECKING:
@@ -55,9 +55,7 @@ FAILED_FILE = "server.failed.json"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data))
 
 
 def _start(

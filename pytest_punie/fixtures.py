@@ -1,0 +1,368 @@
+"""The fixtures pytest-punie gives tests: the server, the runner, each case's result, the
+workspace, pydantic-ai models and agents, the judge."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+
+from pytest_punie.cases.marker import (
+    Case,
+)
+from pytest_punie.options import (
+    Settings,
+    TrainingSettings,
+)
+from pytest_punie.serving.server import ServerError, ServerInfo
+from pytest_punie.stash import (
+    CASE_KEY,
+    JUDGE_KEY,
+    RESPONSE_KEY,
+    RUN_DIR_KEY,
+    RUNNER_KEY,
+    SERVER_KEY,
+    SETTINGS_KEY,
+    SHARED_KEY,
+    TRAINING_KEY,
+    cache_path,
+    is_worker,
+)
+
+if TYPE_CHECKING:
+    from pydantic_ai import Agent
+
+    from pytest_punie.conversation.cache import CacheUse
+    from pytest_punie.conversation.response import Response
+    from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
+    from pytest_punie.scoring.judge import Judge
+
+
+@pytest.fixture
+def _punie_repeat(request: pytest.FixtureRequest) -> int:
+    """Which run of a repeated case this is (``--punie-repeat``)."""
+    return int(request.param)
+
+
+def _fail(exc: Exception) -> None:
+    pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def punie_settings(request: pytest.FixtureRequest) -> Settings:
+    """The run's validated ``--punie-*`` evaluation settings."""
+    return request.config.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def punie_training(request: pytest.FixtureRequest) -> TrainingSettings:
+    """The run's validated training settings (``--punie-train-data``, ``--punie-lora-*``...)."""
+    return request.config.stash[TRAINING_KEY]
+
+
+@pytest.fixture(scope="session")
+def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
+    """The server under evaluation: started on the model (and adapter) of the options, shared
+    between xdist workers, or the one ``--punie-base-url`` names."""
+    from pytest_punie.serving.shared import serve
+
+    config = request.config
+    try:
+        info, server = serve(
+            config.stash[SETTINGS_KEY].server_spec(),
+            config.stash[RUN_DIR_KEY],
+            shared=is_worker(config),
+        )
+    except ServerError as exc:
+        _fail(exc)
+    config.stash[SERVER_KEY] = (info, server)
+    try:
+        yield info
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def check_server_alive(config: pytest.Config, session: pytest.Session | None = None) -> None:
+    """Fail the current test with the server log's tail when the server has died."""
+    from pytest_punie.serving.server import log_tail
+    from pytest_punie.system.processes import process_alive
+
+    info, server = config.stash[SERVER_KEY]
+    alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
+    if not alive:
+        if session is not None:  # nothing more can be answered: stop with one message
+            session.shouldstop = (
+                f"pytest-punie stopped the run: the mlx_lm server died (log: {info.log_path})"
+            )
+        pytest.fail(
+            f"the mlx_lm server died during the run. Last lines of {info.log_path}:\n"
+            + log_tail(info.log_path),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> Iterator[CaseRunner]:
+    """Runs the conversations of cases with a prompt, concurrently; the server batches them.
+
+    Under xdist one worker submits every selected case and publishes the outcomes; the others
+    read theirs (``SharedOutcomes``), so ``-n`` keeps as many conversations in flight as a run
+    without it."""
+    from pytest_punie.conversation.agent import make_model
+    from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
+
+    config = request.config
+    settings = config.stash[SETTINGS_KEY]
+    cache = _response_cache(config, punie_server)
+    runner = CaseRunner(
+        lambda: make_model(punie_server, settings.request_spec(), cache=cache),
+        config.stash[RUN_DIR_KEY] / "workspaces",
+        concurrency=settings.concurrency,
+        case_timeout=settings.case_timeout,
+        repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
+    )
+    shared = SharedOutcomes(config.stash[RUN_DIR_KEY]) if is_worker(config) else None
+    leader = shared is None or shared.become_leader()
+    if shared is not None and not leader:
+        config.stash[SHARED_KEY] = shared
+    if leader:
+        for item in request.session.items:
+            if case := _prompt_case(item):
+                future = runner.submit(case)
+                if shared is not None:
+                    future.add_done_callback(functools.partial(_publish, shared, case.nodeid))
+    config.stash[RUNNER_KEY] = runner
+    try:
+        yield runner
+    finally:
+        del config.stash[RUNNER_KEY]
+        if shared is not None and leader and not request.session.shouldstop:
+            runner.wait_all()  # the other workers wait for the conversations this one runs
+        runner.close()
+        if cache is not None:
+            cache.close()
+
+
+def _response_cache(
+    config: pytest.Config, server: ServerInfo, repeat: int | None = None
+) -> CacheUse | None:
+    """The run's response cache (``--punie-cache``) for what ``server`` serves, or None;
+    ``repeat`` fixes the repeat index of the key (else the runner sets it per case)."""
+    settings = config.stash[SETTINGS_KEY]
+    if settings.cache == "off":
+        return None
+    from pytest_punie.conversation.cache import CacheUse
+
+    return CacheUse.open(cache_path(config), server, settings.cache, repeat)
+
+
+def _publish(shared: SharedOutcomes, nodeid: str, future: Future[Any]) -> None:
+    shared.publish(nodeid, future, _infrastructure_error)
+
+
+def _prompt_case(item: pytest.Item) -> Case | None:
+    """The item's case when the plugin runs its conversation (a prompt and ``punie_result``)."""
+    case = item.stash.get(CASE_KEY, None)
+    if case and case.prompt and "punie_result" in getattr(item, "fixturenames", ()):
+        return case
+    return None
+
+
+def _case(request: pytest.FixtureRequest) -> Case:
+    case: Case | None = request.node.stash.get(CASE_KEY, None)
+    if case is None:
+        pytest.fail(f"{request.node.nodeid} needs @pytest.mark.punie(...)", pytrace=False)
+    return case
+
+
+@pytest.fixture
+def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Response:
+    """The model's response to the case's ``prompt``, run concurrently with other cases."""
+    case = _case(request)
+    if not case.prompt:
+        pytest.fail(
+            f"{case.nodeid}: punie_result needs @pytest.mark.punie(prompt=...)", pytrace=False
+        )
+    shared = request.config.stash.get(SHARED_KEY, None)
+    future = punie_runner.submit(case) if shared is None else None
+    while True:
+        try:
+            if future is not None:
+                outcome = future.result(timeout=1.0)
+                break
+            published = shared.read(case.nodeid) if shared is not None else None
+            if published is not None:
+                outcome = published
+                break
+            time.sleep(0.1)
+            _check_leader_alive(shared)
+            check_server_alive(request.config, request.session)
+        except TimeoutError:
+            # a dead server must not leave the test waiting
+            check_server_alive(request.config, request.session)
+        except Exception as exc:
+            check_server_alive(request.config, request.session)
+            _stop_on_repeated_infrastructure_errors(request, exc)
+            pytest.fail(f"the model request failed: {_causes(exc)}", pytrace=False)
+    request.node.stash[RESPONSE_KEY] = outcome.response
+    return outcome.response
+
+
+def _check_leader_alive(shared: SharedOutcomes | None) -> None:
+    """Fail the test when the xdist worker running the conversations has gone."""
+    from pytest_punie.system.processes import process_alive
+
+    if shared is not None and not process_alive(shared.leader_pid()):
+        pytest.fail(
+            "the xdist worker running the conversations has stopped before this case's answer",
+            pytrace=False,
+        )
+
+
+INFRASTRUCTURE_ERRORS_TO_STOP = 3
+INFRA_KEY = pytest.StashKey[list[str]]()
+
+
+def _infrastructure_error(exc: BaseException) -> bool:
+    """A timeout, a refused or broken connection: the server, not the model, failed."""
+    from pydantic_ai.exceptions import ModelConnectionError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ModelConnectionError, ConnectionError, TimeoutError, ServerError)):
+            return True
+        if getattr(seen, "infrastructure", False):  # failed so in another xdist worker
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _stop_on_repeated_infrastructure_errors(
+    request: pytest.FixtureRequest, exc: BaseException
+) -> None:
+    """After a few cases failed the same infrastructure way, stop the run with one message
+    naming the cause, rather than a wall of errors that says nothing about the model."""
+    if not _infrastructure_error(exc):
+        return
+    seen = request.config.stash.setdefault(INFRA_KEY, [])
+    seen.append(_causes(exc).split(" <- ")[-1])
+    if len(seen) >= INFRASTRUCTURE_ERRORS_TO_STOP:
+        request.session.shouldstop = (
+            f"pytest-punie stopped the run: {len(seen)} cases failed to get an answer from the "
+            f"model server ({seen[-1]}). The results would mean nothing. Is the server "
+            "overloaded or gone? Try a larger --punie-timeout or a lower --punie-concurrency."
+        )
+
+
+def _causes(exc: BaseException) -> str:
+    """``exc`` and what caused it, down to the root (the HTTP or socket error)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 6:
+        parts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(parts)
+
+
+@pytest.fixture
+def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The case's workspace folder: after its conversation for a prompt case, else a fresh copy."""
+    case = _case(request)
+    if case.prompt and "punie_result" in request.fixturenames:
+        request.getfixturevalue("punie_result")
+        runner: CaseRunner = request.getfixturevalue("punie_runner")
+        return runner.workspace_for(case.nodeid)
+    from pytest_punie.tools.workspace import create_workspace
+
+    return create_workspace(case.workspace, tmp_path / "workspace").root
+
+
+@pytest_asyncio.fixture
+async def punie_model(
+    request: pytest.FixtureRequest, punie_server: ServerInfo
+) -> AsyncIterator[Any]:
+    """The pydantic-ai model on the server, with the run's sampling settings."""
+    from pytest_punie.conversation.agent import close_model, make_model
+
+    check_server_alive(request.config, request.session)
+    case = request.node.stash.get(CASE_KEY, None)
+    cache = _response_cache(request.config, punie_server, case.repeat if case else 0)
+    model = make_model(punie_server, request.config.stash[SETTINGS_KEY].request_spec(), cache=cache)
+    try:
+        yield model
+    finally:
+        closing = close_model(model)
+        if closing is not None:
+            await closing
+        if cache is not None:
+            cache.close()
+
+
+@pytest.fixture
+def punie_agent(
+    request: pytest.FixtureRequest, punie_model: Any, punie_workspace: Path
+) -> Agent[None, str]:
+    """A pydantic-ai agent on the server with the case's tools bound to its workspace."""
+    from pytest_punie.conversation.agent import make_agent
+    from pytest_punie.tools.workspace import Workspace
+
+    case = _case(request)
+    return make_agent(punie_model, case.tools, Workspace(punie_workspace), case.system_prompt)
+
+
+@pytest.fixture(scope="session")
+def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
+    """The judge of ``assert_judge``: the options' judge model, or the model under test's base."""
+    from pytest_punie.options import JUDGE_MIN_AGREEMENT_OPTION
+    from pytest_punie.scoring.judge import start_judge
+    from pytest_punie.scoring.judge_calibration import gate_decision
+
+    config = request.config
+    judge_settings = config.stash[JUDGE_KEY]
+    under_test = None
+    if judge_settings.uses_server_under_test:
+        under_test = request.getfixturevalue("punie_server")
+    try:
+        judge, server = start_judge(
+            judge_settings,
+            config.stash[SETTINGS_KEY].server_spec(),
+            config.stash[RUN_DIR_KEY],
+            under_test=under_test,
+            shared=is_worker(config),
+        )
+    except ServerError as exc:
+        _fail(exc)
+    judge.gate = gate_decision(
+        judge.identity,
+        judge_settings.min_agreement,
+        judge_settings.calibration,
+        JUDGE_MIN_AGREEMENT_OPTION.flag,
+    )
+    try:
+        yield judge
+    finally:
+        judge.close()
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _punie_judge_context(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tell ``assert_judge`` the case's prompt and reference and how to get the judge."""
+    from pytest_punie.scoring.judge import JudgeContext, judge_context
+
+    case = request.node.stash.get(CASE_KEY, None)
+    context = JudgeContext(
+        case.prompt if case else None,
+        case.reference if case else None,
+        lambda: request.getfixturevalue("punie_judge"),
+    )
+    with judge_context(context):
+        yield

@@ -1,0 +1,44 @@
+"""The plugin's state, kept in typed stash keys on the config and the items (never globals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_punie.cases.marker import Case
+    from pytest_punie.conversation.response import Response
+    from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
+    from pytest_punie.options import Settings, TrainingSettings
+    from pytest_punie.results.run import RunResults
+    from pytest_punie.scoring.judge import JudgeSettings
+    from pytest_punie.scoring.scorers import ScoreSheet
+    from pytest_punie.serving.server import MlxServer, ServerInfo
+
+SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
+TRAINING_KEY: pytest.StashKey[TrainingSettings] = pytest.StashKey()
+JUDGE_KEY: pytest.StashKey[JudgeSettings] = pytest.StashKey()
+RUN_DIR_KEY: pytest.StashKey[Path] = pytest.StashKey()
+RESULTS_KEY: pytest.StashKey[RunResults] = pytest.StashKey()
+SERVER_KEY: pytest.StashKey[tuple[ServerInfo, MlxServer | None]] = pytest.StashKey()
+CASE_KEY: pytest.StashKey[Case] = pytest.StashKey()
+SHEET_KEY: pytest.StashKey[ScoreSheet] = pytest.StashKey()
+RESPONSE_KEY: pytest.StashKey[Response] = pytest.StashKey()
+RUNNER_KEY: pytest.StashKey[CaseRunner] = pytest.StashKey()
+SHARED_KEY: pytest.StashKey[SharedOutcomes] = pytest.StashKey()
+WORKER_RUN_DIR = "punie_run_dir"  # the key of xdist's workerinput holding the run folder
+REPEAT_FIXTURE = "_punie_repeat"
+
+
+def is_worker(config: pytest.Config) -> bool:
+    """Whether this is an xdist worker (the controller aggregates and reports)."""
+    return hasattr(config, "workerinput")
+
+
+def cache_path(config: pytest.Config) -> Path:
+    """The response cache's database, next to where pytest was started."""
+    from pytest_punie.conversation.cache import DEFAULT_CACHE_PATH  # lazy: pydantic-ai
+
+    return config.invocation_params.dir / DEFAULT_CACHE_PATH
