@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from pytest_punie.results.compare import parse_max_regression
+from pytest_punie.cli.compare import parse_max_regression
 from pytest_punie.results.run import CaseResult, category_scores, gate_failures
 from pytest_punie.results.thresholds import parse_threshold, parse_thresholds
 

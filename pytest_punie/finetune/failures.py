@@ -10,16 +10,14 @@ sidecar, which mlx_lm never reads. Existing output files are never overwritten.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_punie.finetune.datasets import provenance_path, write_jsonl
 
-__all__ = ["ExportError", "add_parser", "export_failures", "failure_lines", "transcript_to_chat"]
+__all__ = ["ExportError", "export_failures", "failure_lines", "transcript_to_chat"]
 
 OUTPUT_NAME = "failures.jsonl"
 
@@ -157,31 +155,3 @@ def export_failures(results: Path, out_dir: Path) -> tuple[Path, int, int]:
     write_jsonl(provenance_path(target), ({"line": n, **p} for n, (_, p) in enumerate(lines, 1)))
     write_jsonl(target, (line for line, _ in lines))
     return target, len(lines), sum(p["needs_answer"] for _, p in lines)
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        target, count, unanswered = export_failures(Path(args.results), Path(args.out))
-    except (ExportError, FileNotFoundError, ValueError) as exc:
-        print(f"punie export-failures: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {count} failed case(s) to {target} (provenance: {provenance_path(target)})")
-    if unanswered:
-        print(f"{unanswered} line(s) state no expected answer: write the assistant turn to train")
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``punie export-failures RESULTS.json --out DIR``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "export-failures",
-        help="write a run's failed cases as training lines for review",
-        description="Write the failed cases of a results JSON as mlx_lm training lines (prompt, "
-        "tools, and the expected answer or call where the case states one) to "
-        f"DIR/{OUTPUT_NAME}, with run and case ids in the provenance sidecar. Never overwrites.",
-    )
-    parser.add_argument("results", metavar="RESULTS.json", help="a --punie-results file")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
-    handler: Callable[[argparse.Namespace], int] = _run
-    parser.set_defaults(handler=handler)
-    return parser

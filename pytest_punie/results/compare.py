@@ -9,16 +9,14 @@ since it tests the change the table shows (the mean score).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_punie.results.render import comparison_text, run_label
+from pytest_punie.results.render import run_label
 from pytest_punie.results.stats import (
     ALPHA,
     CaseSamples,
@@ -26,7 +24,6 @@ from pytest_punie.results.stats import (
     mcnemar_p,
     paired_bootstrap_p,
 )
-from pytest_punie.results.thresholds import parse_threshold
 
 if TYPE_CHECKING:
     import os
@@ -36,7 +33,6 @@ __all__ = [
     "CaseChange",
     "CategoryComparison",
     "Comparison",
-    "add_parser",
     "compare",
     "document_label",
     "load_results",
@@ -321,52 +317,3 @@ def regressions(comparison: Comparison, max_drop: Mapping[str, float]) -> list[s
 
 
 # -- the ``punie compare`` command ----------------------------------------------------------------
-
-
-def parse_max_regression(text: str) -> tuple[str, float]:
-    """argparse's face of ``thresholds.parse_threshold``."""
-    try:
-        return parse_threshold(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        baseline = load_results(args.baseline)
-        candidate = load_results(args.candidate)
-    except (OSError, ValueError) as error:
-        print(f"punie compare: {error}", file=sys.stderr)
-        return 2
-    comparison = compare(baseline, candidate)
-    print(comparison_text(comparison))
-    failures = regressions(comparison, dict(args.max_regression or []))
-    if failures:
-        print("\nregression gate FAILED:", *failures, sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``punie compare RESULTS_A RESULTS_B [--max-regression CATEGORY=DROP ...]``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "compare",
-        help="compare two results files: changes per category, fixed and broken cases",
-        description="Compare two pytest-punie results files: the change of each category's "
-        "mean with paired significance tests (exact McNemar on pass/fail flips, paired "
-        "bootstrap on scores), and the cases fixed, broken, added or removed. Exits 1 when a "
-        "--max-regression limit is exceeded, 2 when a file cannot be read.",
-    )
-    parser.add_argument("baseline", metavar="RESULTS_A", help="the baseline results JSON")
-    parser.add_argument("candidate", metavar="RESULTS_B", help="the candidate results JSON")
-    parser.add_argument(
-        "--max-regression",
-        metavar="CATEGORY=DROP",
-        action="append",
-        type=parse_max_regression,
-        help="fail (exit 1) when CATEGORY's mean drops by more than DROP (0.05 or 5%%); "
-        "CATEGORY '*' or 'all' means every category, 'overall' the overall mean (repeatable)",
-    )
-    handler: Callable[[argparse.Namespace], int] = _run
-    parser.set_defaults(handler=handler)
-    return parser

@@ -8,13 +8,11 @@ keeping the table by hand in a journal.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sqlite3
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +30,6 @@ __all__ = [
     "HistoryError",
     "HistoryLocked",
     "RunRow",
-    "add_parser",
     "all_runs_table",
     "cumulative",
     "cumulative_table",
@@ -542,48 +539,3 @@ def history_html(db_path: str | os.PathLike[str], title: str = "pytest-punie run
 
 
 # -- the ``punie history`` command ----------------------------------------------------------------
-
-
-def _run(args: argparse.Namespace) -> int:
-    db_path = Path(args.db)
-    if not db_path.is_file():
-        print(
-            f"punie history: no run history at {db_path} (record a run first, or pass --db)",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        print(format_history(db_path, all_runs=args.all))
-        page = history_html(db_path) if args.html else None
-    except (OSError, ValueError) as error:
-        print(f"punie history: {error}", file=sys.stderr)
-        return 2
-    if page is not None:
-        out = Path(args.html)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
-        print(f"wrote {out}")
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``punie history [--db PATH] [--html OUT.html] [--all]``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "history",
-        help="the cumulative results table of the recorded runs",
-        description="Show the cumulative results table of the recorded runs: the latest run "
-        "of each model/adapter, the best value of each score column marked with '*'. Exits 2 "
-        "when there is no history.",
-    )
-    parser.add_argument(
-        "--db", default=str(DEFAULT_DB), metavar="PATH", help=f"the history (default {DEFAULT_DB})"
-    )
-    parser.add_argument(
-        "--html",
-        metavar="OUT.html",
-        help="also write the history as an HTML page (trend charts per category, tables)",
-    )
-    parser.add_argument("--all", action="store_true", help="also list every recorded run")
-    handler: Callable[[argparse.Namespace], int] = _run
-    parser.set_defaults(handler=handler)
-    return parser
