@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_facts, server, stream_completion, table
 
-from pytest_punie.scoring.scorers import assert_keywords, assert_number, assert_python_code
+from pytest_punie.scoring.code import assert_python_code
+from pytest_punie.scoring.text import assert_keywords, assert_number
 from pytest_punie.serving.default_model import default_gguf
 from pytest_punie.serving.gguf import convert_gguf
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import machine_facts, table
 
-from pytest_punie.scoring import scorers
+from pytest_punie.scoring import code as scorers
 from pytest_punie.system import sandbox
 
 ANSWER = "```python\ndef factorial(n):\n    return 1 if n <= 1 else n * factorial(n - 1)\n```"

@@ -5,6 +5,8 @@ Scorers are importable from here; the pytest plugin itself lives in ``pytest_pun
 
 from pytest_punie.conversation.response import Response, as_response
 from pytest_punie.scoring.bfcl import ExpectedCall, any_of
+from pytest_punie.scoring.code import assert_python_code
+from pytest_punie.scoring.framework import ScoreRecord, ScoreSheet, collecting_scores, scorer
 from pytest_punie.scoring.judge import (
     Judge,
     JudgeError,
@@ -13,18 +15,11 @@ from pytest_punie.scoring.judge import (
     assert_judge,
     judge_rubric,
 )
-from pytest_punie.scoring.scorers import (
-    ScoreRecord,
-    ScoreSheet,
-    assert_keywords,
+from pytest_punie.scoring.text import assert_keywords, assert_number, assert_regex
+from pytest_punie.scoring.tool_calls import (
     assert_no_tool_call,
-    assert_number,
-    assert_python_code,
-    assert_regex,
     assert_tool_called,
     assert_tool_calls,
-    collecting_scores,
-    scorer,
 )
 from pytest_punie.tools.parsing import ToolCall, parse_tool_calls
 

@@ -41,8 +41,7 @@ from pytest_punie.results.run import (
     failure_type,
     run_metadata,
 )
-from pytest_punie.results.summary import PunieReporter
-from pytest_punie.scoring.scorers import ScoreFailure, collecting_scores
+from pytest_punie.scoring.framework import ScoreFailure, collecting_scores
 from pytest_punie.stash import (
     CASE_KEY,
     JUDGE_KEY,
@@ -58,6 +57,7 @@ from pytest_punie.stash import (
     cache_path,
     is_worker,
 )
+from pytest_punie.summary import PunieReporter
 
 if TYPE_CHECKING:
     from pytest_punie.conversation.response import Response

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
     from pytest_punie.options import Settings, TrainingSettings
     from pytest_punie.results.run import RunResults
+    from pytest_punie.scoring.framework import ScoreSheet
     from pytest_punie.scoring.judge import JudgeSettings
-    from pytest_punie.scoring.scorers import ScoreSheet
     from pytest_punie.serving.server import MlxServer, ServerInfo
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()

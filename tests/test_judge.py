@@ -16,6 +16,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pytest_punie import Rubric, assert_judge, judge_rubric
 from pytest_punie.cli import main
 from pytest_punie.conversation.response import Response
+from pytest_punie.scoring.framework import ScoreFailure, collecting_scores
 from pytest_punie.scoring.judge import (
     GateDecision,
     Judge,
@@ -35,7 +36,6 @@ from pytest_punie.scoring.judge_calibration import (
     record_calibration,
     spearman,
 )
-from pytest_punie.scoring.scorers import ScoreFailure, collecting_scores
 from pytest_punie.testing import FakeOpenAI
 
 VALID = '{"score": 0.9, "reason": "explains it correctly"}'

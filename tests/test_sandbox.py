@@ -19,7 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_punie.scoring.scorers import ScoreFailure, ScoreRecord, assert_python_code
+from pytest_punie.scoring.code import assert_python_code
+from pytest_punie.scoring.framework import ScoreFailure, ScoreRecord
 from pytest_punie.system import sandbox
 from pytest_punie.tools.workspace import Workspace
 

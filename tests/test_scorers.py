@@ -16,20 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_punie.conversation.response import Response
-from pytest_punie.scoring.scorers import (
+from pytest_punie.scoring.code import assert_python_code
+from pytest_punie.scoring.framework import (
     ScoreFailure,
     ScoreRecord,
     ScoreSheet,
-    assert_keywords,
-    assert_no_tool_call,
-    assert_number,
-    assert_python_code,
-    assert_regex,
-    assert_tool_called,
     collecting_scores,
     current_sheet,
     scorer,
 )
+from pytest_punie.scoring.text import assert_keywords, assert_number, assert_regex
+from pytest_punie.scoring.tool_calls import assert_no_tool_call, assert_tool_called
 from pytest_punie.tools.parsing import ToolCall
 
 WEATHER_CALL = (

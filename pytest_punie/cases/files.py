@@ -27,6 +27,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_punie.cases.marker import MARKER, REPEAT_ID, REPEATS_KEY, Case
+from pytest_punie.scoring import code as code_scorers
+from pytest_punie.scoring import framework
+from pytest_punie.scoring import text as text_scorers
+from pytest_punie.scoring import tool_calls as tool_scorers
 
 if TYPE_CHECKING:
     from pytest_punie.conversation.response import Response
@@ -401,29 +405,30 @@ def to_model_messages(history: Sequence[Mapping[str, Any]]) -> list[Any]:
 def score_case(expected: Mapping[str, Any], response: Response, folder: Path | None = None) -> None:
     """Run every check ``expected`` names (each one's score is recorded), then raise the first
     failure."""
-    from pytest_punie.scoring import scorers
     from pytest_punie.scoring.bfcl import ExpectedCall
 
     checks: list[Callable[[], Any]] = []
     if "number" in expected:
         tolerance = float(expected.get("tolerance", 0.0))
-        checks.append(lambda: scorers.assert_number(response, expected["number"], tolerance))
+        checks.append(lambda: text_scorers.assert_number(response, expected["number"], tolerance))
     if "keywords" in expected:
         fraction = float(expected.get("min_fraction", 1.0))
-        checks.append(lambda: scorers.assert_keywords(response, expected["keywords"], fraction))
+        checks.append(
+            lambda: text_scorers.assert_keywords(response, expected["keywords"], fraction)
+        )
     if "regex" in expected:
-        checks.append(lambda: scorers.assert_regex(response, expected["regex"]))
+        checks.append(lambda: text_scorers.assert_regex(response, expected["regex"]))
     if "tool_calls" in expected:
         calls = [ExpectedCall(c["name"], c.get("arguments", {})) for c in expected["tool_calls"]]
         ordered = bool(expected.get("ordered", False))
-        checks.append(lambda: scorers.assert_tool_calls(response, calls, ordered=ordered))
+        checks.append(lambda: tool_scorers.assert_tool_calls(response, calls, ordered=ordered))
     if expected.get("no_tool_call"):
-        checks.append(lambda: scorers.assert_no_tool_call(response))
+        checks.append(lambda: tool_scorers.assert_no_tool_call(response))
     if "python_tests" in expected:
-        checks.append(lambda: scorers.assert_python_code(response, expected["python_tests"]))
+        checks.append(lambda: code_scorers.assert_python_code(response, expected["python_tests"]))
     if "scorer" in expected:
         function = load_scorer(expected["scorer"], folder)
-        own = function if isinstance(function, scorers.Scorer) else scorers.scorer(function)
+        own = function if isinstance(function, framework.Scorer) else framework.scorer(function)
         checks.append(lambda: own(response))
     failures: list[AssertionError] = []
     for check in checks:

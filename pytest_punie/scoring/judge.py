@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pytest_punie.conversation.response import Response
 from pytest_punie.results.run import JUDGE_ERROR
-from pytest_punie.scoring.scorers import ScoreFailure, Scorer, ScoreRecord
+from pytest_punie.scoring.framework import ScoreFailure, Scorer, ScoreRecord
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
