@@ -3,8 +3,9 @@
 Scorers are importable from here; the pytest plugin itself lives in ``pytest_punie.plugin``.
 """
 
+from pytest_punie.cases.files import punie_cases
 from pytest_punie.conversation.response import Response, as_response
-from pytest_punie.scoring.bfcl import ExpectedCall, any_of
+from pytest_punie.scoring.bfcl import ExpectedCall, any_of, check_tool_calls
 from pytest_punie.scoring.code import assert_python_code
 from pytest_punie.scoring.framework import ScoreRecord, ScoreSheet, collecting_scores, scorer
 from pytest_punie.scoring.judge import (
@@ -43,8 +44,10 @@ __all__ = [
     "assert_regex",
     "assert_tool_called",
     "assert_tool_calls",
+    "check_tool_calls",
     "collecting_scores",
     "judge_rubric",
     "parse_tool_calls",
+    "punie_cases",
     "scorer",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_punie.results.thresholds import EVERY_CATEGORY
+from pytest_punie.scoring.judge import JUDGE_ERROR
 from pytest_punie.system.files import atomic_write_text
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
 ]
 
 PROPERTY = "punie"  # the key of the user property that carries a case result on its report
-JUDGE_ERROR = "judge error"  # the failure type of a case whose judge gave no valid verdict
 
 
 @dataclass(frozen=True)

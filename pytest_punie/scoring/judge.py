@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, overload
 from pydantic import BaseModel, Field, ValidationError
 
 from pytest_punie.conversation.response import Response
-from pytest_punie.results.run import JUDGE_ERROR
 from pytest_punie.scoring.framework import ScoreFailure, Scorer, ScoreRecord
 
 if TYPE_CHECKING:
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
 
     from pytest_punie.serving.server import MlxServer, ServerInfo
     from pytest_punie.serving.shared import ServerSpec
+
+JUDGE_ERROR = "judge error"  # the failure type of a case whose judge gave no valid verdict
 
 __all__ = [
     "JUDGE_ERROR",
