@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_punie.cli.compare import add_parser
 from pytest_punie.results.compare import (
     Comparison,
-    add_parser,
     compare,
     document_label,
     load_results,

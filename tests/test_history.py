@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_punie.cli.history import add_parser
 from pytest_punie.results import history
 from pytest_punie.results.history import (
     DEFAULT_DB,
     RunRow,
-    add_parser,
     cumulative_table,
     format_history,
     history_html,
