@@ -3,7 +3,8 @@
 The judge (``--punie-judge``, default: the model under test without its adapter) reads the
 prompt, the answer and the case's reference answer, and scores the answer against a rubric.
 ``evals/judge_labels.jsonl`` holds human-scored answers to these prompts, to calibrate a judge
-with ``punie judge calibrate evals/judge_labels.jsonl``.
+with ``punie judge calibrate evals/judge_labels.jsonl``. Without a judge named on purpose
+(``--punie-judge-model`` or ``--punie-judge-base-url``) these cases are skipped: see conftest.py.
 """
 
 import pytest

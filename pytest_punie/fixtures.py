@@ -170,6 +170,8 @@ def _publish(shared: SharedOutcomes, nodeid: str, future: Future[Any]) -> None:
 def _prompt_case(item: pytest.Item) -> Case | None:
     """The item's case when the plugin runs its conversation (a prompt and ``punie_result``)."""
     case = item.stash.get(CASE_KEY, None)
+    if item.get_closest_marker("skip") is not None:  # never run: nothing to ask
+        return None
     if case and case.prompt and "punie_result" in getattr(item, "fixturenames", ()):
         return case
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,10 @@ def _tool_call_rate(document: dict) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("PUNIE_SLOW") != "1",
+    reason="trains the recipe and runs evals/ three times (about 25 min): PUNIE_SLOW=1 runs it",
+)
 def test_recipe_eval_after_end_to_end(tmp_path):
     """``pytest training/ --punie-recipe=tool-calling --punie-eval-after`` on a short run: the
     adapter, the comparison next to it, and an adapter that calls tools more often than the base."""
