@@ -425,3 +425,18 @@ def test_free_form_cases_on_punie_agent_are_cached_too(pytester):
         assert len(fake.chat_requests) == 2
     again.assert_outcomes(passed=1)
     again.stdout.fnmatch_lines(["cache: 1 of 1 case(s) answered from the cache*"])
+
+
+def test_a_skipped_case_is_never_sent_to_the_model(pytester):
+    pytester.makepyfile(
+        _prompt_cases(2)
+        + '\n\n@pytest.mark.skip(reason="not today")\n'
+        + '@pytest.mark.punie(category="q", prompt="question 9")\n'
+        + "def test_skipped(punie_result):\n    pass\n"
+    )
+    with FakeOpenAI(_answers(10)) as fake:
+        result = pytester.runpytest(f"--punie-base-url={fake.base_url}", "--punie-cache=off")
+        prompts = [str(r) for r in fake.chat_requests]
+    result.assert_outcomes(passed=2, skipped=1)
+    assert len(prompts) == 2
+    assert not any("question 9" in p for p in prompts)
