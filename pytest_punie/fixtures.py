@@ -16,11 +16,17 @@ import pytest_asyncio
 from pytest_punie.cases.marker import (
     Case,
 )
+from pytest_punie.conversation.agent import close_model, make_agent, make_model
+from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
 from pytest_punie.options import (
+    JUDGE_MIN_AGREEMENT_OPTION,
     Settings,
     TrainingSettings,
 )
-from pytest_punie.serving.server import ServerError, ServerInfo
+from pytest_punie.scoring.judge import JudgeContext, judge_context, start_judge
+from pytest_punie.scoring.judge_calibration import gate_decision
+from pytest_punie.serving.server import ServerError, ServerInfo, log_tail
+from pytest_punie.serving.shared import serve
 from pytest_punie.stash import (
     CASE_KEY,
     JUDGE_KEY,
@@ -34,6 +40,8 @@ from pytest_punie.stash import (
     cache_path,
     is_worker,
 )
+from pytest_punie.system.processes import process_alive
+from pytest_punie.tools.workspace import Workspace, create_workspace
 
 if TYPE_CHECKING:
     from pydantic_ai import Agent
@@ -70,7 +78,6 @@ def punie_training(request: pytest.FixtureRequest) -> TrainingSettings:
 def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
     """The server under evaluation: started on the model (and adapter) of the options, shared
     between xdist workers, or the one ``--punie-base-url`` names."""
-    from pytest_punie.serving.shared import serve
 
     config = request.config
     try:
@@ -91,8 +98,6 @@ def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
 
 def check_server_alive(config: pytest.Config, session: pytest.Session | None = None) -> None:
     """Fail the current test with the server log's tail when the server has died."""
-    from pytest_punie.serving.server import log_tail
-    from pytest_punie.system.processes import process_alive
 
     info, server = config.stash[SERVER_KEY]
     alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
@@ -115,8 +120,6 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
     Under xdist one worker submits every selected case and publishes the outcomes; the others
     read theirs (``SharedOutcomes``), so ``-n`` keeps as many conversations in flight as a run
     without it."""
-    from pytest_punie.conversation.agent import make_model
-    from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
@@ -158,7 +161,7 @@ def _response_cache(
     settings = config.stash[SETTINGS_KEY]
     if settings.cache == "off":
         return None
-    from pytest_punie.conversation.cache import CacheUse
+    from pytest_punie.conversation.cache import CacheUse  # lazy: pydantic-ai
 
     return CacheUse.open(cache_path(config), server, settings.cache, repeat)
 
@@ -219,7 +222,6 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
 
 def _check_leader_alive(shared: SharedOutcomes | None) -> None:
     """Fail the test when the xdist worker running the conversations has gone."""
-    from pytest_punie.system.processes import process_alive
 
     if shared is not None and not process_alive(shared.leader_pid()):
         pytest.fail(
@@ -281,7 +283,6 @@ def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
         request.getfixturevalue("punie_result")
         runner: CaseRunner = request.getfixturevalue("punie_runner")
         return runner.workspace_for(case.nodeid)
-    from pytest_punie.tools.workspace import create_workspace
 
     return create_workspace(case.workspace, tmp_path / "workspace").root
 
@@ -291,7 +292,6 @@ async def punie_model(
     request: pytest.FixtureRequest, punie_server: ServerInfo
 ) -> AsyncIterator[Any]:
     """The pydantic-ai model on the server, with the run's sampling settings."""
-    from pytest_punie.conversation.agent import close_model, make_model
 
     check_server_alive(request.config, request.session)
     case = request.node.stash.get(CASE_KEY, None)
@@ -312,8 +312,6 @@ def punie_agent(
     request: pytest.FixtureRequest, punie_model: Any, punie_workspace: Path
 ) -> Agent[None, str]:
     """A pydantic-ai agent on the server with the case's tools bound to its workspace."""
-    from pytest_punie.conversation.agent import make_agent
-    from pytest_punie.tools.workspace import Workspace
 
     case = _case(request)
     return make_agent(punie_model, case.tools, Workspace(punie_workspace), case.system_prompt)
@@ -322,9 +320,6 @@ def punie_agent(
 @pytest.fixture(scope="session")
 def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
     """The judge of ``assert_judge``: the options' judge model, or the model under test's base."""
-    from pytest_punie.options import JUDGE_MIN_AGREEMENT_OPTION
-    from pytest_punie.scoring.judge import start_judge
-    from pytest_punie.scoring.judge_calibration import gate_decision
 
     config = request.config
     judge_settings = config.stash[JUDGE_KEY]
@@ -358,7 +353,6 @@ def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
 @pytest.fixture(autouse=True)
 def _punie_judge_context(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tell ``assert_judge`` the case's prompt and reference and how to get the judge."""
-    from pytest_punie.scoring.judge import JudgeContext, judge_context
 
     case = request.node.stash.get(CASE_KEY, None)
     context = JudgeContext(

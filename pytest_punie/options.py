@@ -17,9 +17,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_punie.conversation.agent import Sampling
+from pytest_punie.finetune.lora import LoraConfig, sweep_configs
+from pytest_punie.finetune.recipes import find_recipe
+from pytest_punie.results.compare import load_results
 from pytest_punie.results.history import DEFAULT_DB
 from pytest_punie.results.thresholds import parse_thresholds
 from pytest_punie.scoring.judge import JudgeSettings
+from pytest_punie.serving.chat_template import CHOICES
+from pytest_punie.serving.models import check_model_spec
 from pytest_punie.serving.shared import ServerSpec
 
 if TYPE_CHECKING:
@@ -303,7 +308,7 @@ def _adapter(text: str) -> Path:
 
 
 def _cache_mode(text: str) -> str:
-    from pytest_punie.conversation.cache import MODES
+    from pytest_punie.conversation.cache import MODES  # lazy: pydantic-ai
 
     if text not in MODES:
         raise ValueError(f"must be one of {', '.join(MODES)}")
@@ -311,7 +316,6 @@ def _cache_mode(text: str) -> str:
 
 
 def _chat_template(text: str) -> str:
-    from pytest_punie.serving.chat_template import CHOICES
 
     if text in CHOICES:
         return text
@@ -322,7 +326,6 @@ def _chat_template(text: str) -> str:
 
 
 def _model(text: str) -> str:
-    from pytest_punie.serving.models import check_model_spec
 
     return check_model_spec(text)
 
@@ -335,7 +338,6 @@ def _results_path(text: str) -> Path:
 
 
 def _results_file(text: str) -> Path:
-    from pytest_punie.results.compare import load_results
 
     path = Path(text).expanduser()
     load_results(path)  # raises a ValueError or FileNotFoundError that names the problem
@@ -513,7 +515,6 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
     ):
         if raw_value(config, option):
             lora[name] = True
-    from pytest_punie.finetune.lora import LoraConfig
 
     try:
         LoraConfig(**lora).check()
@@ -534,16 +535,12 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         raise pytest.UsageError(f"{MIN_RETENTION_OPTION.flag}={retention}: {exc}") from None
     sweep = raw_value(config, SWEEP_OPTION)
     if sweep:
-        from pytest_punie.finetune.lora import sweep_configs
-
         try:
             sweep_configs(LoraConfig(), str(sweep))
         except ValueError as exc:
             raise pytest.UsageError(f"{SWEEP_OPTION.flag}: {exc}") from None
     recipe = raw_value(config, RECIPE_OPTION)
     if recipe:
-        from pytest_punie.finetune.recipes import find_recipe
-
         try:
             find_recipe(str(recipe))
         except ValueError as exc:

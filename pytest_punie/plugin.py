@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_punie import fixtures, hooks
+from pytest_punie.cases.files import CASE_FILE_KEY, CaseLine, EvalFile, is_case_file
 from pytest_punie.cases.marker import (
     MARKER,
     MARKER_HELP,
@@ -42,6 +43,8 @@ from pytest_punie.results.run import (
     run_metadata,
 )
 from pytest_punie.scoring.framework import ScoreFailure, collecting_scores
+from pytest_punie.scoring.judge import JUDGE_ERROR, JudgeError, verdict_lines
+from pytest_punie.serving.shared import stop_shared
 from pytest_punie.stash import (
     CASE_KEY,
     JUDGE_KEY,
@@ -104,7 +107,6 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if is_worker(config) or RUN_DIR_KEY not in config.stash:
         return
-    from pytest_punie.serving.shared import stop_shared
 
     run_dir = config.stash[RUN_DIR_KEY]
     stop_shared(run_dir)
@@ -114,7 +116,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Collect ``eval_*.jsonl`` case files as pytest collects ``test_*.py``."""
-    from pytest_punie.cases.files import EvalFile, is_case_file
 
     return EvalFile.from_parent(parent, path=file_path) if is_case_file(file_path) else None
 
@@ -130,7 +131,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from pytest_punie.cases.files import CASE_FILE_KEY, CaseLine
 
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -175,8 +175,6 @@ def pytest_runtest_makereport(
         return report
     result = _case_result(item, case, report)
     if report.when == "call" and call.excinfo is not None:
-        from pytest_punie.scoring.judge import JUDGE_ERROR, JudgeError
-
         if isinstance(error := call.excinfo.value, JudgeError):  # the judge failed, not the model
             scores = (*result.scores, error.record) if error.record else result.scores
             result = dataclasses.replace(
@@ -246,8 +244,6 @@ def _add_html_extras(item: pytest.Item, report: pytest.TestReport, view: CaseVie
     extras.append(pytest_html.extras.html(case_view_html(view)))
     sheet = item.stash.get(SHEET_KEY, None)
     if sheet and sheet.records:
-        from pytest_punie.scoring.judge import verdict_lines
-
         if judged := verdict_lines(sheet.records):
             extras.append(pytest_html.extras.text(judged, name="judge"))
     report.extras = extras  # type: ignore[attr-defined]  # pytest-html reads this attribute

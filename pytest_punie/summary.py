@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from pytest_punie.results.compare import compare, load_results, regressions
+from pytest_punie.results.history import record_run
 from pytest_punie.results.render import (
     category_rows,
     comparison_html,
@@ -28,7 +30,14 @@ from pytest_punie.results.report import (
     side_by_side_html,
     summary_html,
 )
-from pytest_punie.results.run import PROPERTY, CaseResult, call_sources_line, overall_score
+from pytest_punie.results.run import (
+    PROPERTY,
+    CaseResult,
+    call_sources_line,
+    overall_score,
+    results_document,
+    write_results,
+)
 
 if TYPE_CHECKING:
     from pytest_punie.options import Settings
@@ -105,7 +114,6 @@ class PunieReporter:
         ]
 
     def _document(self) -> dict[str, Any]:
-        from pytest_punie.results.run import results_document
 
         return results_document(
             self.results.metadata, self.results.cases, self.categories(), self.gate
@@ -119,8 +127,6 @@ class PunieReporter:
         if settings.gated:
             gate += self.results.gate(settings.min_category, settings.min_score)
         if settings.baseline is not None and self.results.cases:
-            from pytest_punie.results.compare import compare, load_results, regressions
-
             baseline = load_results(settings.baseline)
             self.baseline_cases = baseline["cases"]
             self.comparison = compare(baseline, self._document())
@@ -135,12 +141,8 @@ class PunieReporter:
         document = self._document()
         self.config.hook.pytest_punie_results(document=document)
         if settings.results is not None:
-            from pytest_punie.results.run import write_results
-
             write_results(settings.results, document)
         if settings.history is not None:
-            from pytest_punie.results.history import record_run
-
             try:
                 run_id = record_run(settings.history, document)
                 self.history_note = f"history: run {run_id} appended to {settings.history}"

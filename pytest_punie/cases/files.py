@@ -31,6 +31,7 @@ from pytest_punie.scoring import code as code_scorers
 from pytest_punie.scoring import framework
 from pytest_punie.scoring import text as text_scorers
 from pytest_punie.scoring import tool_calls as tool_scorers
+from pytest_punie.scoring.bfcl import ExpectedCall
 
 if TYPE_CHECKING:
     from pytest_punie.conversation.response import Response
@@ -405,7 +406,6 @@ def to_model_messages(history: Sequence[Mapping[str, Any]]) -> list[Any]:
 def score_case(expected: Mapping[str, Any], response: Response, folder: Path | None = None) -> None:
     """Run every check ``expected`` names (each one's score is recorded), then raise the first
     failure."""
-    from pytest_punie.scoring.bfcl import ExpectedCall
 
     checks: list[Callable[[], Any]] = []
     if "number" in expected:

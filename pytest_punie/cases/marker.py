@@ -19,6 +19,7 @@ __all__ = [
     "case_from_marker",
     "case_tool_schemas",
 ]
+from pytest_punie.tools.workspace import Workspace, make_tools
 
 MARKER = "punie"
 REPEAT_ID = "repeat"  # ids of repeated cases end in repeat0, repeat1, ...
@@ -56,7 +57,7 @@ class Case:
         """The earlier turns as pydantic-ai messages (None: the conversation starts here)."""
         if not self.history:
             return None
-        from pytest_punie.cases.files import to_model_messages
+        from pytest_punie.cases.files import to_model_messages  # lazy: files imports this module
 
         return to_model_messages(self.history)
 
@@ -133,8 +134,6 @@ def case_tool_schemas(case: Case) -> tuple[dict[str, Any], ...]:
     if case.tool_schemas or not case.tools:
         return case.tool_schemas
     import tempfile
-
-    from pytest_punie.tools.workspace import Workspace, make_tools
 
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -7,18 +7,18 @@ import sys
 from collections.abc import Sequence
 
 __all__ = ["main"]
+from pytest_punie.cli.cache import add_parser as add_cache
+from pytest_punie.cli.compare import add_parser as add_compare
+from pytest_punie.cli.dataset import add_parser as add_dataset
+from pytest_punie.cli.export_failures import add_parser as add_export
+from pytest_punie.cli.history import add_parser as add_history
+from pytest_punie.cli.judge import add_parser as add_judge
+from pytest_punie.cli.train import add_parser as add_train
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punie", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from pytest_punie.cli.cache import add_parser as add_cache
-    from pytest_punie.cli.compare import add_parser as add_compare
-    from pytest_punie.cli.dataset import add_parser as add_dataset
-    from pytest_punie.cli.export_failures import add_parser as add_export
-    from pytest_punie.cli.history import add_parser as add_history
-    from pytest_punie.cli.judge import add_parser as add_judge
-    from pytest_punie.cli.train import add_parser as add_train
 
     add_dataset(commands)
     add_train(commands)

@@ -50,6 +50,8 @@ from pytest_punie.finetune.validation import (
 )
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "add_parser", "dataset_stats"]
+from pytest_punie.finetune.recipes import tool_calling_spec
+from pytest_punie.finetune.toolcall_data import load_spec, write_dataset
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -411,8 +413,6 @@ def _count(text: str) -> int:
 
 def _generate_tools(args: argparse.Namespace) -> int:
     """Write train/valid/test.jsonl of tool calls; never over a dataset without --force."""
-    from pytest_punie.finetune.recipes import tool_calling_spec
-    from pytest_punie.finetune.toolcall_data import load_spec, write_dataset
 
     out = Path(args.out)
     existing = [f.name for f in out.glob("*.jsonl")] if out.is_dir() else []

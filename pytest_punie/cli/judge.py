@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["add_parser"]
+from pytest_punie.scoring.judge import JudgeSettings, start_judge
+from pytest_punie.scoring.judge_calibration import calibrate, load_labels, record_calibration
+from pytest_punie.serving.models import ModelError, resolve_model
+from pytest_punie.serving.server import ServerError
+from pytest_punie.serving.shared import ServerSpec
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from pytest_punie.scoring.judge import JudgeSettings, start_judge
-    from pytest_punie.scoring.judge_calibration import calibrate, load_labels, record_calibration
-    from pytest_punie.serving.models import ModelError, resolve_model
-    from pytest_punie.serving.server import ServerError
-    from pytest_punie.serving.shared import ServerSpec
 
     labels_path = Path(args.labels)
     try:

@@ -14,6 +14,8 @@ from pytest_punie.finetune.pipeline import TrainingJob, prepare_job, train_job, 
 from pytest_punie.finetune.recipes import find_recipe
 
 __all__ = ["add_parser", "config_from_args"]
+from pytest_punie.serving.chat_template import choose_template
+from pytest_punie.serving.models import ModelError, resolve_model
 
 
 def config_from_args(args: argparse.Namespace) -> LoraConfig:
@@ -28,8 +30,6 @@ def config_from_args(args: argparse.Namespace) -> LoraConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pytest_punie.serving.chat_template import choose_template
-    from pytest_punie.serving.models import ModelError, resolve_model
 
     try:
         config = config_from_args(args)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_punie.conversation.progress import ProgressClock, WatchedTransport
+from pytest_punie.tools.workspace import make_tools
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
@@ -56,8 +59,7 @@ def make_model(
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    from pytest_punie.conversation.progress import ProgressClock, WatchedTransport
-    from pytest_punie.conversation.text_calls import TextToolCallModel
+    from pytest_punie.conversation.text_calls import TextToolCallModel  # lazy: pydantic-ai
 
     clock = ProgressClock(server.pid)  # a local server's CPU time is progress too
     http = DefaultAsyncHttpxClient()
@@ -108,8 +110,6 @@ def make_agent(
 
     tool_list: list[Any] = []
     if tools:
-        from pytest_punie.tools.workspace import make_tools
-
         if workspace is None:
             raise ValueError("tools need a workspace")
         tool_list = make_tools(workspace, tools)

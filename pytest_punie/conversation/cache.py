@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_ai.models.wrapper import WrapperModel
 
+from pytest_punie.serving.chat_template import CHOICES, hermes_template
+from pytest_punie.serving.models import content_hash
+
 if TYPE_CHECKING:
     from pydantic_ai._run_context import RunContext
     from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -80,8 +83,6 @@ def served_content(server: ServerInfo) -> dict[str, Any]:
     A server reached with ``--punie-base-url`` cannot be hashed unless its model is a local
     folder; its name and URL stand in (use ``--punie-cache=refresh`` after changing it).
     """
-    from pytest_punie.serving.chat_template import CHOICES, hermes_template
-    from pytest_punie.serving.models import content_hash
 
     model = server.model_hash or content_hash(server.model)
     template = str(server.extra.get("chat_template") or "model")

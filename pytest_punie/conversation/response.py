@@ -91,8 +91,8 @@ def from_messages(
     """Build a ``Response`` from pydantic-ai messages (``result.all_messages()``)."""
     from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, TextPart, ToolCallPart
 
-    from pytest_punie.conversation.cache import is_cached
-    from pytest_punie.conversation.text_calls import TEXT_CALL_PREFIX
+    from pytest_punie.conversation.cache import is_cached  # lazy: pydantic-ai
+    from pytest_punie.conversation.text_calls import TEXT_CALL_PREFIX  # lazy: pydantic-ai
 
     messages = list(messages)
     names = tuple(tool_names) if tool_names is not None else ()

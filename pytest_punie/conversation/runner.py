@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_punie.conversation.agent import close_model
+from pytest_punie.conversation.agent import close_model, make_agent
 from pytest_punie.conversation.response import Response, from_messages
+from pytest_punie.tools.workspace import create_workspace
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -98,9 +99,7 @@ class CaseRunner:
         from pydantic_ai.settings import ModelSettings
         from pydantic_ai.usage import UsageLimits
 
-        from pytest_punie.conversation.agent import make_agent
-        from pytest_punie.conversation.cache import cache_context
-        from pytest_punie.tools.workspace import create_workspace
+        from pytest_punie.conversation.cache import cache_context  # lazy: pydantic-ai
 
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._concurrency)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_ai.messages import ModelResponse, ModelResponsePart, TextPart, ToolCallPart
 from pydantic_ai.models.wrapper import WrapperModel
 
+from pytest_punie.conversation.progress import InactivityTimeout, watched
 from pytest_punie.tools.parsing import parse_tool_calls
 
 if TYPE_CHECKING:
@@ -90,8 +91,6 @@ class TextToolCallModel(WrapperModel):
         if self.clock is None or self.timeout is None:
             return await super().request(messages, model_settings, model_request_parameters)
         from pydantic_ai.exceptions import ModelTimeoutError
-
-        from pytest_punie.conversation.progress import InactivityTimeout, watched
 
         async def streamed() -> ModelResponse:
             async with self.wrapped.request_stream(

@@ -18,6 +18,7 @@ from typing import Any
 from pytest_punie.finetune.datasets import provenance_path, write_jsonl
 
 __all__ = ["ExportError", "export_failures", "failure_lines", "transcript_to_chat"]
+from pytest_punie.results.compare import load_results
 
 OUTPUT_NAME = "failures.jsonl"
 
@@ -144,7 +145,6 @@ def failure_lines(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dic
 def export_failures(results: Path, out_dir: Path) -> tuple[Path, int, int]:
     """Write the failed cases of ``results`` to ``out_dir/failures.jsonl`` and its provenance
     sidecar; return the file, the lines written, and how many still need an answer."""
-    from pytest_punie.results.compare import load_results
 
     document = load_results(results)
     target = out_dir / OUTPUT_NAME

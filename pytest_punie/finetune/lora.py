@@ -32,6 +32,7 @@ __all__ = [
     "train_adapter",
     "train_in_subprocess",
 ]
+from pytest_punie.system.blas import preload_openblas
 
 MANIFEST = "punie-manifest.json"
 PROGRESS_PREFIX = "[punie train] "
@@ -341,8 +342,6 @@ def train_in_subprocess(
     go to ``progress`` as they come (default: this process's stdout); the manifest is returned."""
     import subprocess
     import sys
-
-    from pytest_punie.system.blas import preload_openblas
 
     job = {
         "model": model,

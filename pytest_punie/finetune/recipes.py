@@ -18,6 +18,7 @@ from pytest_punie.finetune.lora import LoraConfig
 from pytest_punie.finetune.toolcall_data import Task, Tool, ToolcallSpec
 
 __all__ = ["RECIPES", "Recipe", "find_recipe", "tool_calling_spec"]
+from pytest_punie.tools.workspace import Workspace, make_tools
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,6 @@ def _schema(properties: Mapping[str, str], required: Sequence[str] | None = None
 def _workspace_tools() -> list[Tool]:
     """The sandbox's tools with the schemas pydantic-ai sends for them (as in the evals)."""
     import tempfile
-
-    from pytest_punie.tools.workspace import Workspace, make_tools
 
     texts = {
         "list_dir": ("{path}/: {f1}\n{f2}\n{f3}", "The {path} folder holds {f1}, {f2} and {f3}."),

@@ -26,6 +26,7 @@ __all__ = [
     "run_metadata",
     "write_results",
 ]
+from pytest_punie.results.stats import category_intervals
 
 PROPERTY = "punie"  # the key of the user property that carries a case result on its report
 
@@ -162,7 +163,6 @@ def category_scores(
     A case run several times (``--punie-repeat``) counts once, with its mean over the repeats;
     the interval is a bootstrap over cases.
     """
-    from pytest_punie.results.stats import category_intervals
 
     results = list(results)
     # a case whose judge gave no verdict is an error of the judge, not a 0 for the model

@@ -22,6 +22,7 @@ from pytest_punie.scoring.framework import scorer
 __all__ = ["MAX_CODE_OUTPUT_BYTES", "assert_python_code"]
 
 # Python code ------------------------------------------------------------------------------------
+from pytest_punie.system import sandbox
 
 _FENCE = re.compile(
     r"^[ \t]*```[ \t]*(?P<lang>[\w+.#-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*```[ \t]*$|\Z)",
@@ -239,7 +240,6 @@ def _verified_entries(output: bytes, key: bytes) -> Iterator[dict[str, Any]]:
 
 def _run_isolated(payload: bytes, timeout: float) -> tuple[bytes, bool]:
     """Run the test runner on ``payload`` in the sandbox; its output, and whether it timed out."""
-    from pytest_punie.system import sandbox
 
     with tempfile.TemporaryDirectory(prefix="punie-code-") as workdir:
         completed = sandbox.run(

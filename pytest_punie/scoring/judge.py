@@ -31,8 +31,11 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, Field, ValidationError
 
-from pytest_punie.conversation.response import Response
+from pytest_punie.conversation.agent import close_model
+from pytest_punie.conversation.response import Response, as_response
 from pytest_punie.scoring.framework import ScoreFailure, Scorer, ScoreRecord
+from pytest_punie.serving.server import connect
+from pytest_punie.serving.shared import serve
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -364,7 +367,6 @@ class Judge:
 
     def close(self) -> None:
         """Close the judge's HTTP client and stop its loop."""
-        from pytest_punie.conversation.agent import close_model
 
         loop, self._loop = self._loop, None
         if loop is None:
@@ -414,9 +416,6 @@ def start_judge(
     and reload the model at every switch between cases and judge calls).
     """
     import dataclasses
-
-    from pytest_punie.serving.server import connect
-    from pytest_punie.serving.shared import serve
 
     def finish(
         info: ServerInfo, identity: JudgeIdentity, server: MlxServer | None
@@ -580,7 +579,6 @@ def assert_judge(
     ``--punie-judge-min-agreement`` not reached, the verdict is recorded but fails nothing.
     """
     __tracebackhide__ = True
-    from pytest_punie.conversation.response import as_response
 
     if isinstance(rubric, str):
         rubric = Rubric("rubric", rubric)

@@ -41,6 +41,8 @@ __all__ = [
     "connect",
     "free_port",
 ]
+from pytest_punie.system.blas import blas_in_process
+from pytest_punie.system.files import cache_dir
 
 SERVED_MODEL_NAME = "default_model"
 _PR_SET_PDEATHSIG = 1
@@ -225,7 +227,6 @@ class MlxServer:
         try:
             self.wait_ready()
             self.check_serves_model()
-            from pytest_punie.system.blas import blas_in_process
 
             self.blas = blas_in_process(self.process.pid, self.blas)
         except BaseException:
@@ -318,7 +319,6 @@ class _PortTaken(ServerError):
 
 def hub_cache() -> Path:
     """The persistent Hugging Face hub cache of served models, under ``$PUNIE_CACHE``."""
-    from pytest_punie.system.files import cache_dir
 
     return cache_dir() / "hf-hub"
 

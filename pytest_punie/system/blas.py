@@ -29,6 +29,7 @@ __all__ = [
     "matmul_gflops",
     "preload_openblas",
 ]
+from pytest_punie.system.files import cache_dir
 
 PIP_OPENBLAS = "cmeel-openblas"
 DEBIAN_OPENBLAS = "/usr/lib/{arch}-linux-gnu/openblas-pthread/libblas.so.3"
@@ -111,8 +112,6 @@ def preload_openblas(env: dict[str, str], cache: Path | None = None) -> str:
         )
     library, origin = found
     if origin.startswith("pip"):
-        from pytest_punie.system.files import cache_dir
-
         folder = gfortran_folder(cache or cache_dir())
         if folder is None:
             return f"reference: MLX bundles no libgfortran, which {library} needs"

@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
+from pytest_punie.system import sandbox
+
 if TYPE_CHECKING:
     from pydantic_ai import Tool
 
@@ -247,7 +249,6 @@ class Workspace:
         Args:
             command: The shell command line to run.
         """
-        from pytest_punie.system import sandbox
 
         if not isinstance(command, str):
             return f"error: the command must be a string, not {type(command).__name__}"
