@@ -149,19 +149,24 @@ def _detect_isolation() -> Isolation:
     return "none"
 
 
-def _hidden_home(scratch: Path) -> list[str]:
-    """bwrap arguments hiding the home folder, except the Python installation(s) inside it."""
+def _hidden_folders(scratch: Path) -> list[str]:
+    """bwrap arguments hiding ``/tmp`` and the home folder behind empty ones, except the Python
+    installation(s) inside them (a virtual environment may live in either)."""
+    hidden = [Path("/tmp")]
     home = Path(os.path.expanduser("~")).resolve()
-    if home == Path("/") or not home.is_dir():
-        return []
+    if home != Path("/") and home.is_dir():
+        hidden.append(home)
     keep = {
         Path(p).resolve()
         for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
     }
     keep.add(Path(sys.executable).resolve().parent.parent)
-    args = ["--tmpfs", str(home)]
+    args: list[str] = []
+    for folder in hidden:
+        args += ["--tmpfs", str(folder)]
     for path in sorted(keep):
-        if path != home and home in path.parents and path.is_dir():
+        inside = any(folder in path.parents for folder in hidden)
+        if inside and path not in hidden and path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
     return args
 
@@ -175,7 +180,7 @@ def _wrap(mode: Isolation, argv: Sequence[str], scratch: Path) -> list[str] | No
         where = str(scratch)
         return [
             bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", *_hidden_home(scratch), "--bind", where, where, "--chdir", where,
+            *_hidden_folders(scratch), "--bind", where, where, "--chdir", where,
             "--unshare-all", "--die-with-parent", "--new-session", "--", *argv,
         ]  # fmt: skip
     if mode == "unshare":
