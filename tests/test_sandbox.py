@@ -342,3 +342,19 @@ def test_glob_semantics(pattern: str, name: str, expected: bool) -> None:
     from pytest_punie.tools.workspace import GlobPattern
 
     assert GlobPattern(pattern).fullmatch(name) is expected
+
+
+def test_a_python_installed_under_tmp_stays_visible_in_the_sandbox(tmp_path, monkeypatch):
+    """A venv in /tmp (a fresh venv a user made there) must not vanish behind bwrap's empty
+    /tmp, or model code could never run; the rest of /tmp stays hidden."""
+    from pytest_punie.system import sandbox
+
+    if Path("/tmp") not in tmp_path.resolve().parents:
+        pytest.skip("the test's temporary folder is not under /tmp")
+    venv = (tmp_path / "venv").resolve()
+    venv.mkdir()
+    monkeypatch.setattr(sandbox.sys, "prefix", str(venv))
+    args = sandbox._hidden_folders(tmp_path)
+    assert args[:2] == ["--tmpfs", "/tmp"]
+    at = args.index(str(venv))
+    assert args[at - 1 : at + 2] == ["--ro-bind", str(venv), str(venv)]
