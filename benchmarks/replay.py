@@ -114,6 +114,7 @@ def main() -> None:
     flags = ("--chat-template", template) if template else ()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, server(model, extra_args=flags) as srv:
+        print(f"server BLAS: {srv.blas}", flush=True)
         proxy = RecordingProxy(srv.base_url)
         common = (f"--punie-concurrency={args.concurrency}",)
         run_evals(Path(tmp), "record", f"--punie-base-url={proxy.base_url}", *common)

@@ -57,6 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, in_flight, flags, pytest_flags) in enumerate(chosen):
             with server(model, extra_args=(*template_args, *flags)) as srv:
+                print(f"{name}: server BLAS: {srv.blas}", flush=True)
                 seconds, document = run_evals(
                     Path(tmp),
                     f"setting{index}",
