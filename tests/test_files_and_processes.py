@@ -62,3 +62,12 @@ def test_the_whole_group_goes(tmp_path: Path, stop: object) -> None:
     while process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_alive(grandchild)
+
+
+def test_atomic_bytes_write(tmp_path: Path) -> None:
+    from pytest_punie.system.files import atomic_write_bytes
+
+    target = tmp_path / "outcome.pickle"
+    atomic_write_bytes(target, b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+    assert [p.name for p in tmp_path.iterdir()] == ["outcome.pickle"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_punie.conversation.agent import close_model, make_agent
 from pytest_punie.conversation.response import Response, from_messages
+from pytest_punie.system.files import atomic_write_bytes
 from pytest_punie.tools.workspace import create_workspace
 
 if TYPE_CHECKING:
@@ -224,7 +225,6 @@ class SharedOutcomes:
 
     def publish(self, nodeid: str, future: Future[CaseOutcome], infrastructure: Any) -> None:
         """Write ``future``'s outcome (or its error) for the worker that runs ``nodeid``."""
-        import os
         import pickle
 
         if future.cancelled():
@@ -236,10 +236,7 @@ class SharedOutcomes:
             payload = RemoteCaseError(
                 f"{type(error).__name__}: {error}", bool(infrastructure(error))
             )
-        path = self._path(nodeid)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(pickle.dumps(payload))
-        os.replace(tmp, path)
+        atomic_write_bytes(self._path(nodeid), pickle.dumps(payload))
 
     def read(self, nodeid: str) -> CaseOutcome | None:
         """The published outcome of ``nodeid``; None while it runs; raises its error."""
