@@ -440,3 +440,20 @@ def test_a_skipped_case_is_never_sent_to_the_model(pytester):
     result.assert_outcomes(passed=2, skipped=1)
     assert len(prompts) == 2
     assert not any("question 9" in p for p in prompts)
+
+
+
+def test_a_new_cache_waits_for_another_process_switching_it_to_wal(tmp_path):
+    # xdist workers all open the run's cache as they start. While one of them holds the fresh
+    # database (switching it to WAL), SQLite refuses the others at once, without its busy
+    # wait: "database is locked" errored the cases of the workers that lost the race.
+    import sqlite3
+    import threading
+
+    path = tmp_path / "cache.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other (x)")
+    other.execute("BEGIN IMMEDIATE")  # what a worker midway through its switch holds
+    threading.Timer(0.5, other.execute, ["COMMIT"]).start()
+    opened = ResponseCache(path)
+    assert opened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -202,6 +202,24 @@ class CacheStats:
     newest: float | None
 
 
+def _use_wal(db: sqlite3.Connection, wait_s: float = 60.0) -> None:
+    """Put the cache in WAL mode (it stays so on disk). Switching needs the database to itself
+    and SQLite answers "locked" at once, without its busy wait, when another process (an xdist
+    worker opening the same cache) holds it: retry until ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class ResponseCache:
     """SQLite store of model responses; safe to share between threads and processes."""
 
@@ -213,7 +231,7 @@ class ResponseCache:
             self.path, timeout=60.0, isolation_level=None, check_same_thread=False
         )
         self._db.execute("PRAGMA busy_timeout = 60000")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        _use_wal(self._db)
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses ("

@@ -164,13 +164,22 @@ class CaseRunner:
                 future.cancel()
 
         async def _shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # As asyncio.run ends: cancel what is left, again while cancelling starts more
+            # (pydantic-graph's task groups do), so no task is left pending when the loop
+            # closes; a pending task's coroutine would raise, as an "unraisable" exception,
+            # in whatever test the garbage collector happens to run in.
+            loop = asyncio.get_running_loop()
+            for _ in range(20):
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                if not tasks:
+                    break
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             closing = close_model(self._model)
             if closing is not None:
                 await closing
+            await loop.shutdown_asyncgens()
 
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(timeout=30)
