@@ -442,7 +442,6 @@ def test_a_skipped_case_is_never_sent_to_the_model(pytester):
     assert not any("question 9" in p for p in prompts)
 
 
-
 def test_a_new_cache_waits_for_another_process_switching_it_to_wal(tmp_path):
     # xdist workers all open the run's cache as they start. While one of them holds the fresh
     # database (switching it to WAL), SQLite refuses the others at once, without its busy
