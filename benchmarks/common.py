@@ -80,7 +80,8 @@ def run_evals(workdir: Path, name: str, *extra: str) -> tuple[float, dict[str, A
 
     results = workdir / f"{name}.json"
     command = [sys.executable, "-m", "pytest", str(ROOT / "evals"), "-q", "-p", "no:cacheprovider",
-               "--punie-history=none", f"--punie-results={results}", *extra]  # fmt: skip
+               "--punie-history=none", "--punie-cache=off",  # every run asks the server
+               f"--punie-results={results}", *extra]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
