@@ -58,6 +58,10 @@ ENGLISH = [
     + "\n".join(f"value_{i} = compute(alpha_{i}, beta_{i})" for i in range(30))
     + "\n```\nIt works for every input.",
     "Use `numpy.linalg.solve(matrix, vector)` from https://numpy.org/doc/stable/reference.",
+    # File names and paths are words of no language: short tool prompts are mostly paths.
+    "First list config; next print config/index.md.",
+    "Display scripts/logo.svg.",
+    "Open requirements.txt and todo.txt, then summarise src/app/main.py.",
 ]
 NOT_ENGLISH = [
     (
@@ -74,6 +78,10 @@ NOT_ENGLISH = [
     ),
     ("写一个计算阶乘的函数", "not English: 71% of letters are not ASCII (at most 10% allowed)"),
     ("Напишите функцию факториала", "not English: 86% of letters are not ASCII"),
+    (
+        "Lies die Datei config/index.md und fasse den Inhalt in zwei Sätzen zusammen.",
+        "not English: 9% of 11 words",
+    ),
 ]
 
 

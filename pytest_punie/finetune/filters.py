@@ -119,13 +119,15 @@ def write_rejects(path: Path | str, rejections: Iterable[Rejection]) -> int:
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"\b(?:https?://|www\.)\S+")
+# File names and paths (config/index.md, todo.txt): they are words of no language.
+_PATH = re.compile(r"[\w.~-]*[/\\][\w./\\~-]*|\b[\w-]+(?:\.[\w-]+)*\.[A-Za-z][A-Za-z0-9]{0,4}\b")
 _WORD = re.compile(r"[^\W\d_]+")
 _PYTHON_FENCES = frozenset({"", "python", "py", "python2", "python3", "py2", "py3"})
 
 
 def _prose(text: str) -> str:
-    """Text with code blocks, inline code and URLs taken out."""
-    return _URL.sub(" ", _INLINE_CODE.sub(" ", _FENCE.sub(" ", text)))
+    """Text with code blocks, inline code, URLs and file paths taken out."""
+    return _PATH.sub(" ", _URL.sub(" ", _INLINE_CODE.sub(" ", _FENCE.sub(" ", text))))
 
 
 # Language --------------------------------------------------------------------------------------
@@ -146,7 +148,8 @@ class LanguageFilter:
     """Keep examples whose prose looks English.
 
     The heuristic looks at the prose: every message except tool calls, tool results and
-    messages that parse as Python as a whole, with code blocks, inline code and URLs removed.
+    messages that parse as Python as a whole, with code blocks, inline code, URLs and file
+    paths removed.
     At least ``min_ascii_letters`` of its letters must be ASCII (other scripts fail here) and,
     when it has at least ``min_words`` words, at least ``min_stopwords`` of them must be common
     English function words (French, German, Spanish, ... fail here). Text without letters, such
