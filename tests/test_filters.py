@@ -80,7 +80,7 @@ NOT_ENGLISH = [
     ("Напишите функцию факториала", "not English: 86% of letters are not ASCII"),
     (
         "Lies die Datei config/index.md und fasse den Inhalt in zwei Sätzen zusammen.",
-        "not English: 9% of 11 words",
+        "not English: 8% of 12 words",
     ),
 ]
 
