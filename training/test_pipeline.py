@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_punie.finetune.datasets import load_dataset
+from pytest_punie.finetune.held_out import write_case_file
 from pytest_punie.finetune.lora import MANIFEST
 from pytest_punie.finetune.pipeline import evaluate, mode_differences, text_parsing_template
 from pytest_punie.results.compare import compare
@@ -199,3 +200,41 @@ def test_adapter_against_base(
     assert not differences, (
         f"the two parsing modes scored the same output differently: {differences}"
     )
+
+
+def test_adapter_on_the_test_split(trained, training_job, punie_settings, punie_training, tmp_path):
+    """With --punie-eval-after: the data's test split (lines never trained on; for the
+    tool-calling recipe, tools never seen in training) as eval cases, on the base and on the
+    adapter; the counts go to ``test-split.txt`` next to the adapter."""
+    if not punie_training.eval_after:
+        pytest.skip("run with --punie-eval-after to evaluate the adapter against the base")
+    adapter, _ = trained
+    split = training_job.data_folder / "test.jsonl"
+    if not split.is_file():
+        pytest.skip(f"{training_job.data} has no test split")
+    lines = [json.loads(text) for text in split.read_text().splitlines() if text.strip()]
+    cases = tmp_path / "test-split"
+    cases.mkdir()
+    if not write_case_file(lines, cases / "eval_test_split.jsonl"):
+        pytest.skip(f"{split}: no line has an assistant turn to check")
+    extra = [f"--punie-timeout={punie_settings.timeout}",
+             f"--punie-concurrency={punie_settings.concurrency}"]  # fmt: skip
+    model = training_job.model
+    base = evaluate(cases, tmp_path / "split-base.json", model=model, cwd=tmp_path, extra=extra)
+    tuned = evaluate(cases, tmp_path / "split-adapter.json", model=model, adapter=adapter,
+                     cwd=tmp_path, extra=extra)  # fmt: skip
+    rows = []
+    for label, document in (("base", base), ("adapter", tuned)):
+        errors = [c["nodeid"] for c in document["cases"] if c["outcome"] == "error"]
+        assert not errors, f"{label} run: {len(errors)} case(s) errored: {errors[:5]}"
+        passed = sum(c["outcome"] == "passed" for c in document["cases"])
+        called = sum(bool((c.get("response") or {}).get("tool_calls")) for c in document["cases"])
+        rows.append(
+            f"{label}: {passed}/{len(document['cases'])} right "
+            f"({passed / len(document['cases']):.0%}), a tool called in {called}"
+        )
+        (adapter / f"eval-test-split-{label}.json").write_text(json.dumps(document, indent=1))
+    table = f"test split of {training_job.data} ({len(tuned['cases'])} cases)\n" + "\n".join(rows)
+    (adapter / "test-split.txt").write_text(table + "\n")
+    print(table)
+    assert len(tuned["cases"]) == len(base["cases"]) > 0

@@ -159,3 +159,6 @@ def test_recipe_eval_after_end_to_end(tmp_path):
     base = json.loads((adapter / "eval-base.json").read_text())
     tuned = json.loads((adapter / "eval-adapter.json").read_text())
     assert _tool_call_rate(tuned) > _tool_call_rate(base), comparison
+    split = (adapter / "test-split.txt").read_text()  # the held-out tools, base and adapter
+    assert "base:" in split
+    assert "adapter:" in split
