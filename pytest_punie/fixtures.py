@@ -3,6 +3,7 @@ workspace, pydantic-ai models and agents, the judge."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -39,6 +40,7 @@ from pytest_punie.stash import (
     TRAINING_KEY,
     cache_path,
     is_worker,
+    server_log_path,
 )
 from pytest_punie.system.processes import process_alive
 from pytest_punie.tools.workspace import Workspace, create_workspace
@@ -82,7 +84,9 @@ def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
     config = request.config
     try:
         info, server = serve(
-            config.stash[SETTINGS_KEY].server_spec(),
+            dataclasses.replace(
+                config.stash[SETTINGS_KEY].server_spec(), log_path=server_log_path(config)
+            ),
             config.stash[RUN_DIR_KEY],
             shared=is_worker(config),
         )
@@ -329,7 +333,9 @@ def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
     try:
         judge, server = start_judge(
             judge_settings,
-            config.stash[SETTINGS_KEY].server_spec(),
+            dataclasses.replace(
+                config.stash[SETTINGS_KEY].server_spec(), log_path=server_log_path(config)
+            ),
             config.stash[RUN_DIR_KEY],
             under_test=under_test,
             shared=is_worker(config),

@@ -42,3 +42,18 @@ def cache_path(config: pytest.Config) -> Path:
     from pytest_punie.conversation.cache import DEFAULT_CACHE_PATH  # lazy: pydantic-ai
 
     return config.invocation_params.dir / DEFAULT_CACHE_PATH
+
+
+LOGS_KEPT = 20
+
+
+def server_log_path(config: pytest.Config) -> Path:
+    """Where this run's mlx_lm server writes its output: ``.punie/logs`` next to where pytest was
+    started, named after the run, so the path the summary prints still exists after the run.
+    Only the newest ``LOGS_KEPT`` logs are kept."""
+    folder = config.invocation_params.dir / ".punie" / "logs"
+    if not is_worker(config) and folder.is_dir():
+        logs = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in logs[LOGS_KEPT:]:
+            old.unlink(missing_ok=True)
+    return folder / f"mlx-server-{config.stash[RUN_DIR_KEY].name}.log"

@@ -426,8 +426,14 @@ def start_judge(
         return Judge(factory, identity), server
 
     (run_dir / "judge").mkdir(parents=True, exist_ok=True)
+    log = settings.log_path
     own = dataclasses.replace(
-        settings, adapter=None, base_url=None, port=None, chat_template="auto"
+        settings,
+        adapter=None,
+        base_url=None,
+        port=None,
+        chat_template="auto",
+        log_path=log.with_name(f"judge-{log.name}") if log else None,
     )
     if judge.base_url:
         info = connect(judge.base_url, judge.model, timeout=settings.timeout)

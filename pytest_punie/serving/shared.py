@@ -45,6 +45,7 @@ class ServerSpec:
     chat_template: str = "auto"
     startup_timeout: float = 600.0
     timeout: float = 120.0
+    log_path: Path | None = None  # where the server's output goes (default: the run folder)
 
 
 STATE_FILE = "server.json"
@@ -74,7 +75,7 @@ def _start(
     server = MlxServer(
         model,
         str(settings.adapter) if settings.adapter else None,
-        log_path=run_dir / "mlx-server.log",
+        log_path=settings.log_path or run_dir / "mlx-server.log",
         port=settings.port,
         chat_template=template.template,
         startup_timeout=settings.startup_timeout,
@@ -132,7 +133,7 @@ def serve(
                 stop_process_group(orphan)
             message = (
                 "the xdist worker starting the shared mlx_lm server died during start-up; "
-                f"see {run_dir / 'mlx-server.log'}"
+                f"see {settings.log_path or run_dir / 'mlx-server.log'}"
             )
             _write_json(failed, {"message": message})
             raise ServerError(message)

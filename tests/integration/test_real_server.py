@@ -110,6 +110,11 @@ def test_eval_run_end_to_end(pytester, model_path):
     assert capital["response"]["output_tokens"] > 0
     html = (pytester.path / "report.html").read_text()
     assert "punie-categories" in html
+    # the server log the summary names is still there after the run
+    (log_line,) = [line for line in result.outlines if line.startswith("server log: ")]
+    log = Path(log_line.removeprefix("server log: "))
+    assert log.parent == pytester.path / ".punie" / "logs"
+    assert log.stat().st_size > 0
     if sys.platform.startswith("linux") and os.environ.get("PUNIE_OPENBLAS", "1") != "0":
         # the terminal, the results and the HTML report name the BLAS library that served
         assert server["blas"].startswith("OpenBLAS (pip cmeel-openblas")
