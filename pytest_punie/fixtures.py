@@ -27,7 +27,7 @@ from pytest_punie.options import (
 from pytest_punie.scoring.judge import JudgeContext, judge_context, start_judge
 from pytest_punie.scoring.judge_calibration import gate_decision
 from pytest_punie.serving.server import ServerError, ServerInfo, log_tail
-from pytest_punie.serving.shared import serve
+from pytest_punie.serving.shared import OnDemandServer
 from pytest_punie.stash import (
     CASE_KEY,
     JUDGE_KEY,
@@ -77,13 +77,13 @@ def punie_training(request: pytest.FixtureRequest) -> TrainingSettings:
 
 
 @pytest.fixture(scope="session")
-def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
-    """The server under evaluation: started on the model (and adapter) of the options, shared
-    between xdist workers, or the one ``--punie-base-url`` names."""
+def _punie_served(request: pytest.FixtureRequest) -> Iterator[OnDemandServer]:
+    """The run's server, started at the first request the response cache cannot answer (or
+    when a test asks for ``punie_server``); stopped at session end."""
 
     config = request.config
     try:
-        info, server = serve(
+        served = OnDemandServer(
             dataclasses.replace(
                 config.stash[SETTINGS_KEY].server_spec(), log_path=server_log_path(config)
             ),
@@ -92,18 +92,32 @@ def punie_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
         )
     except ServerError as exc:
         _fail(exc)
-    config.stash[SERVER_KEY] = (info, server)
+    config.stash[SERVER_KEY] = served
     try:
-        yield info
+        yield served
     finally:
-        if server is not None:
-            server.stop()
+        served.stop()
+
+
+@pytest.fixture(scope="session")
+def punie_server(_punie_served: OnDemandServer) -> ServerInfo:
+    """The server under evaluation: started on the model (and adapter) of the options, shared
+    between xdist workers, or the one ``--punie-base-url`` names."""
+
+    try:
+        return _punie_served.start()
+    except ServerError as exc:
+        _fail(exc)
+        raise  # unreachable: pytest.fail raises
 
 
 def check_server_alive(config: pytest.Config, session: pytest.Session | None = None) -> None:
     """Fail the current test with the server log's tail when the server has died."""
 
-    info, server = config.stash[SERVER_KEY]
+    served = config.stash.get(SERVER_KEY, None)
+    if served is None or not served.started:
+        return
+    info, server = served.info, served.process
     alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
     if not alive:
         if session is not None:  # nothing more can be answered: stop with one message
@@ -118,8 +132,13 @@ def check_server_alive(config: pytest.Config, session: pytest.Session | None = N
 
 
 @pytest.fixture(scope="session")
-def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> Iterator[CaseRunner]:
+def punie_runner(
+    request: pytest.FixtureRequest, _punie_served: OnDemandServer
+) -> Iterator[CaseRunner]:
     """Runs the conversations of cases with a prompt, concurrently; the server batches them.
+
+    With the response cache on, the server starts at the first request the cache cannot
+    answer: a run answered entirely from the cache never loads the model.
 
     Under xdist one worker submits every selected case and publishes the outcomes; the others
     read theirs (``SharedOutcomes``), so ``-n`` keeps as many conversations in flight as a run
@@ -127,9 +146,12 @@ def punie_runner(request: pytest.FixtureRequest, punie_server: ServerInfo) -> It
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
-    cache = _response_cache(config, punie_server)
+    served = _punie_served
+    cache = _response_cache(config, served.info)
+    if cache is None:  # every request goes to the server
+        request.getfixturevalue("punie_server")
     runner = CaseRunner(
-        lambda: make_model(punie_server, settings.request_spec(), cache=cache),
+        lambda: make_model(served.info, settings.request_spec(), cache=cache, server=served),
         config.stash[RUN_DIR_KEY] / "workspaces",
         concurrency=settings.concurrency,
         case_timeout=settings.case_timeout,
@@ -216,6 +238,8 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
         except TimeoutError:
             # a dead server must not leave the test waiting
             check_server_alive(request.config, request.session)
+        except ServerError as exc:  # the server could not start: every case fails so
+            pytest.fail(str(exc), pytrace=False)
         except Exception as exc:
             check_server_alive(request.config, request.session)
             _stop_on_repeated_infrastructure_errors(request, exc)

@@ -15,14 +15,14 @@ if TYPE_CHECKING:
     from pytest_punie.results.run import RunResults
     from pytest_punie.scoring.framework import ScoreSheet
     from pytest_punie.scoring.judge import JudgeSettings
-    from pytest_punie.serving.server import MlxServer, ServerInfo
+    from pytest_punie.serving.shared import OnDemandServer
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 TRAINING_KEY: pytest.StashKey[TrainingSettings] = pytest.StashKey()
 JUDGE_KEY: pytest.StashKey[JudgeSettings] = pytest.StashKey()
 RUN_DIR_KEY: pytest.StashKey[Path] = pytest.StashKey()
 RESULTS_KEY: pytest.StashKey[RunResults] = pytest.StashKey()
-SERVER_KEY: pytest.StashKey[tuple[ServerInfo, MlxServer | None]] = pytest.StashKey()
+SERVER_KEY: pytest.StashKey[OnDemandServer] = pytest.StashKey()
 CASE_KEY: pytest.StashKey[Case] = pytest.StashKey()
 SHEET_KEY: pytest.StashKey[ScoreSheet] = pytest.StashKey()
 RESPONSE_KEY: pytest.StashKey[Response] = pytest.StashKey()

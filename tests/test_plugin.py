@@ -479,3 +479,73 @@ def test_failure_types_are_counted_per_category(pytester):
     result.stdout.fnmatch_lines(["failures*extra call*no call*", "tools*1*1*"])
     categories = json.loads((pytester.path / "r.json").read_text())["categories"]
     assert categories[0]["failures"] == {"extra call": 1, "no call": 1}
+
+
+def _server_started_on_demand(monkeypatch, fake):
+    """Make the plugin "start" ``fake`` as its own server (no model), counting the starts."""
+    import pytest_punie.serving.shared as shared
+    from pytest_punie.serving.server import ServerInfo
+
+    starts = []
+    planned = ServerInfo(base_url="", model_name="default_model", model="/models/m",
+                         model_hash="m" * 64,
+                         extra={"chat_template": "model", "chat_template_reason": "its own"})  # fmt: skip
+
+    def serve(settings, run_dir, shared=False):
+        starts.append(settings)
+        return ServerInfo(**{**planned.to_json(), "base_url": fake.base_url, "started_here": True,
+                             "blas": "OpenBLAS (fake)"}), None  # fmt: skip
+
+    monkeypatch.setattr(shared, "planned", lambda settings: planned)
+    monkeypatch.setattr(shared, "serve", serve)
+    return starts
+
+
+def test_a_run_the_cache_answers_entirely_never_starts_the_server(pytester, monkeypatch):
+    pytester.makepyfile(PROMPT_CASES)
+    with FakeOpenAI(_fake_answers()) as fake:
+        starts = _server_started_on_demand(monkeypatch, fake)
+        first = pytester.runpytest("--punie-results=first.json")
+        first.assert_outcomes(passed=8)
+        assert len(starts) == 1  # started once, at the first request, for all eight cases
+        asked = len(fake.requests)
+        again = pytester.runpytest("--punie-results=again.json")
+        again.assert_outcomes(passed=8)
+    assert len(starts) == 1  # the second run never started it
+    assert len(fake.requests) == asked
+    again.stdout.fnmatch_lines(["*server: not started (the response cache answered every*"])
+    first.stdout.fnmatch_lines(["*server: http://127.0.0.1:*started here, BLAS: OpenBLAS (fake)*"])
+    # the first run's results name the server that answered, the second's what it would serve
+    served = json.loads((pytester.path / "first.json").read_text())["metadata"]["server"]
+    assert served["base_url"] == fake.base_url
+    cached = json.loads((pytester.path / "again.json").read_text())["metadata"]["server"]
+    assert cached["base_url"] == ""
+    assert cached["model_hash"] == served["model_hash"]
+
+
+def test_a_cache_miss_starts_the_server_and_a_failed_start_fails_every_case(pytester, monkeypatch):
+    import pytest_punie.serving.shared as shared
+    from pytest_punie.serving.server import ServerError
+
+    pytester.makepyfile(PROMPT_CASES)
+    with FakeOpenAI(_fake_answers()) as fake:
+        starts = _server_started_on_demand(monkeypatch, fake)
+
+        def broken(settings, run_dir, shared=False):
+            starts.append(settings)
+            raise ServerError("the mlx_lm server could not load the model: no such architecture")
+
+        monkeypatch.setattr(shared, "serve", broken)
+        result = pytester.runpytest()
+    result.assert_outcomes(errors=8)
+    assert len(starts) == 1  # tried once; every case got the same failure
+    result.stdout.fnmatch_lines(["*could not load the model: no such architecture*"])
+
+
+def test_the_cache_off_starts_the_server_before_the_first_case(pytester, monkeypatch):
+    pytester.makepyfile(PROMPT_CASES)
+    with FakeOpenAI(_fake_answers()) as fake:
+        starts = _server_started_on_demand(monkeypatch, fake)
+        pytester.runpytest("--punie-cache=off").assert_outcomes(passed=8)
+        pytester.runpytest("--punie-cache=off").assert_outcomes(passed=8)
+    assert len(starts) == 2

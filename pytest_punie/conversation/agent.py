@@ -17,9 +17,12 @@ if TYPE_CHECKING:
     from pytest_punie.conversation.cache import CacheUse
     from pytest_punie.conversation.text_calls import TextToolCallModel
     from pytest_punie.serving.server import ServerInfo
+    from pytest_punie.serving.shared import OnDemandServer
     from pytest_punie.tools.workspace import Workspace
 
 __all__ = ["Sampling", "close_model", "make_agent", "make_model", "model_settings"]
+
+NOT_STARTED_URL = "http://127.0.0.1:9/v1/"  # stands in until an on-demand server has started
 
 
 @dataclass(frozen=True)
@@ -44,11 +47,16 @@ def model_settings(settings: Sampling) -> ModelSettings:
 
 
 def make_model(
-    server: ServerInfo, settings: Sampling, cache: CacheUse | None = None
+    info: ServerInfo,
+    settings: Sampling,
+    cache: CacheUse | None = None,
+    server: OnDemandServer | None = None,
 ) -> TextToolCallModel:
-    """An OpenAI-compatible chat model on ``server``, requesting the name it serves, whose tool
-    calls written as text are executed like structured ones; with ``cache``, each request is
-    answered from the response cache when it can be (the server's raw answer is cached).
+    """An OpenAI-compatible chat model on the server ``info`` describes, requesting the name it
+    serves, whose tool calls written as text are executed like structured ones; with ``cache``,
+    each request is answered from the response cache when it can be (the server's raw answer is
+    cached). With ``server`` (not started yet), the first request the cache cannot answer
+    starts it and the model then talks to it.
 
     The client itself does not retry: a timeout or a dead server should fail the case at once
     (``TextToolCallModel`` sends again only what a reset connection lost). Requests are streamed
@@ -61,12 +69,12 @@ def make_model(
 
     from pytest_punie.conversation.text_calls import TextToolCallModel  # lazy: pydantic-ai
 
-    clock = ProgressClock(server.pid)  # a local server's CPU time is progress too
+    clock = ProgressClock(info.pid)  # a local server's CPU time is progress too
     http = DefaultAsyncHttpxClient()
     # every chunk the server sends ticks the clock (the SDK's own transport, wrapped)
     http._transport = WatchedTransport(http._transport, clock)  # type: ignore[assignment]
     client = AsyncOpenAI(
-        base_url=server.base_url,
+        base_url=info.base_url or NOT_STARTED_URL,
         api_key="punie",
         max_retries=0,
         # connecting may time out; reading is watched for progress instead (queueing is fine)
@@ -74,12 +82,19 @@ def make_model(
         http_client=http,
     )
     chat_model = OpenAIChatModel(
-        server.model_name,
+        info.model_name,
         provider=OpenAIProvider(openai_client=client),
         settings=model_settings(settings),
     )
+
+    async def connect() -> None:
+        if server is not None and not info.base_url and str(client.base_url) == NOT_STARTED_URL:
+            started = await server.start_async()
+            client.base_url = started.base_url  # the SDK parses it into a URL
+            clock.pid = started.pid
+
     return TextToolCallModel(
-        cache.wrap(chat_model) if cache is not None else chat_model,
+        cache.wrap(chat_model, before_miss=connect) if cache is not None else chat_model,
         clock=clock,
         timeout=settings.timeout,
     )

@@ -21,7 +21,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -328,9 +328,14 @@ class CacheUse:
     ) -> CacheUse:
         return cls(ResponseCache(path), served_content(server), mode, repeat)
 
-    def wrap(self, model: Any) -> CachedModel:
-        """``model`` answering from (and filling) this cache."""
-        return CachedModel(model, self.cache, self.served, self.mode, repeat=self.repeat)
+    def wrap(
+        self, model: Any, before_miss: Callable[[], Awaitable[None]] | None = None
+    ) -> CachedModel:
+        """``model`` answering from (and filling) this cache; ``before_miss`` is awaited before
+        a request goes to ``model`` (it starts an on-demand server)."""
+        return CachedModel(
+            model, self.cache, self.served, self.mode, repeat=self.repeat, before_miss=before_miss
+        )
 
     def close(self) -> None:
         self.cache.close()
@@ -352,9 +357,11 @@ class CachedModel(WrapperModel):
         mode: str = "on",
         *,
         repeat: int | None = None,
+        before_miss: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(wrapped)
         self.repeat = repeat  # None: the repeat ``cache_context`` sets
+        self.before_miss = before_miss
         if mode not in ("on", "read", "refresh"):
             raise ValueError(f"cache mode must be on, read or refresh, not {mode!r}")
         self.cache = cache
@@ -393,6 +400,8 @@ class CachedModel(WrapperModel):
         found = self._lookup(key)
         if found is not None:
             return found
+        if self.before_miss is not None:
+            await self.before_miss()
         started = time.perf_counter()
         response = await self.wrapped.request(messages, model_settings, model_request_parameters)
         self._store(key, response, started)
@@ -415,6 +424,8 @@ class CachedModel(WrapperModel):
                 found, model_request_parameters=model_request_parameters, replay_events=True
             )
             return
+        if self.before_miss is not None:
+            await self.before_miss()
         started = time.perf_counter()
         async with self.wrapped.request_stream(
             messages, model_settings, model_request_parameters, run_context

@@ -395,7 +395,9 @@ def served_lines(server: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"chat template: {extra['chat_template']} ({extra['chat_template_reason']})")
         if extra.get("tools_visible") is False:
             lines.append("WARNING: the chat template ignores tools: the model never sees them")
-    if server.get("started_here"):
+    if not server.get("base_url"):
+        lines.append("server: not started (the response cache answered every request)")
+    elif server.get("started_here"):
         lines.append(f"server: {server.get('base_url')} (started here, BLAS: {server.get('blas')})")
         lines.append(f"server log: {server.get('log_path')}")
     else:

@@ -295,8 +295,9 @@ class RunResults:
 
     def add(self, result: CaseResult) -> None:
         self.cases.append(result)
-        if self.metadata.server is None and result.server:
-            self.metadata.server = result.server
+        known, now = self.metadata.server, result.server
+        if now and (known is None or (now.get("base_url") and not known.get("base_url"))):
+            self.metadata.server = now  # a started server's, once there is one
 
     def categories(
         self, thresholds: Mapping[str, float], default_threshold: float | None

@@ -7,9 +7,11 @@ folder; the others reuse it; the controller stops it when the whole run ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,7 @@ from pytest_punie.serving.adapter_check import check_adapter_changes_model
 from pytest_punie.serving.chat_template import choose_template
 from pytest_punie.serving.models import content_hash, resolve_model
 from pytest_punie.serving.server import (
+    SERVED_MODEL_NAME,
     MlxServer,
     ServerError,
     ServerInfo,
@@ -30,7 +33,7 @@ from pytest_punie.system.processes import process_alive, stop_process_group
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ServerSpec", "serve", "stop_shared"]
+__all__ = ["OnDemandServer", "ServerSpec", "planned", "serve", "stop_shared"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,81 @@ def _start(
         extra["adapter_effect"] = effect if effect != float("inf") else "greedy text differs"
     info = server.info(content_hash(server.model), content_hash(server.adapter))
     return dataclasses.replace(info, extra=extra), server
+
+
+def planned(settings: ServerSpec) -> ServerInfo:
+    """What a server started from ``settings`` will serve, known before it starts: the model,
+    the adapter, their hashes and the chat template (all a cache key needs), no URL yet."""
+    try:
+        model = resolve_model(settings.model)
+    except Exception as exc:  # conversion and download errors carry their own explanation
+        raise ServerError(f"could not prepare the model: {exc}") from exc
+    template = choose_template(settings.chat_template, model)
+    adapter = str(settings.adapter) if settings.adapter else None
+    return ServerInfo(
+        base_url="",
+        model_name=SERVED_MODEL_NAME,
+        model=model,
+        adapter=adapter,
+        model_hash=content_hash(model),
+        adapter_hash=content_hash(adapter),
+        extra={
+            "chat_template": template.name,
+            "tools_visible": template.tools_visible,
+            "chat_template_reason": template.reason,
+        },
+    )
+
+
+class OnDemandServer:
+    """The run's server, started the first time something needs it (thread-safe), so a run
+    answered entirely from the response cache never loads the model.
+
+    ``info`` is the started server's description, or until then ``planned(settings)``; a server
+    reached with a URL is connected at once (there is nothing to start).
+    """
+
+    def __init__(self, settings: ServerSpec, run_dir: Path, *, shared: bool = False) -> None:
+        self._settings = settings
+        self._run_dir = run_dir
+        self._shared = shared
+        self._lock = threading.Lock()
+        self._failure: ServerError | None = None
+        self.process: MlxServer | None = None
+        self.started = False
+        if settings.base_url:
+            self.info = connect(settings.base_url, settings.model, timeout=settings.timeout)
+            self.started = True
+        else:
+            self.info = planned(settings)
+
+    def start(self) -> ServerInfo:
+        """The running server (started now if it was not); a failed start raises every time."""
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            if not self.started:
+                try:
+                    self.info, self.process = serve(
+                        self._settings, self._run_dir, shared=self._shared
+                    )
+                except ServerError as exc:
+                    self._failure = exc
+                    raise
+                self.started = True
+            return self.info
+
+    async def start_async(self) -> ServerInfo:
+        """``start`` from an event loop, without blocking it while the model loads."""
+        if self.started:
+            return self.info
+        return await asyncio.to_thread(self.start)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.process is not None:
+                self.process.stop()
+                self.process = None
 
 
 def serve(
