@@ -5,12 +5,18 @@ the setting's flags) and runs the whole suite against it with `--punie-base-url`
 only worth having when every answer (text and tool calls) is the one a concurrency-1 run gives.
 Also measures `-n 2` against no `-n` on the same settings.
 
-    python benchmarks/server_settings.py [--only NAME ...]
+    python benchmarks/server_settings.py [--only NAME ...] [--rounds N]
+        [--reference RESULTS.json] [--keep DIR]
+
+``--reference`` takes the reference answers from an earlier concurrency-1 run's results (kept
+with ``--keep``) instead of running concurrency 1 again; ``--rounds`` runs the chosen settings
+that many times, alternating, so each is measured more than once side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +36,18 @@ SETTINGS: list[tuple[str, int, tuple[str, ...], tuple[str, ...]]] = [
     ("concurrency 16, --prompt-cache-size 64", 16, ("--prompt-cache-size", "64"), ()),
     ("concurrency 16, --prompt-concurrency 16", 16, ("--prompt-concurrency", "16"), ()),
     ("concurrency 16, --prefill-step-size 512", 16, ("--prefill-step-size", "512"), ()),
+    (
+        "concurrency 16, --prompt-concurrency 16 --prefill-step-size 512",
+        16,
+        ("--prompt-concurrency", "16", "--prefill-step-size", "512"),
+        (),
+    ),
+    (
+        "concurrency 16, --prompt-concurrency 16, -n 2",
+        16,
+        ("--prompt-concurrency", "16"),
+        ("-n", "2"),
+    ),
     ("concurrency 24", 24, (), ()),
 ]
 
@@ -46,14 +64,21 @@ def answers(document: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", nargs="*", help="run only settings whose name contains these")
+    parser.add_argument("--only", nargs="*", help="run only the settings with these exact names")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--reference", type=Path, help="results JSON of a concurrency-1 run")
+    parser.add_argument("--keep", type=Path, help="copy each run's results JSON here")
     args = parser.parse_args()
     model = str(default_model_path())
     template = choose_template("auto", model).template
     template_args = ("--chat-template", template) if template else ()
-    chosen = [s for s in SETTINGS if not args.only or any(o in s[0] for o in args.only)]
+    chosen = [s for s in SETTINGS if not args.only or any(o == s[0] for o in args.only)]
+    chosen = chosen * args.rounds
     rows: list[list[Any]] = []
     reference: dict[str, Any] | None = None
+    if args.reference:
+        reference = answers(json.loads(args.reference.read_text()))
+        print(f"reference answers: {args.reference} ({len(reference)} cases)")
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, in_flight, flags, pytest_flags) in enumerate(chosen):
             with server(model, extra_args=(*template_args, *flags)) as srv:
@@ -65,6 +90,9 @@ def main() -> None:
                     f"--punie-concurrency={in_flight}",
                     *pytest_flags,
                 )
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                (args.keep / f"setting{index}.json").write_text(json.dumps(document))
             got = answers(document)
             if reference is None:
                 reference = got
