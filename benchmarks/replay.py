@@ -97,7 +97,8 @@ async def replay(
                 if text.startswith("data:"):
                     tokens += json.loads(text[5:])["usage"]["completion_tokens"]
 
-    limits = httpx.Limits(max_connections=concurrency * 2)
+    # mlx_lm's server closes each connection after its answer: a pooled one would be dead
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=None, limits=limits) as client:
         started = time.perf_counter()
         await asyncio.gather(*(one(client, b) for b in bodies))
