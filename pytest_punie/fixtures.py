@@ -354,6 +354,15 @@ def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
     under_test = None
     if judge_settings.uses_server_under_test:
         under_test = request.getfixturevalue("punie_server")
+    caches: list[CacheUse] = []
+
+    def cached(info: ServerInfo, model: Any) -> Any:
+        cache = _response_cache(config, info, repeat=0)  # a verdict does not depend on repeats
+        if cache is None:
+            return model
+        caches.append(cache)
+        return cache.wrap(model)
+
     try:
         judge, server = start_judge(
             judge_settings,
@@ -363,6 +372,7 @@ def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
             config.stash[RUN_DIR_KEY],
             under_test=under_test,
             shared=is_worker(config),
+            wrap=cached,
         )
     except ServerError as exc:
         _fail(exc)
@@ -376,6 +386,8 @@ def punie_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
         yield judge
     finally:
         judge.close()
+        for cache in caches:
+            cache.close()
         if server is not None:
             server.stop()
 

@@ -235,3 +235,22 @@ def test_a_category_threshold_on_an_untrusted_judge_s_cases_fails_and_says_why(
     result.stdout.fnmatch_lines(
         ["*'explanation' has a threshold (0.500) but only a judge not used for the gate scored*"]
     )
+
+
+def test_a_re_run_asks_the_judge_nothing_it_answered_before(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(CASES)
+    with FakeOpenAI(ANSWERS, default=GOOD) as fake:
+        first = pytester.runpytest(f"--punie-base-url={fake.base_url}", "--punie-results=a.json")
+        judged = [r for r in fake.requests if "Rubric:" in json.dumps(r)]
+        again = pytester.runpytest(f"--punie-base-url={fake.base_url}", "--punie-results=b.json")
+        rejudged = [r for r in fake.requests if "Rubric:" in json.dumps(r)]
+        off = pytester.runpytest(f"--punie-base-url={fake.base_url}", "--punie-cache=off")
+        uncached = [r for r in fake.requests if "Rubric:" in json.dumps(r)]
+    first.assert_outcomes(passed=2)
+    again.assert_outcomes(passed=2)
+    off.assert_outcomes(passed=2)
+    assert len(judged) == 1
+    assert len(rejudged) == 1  # the verdict came from the cache
+    assert len(uncached) == 2  # without the cache the judge is asked again
+    _, case = _judge_record(str(pytester.path / "b.json"))
+    assert case["scores"][0]["score"] == 0.9

@@ -487,9 +487,10 @@ def _server_started_on_demand(monkeypatch, fake):
     from pytest_punie.serving.server import ServerInfo
 
     starts = []
-    planned = ServerInfo(base_url="", model_name="default_model", model="/models/m",
-                         model_hash="m" * 64,
-                         extra={"chat_template": "model", "chat_template_reason": "its own"})  # fmt: skip
+    extra = {"chat_template": "model", "chat_template_reason": "its own"}
+    planned = ServerInfo(
+        base_url="", model_name="default_model", model="/models/m", model_hash="m" * 64, extra=extra
+    )
 
     def serve(settings, run_dir, shared=False):
         starts.append(settings)

@@ -406,6 +406,7 @@ def start_judge(
     *,
     under_test: ServerInfo | None = None,
     shared: bool = False,
+    wrap: Callable[[ServerInfo, Model], Model] | None = None,
 ) -> tuple[Judge, MlxServer | None]:
     """The run's judge, and the server started for it (None: none, or not ours to stop).
 
@@ -413,7 +414,8 @@ def start_judge(
     Otherwise the server under test (``under_test``): its model as served (``model``), or the
     base model (``base``): the same server when it has no adapter, else a second server on the
     model without it (naming the base on a server with an adapter makes mlx_lm drain its batch
-    and reload the model at every switch between cases and judge calls).
+    and reload the model at every switch between cases and judge calls). ``wrap`` wraps the
+    judge's model (the response cache: a re-run asks the judge nothing it answered before).
     """
     import dataclasses
 
@@ -421,7 +423,8 @@ def start_judge(
         info: ServerInfo, identity: JudgeIdentity, server: MlxServer | None
     ) -> tuple[Judge, MlxServer | None]:
         def factory() -> Model:
-            return make_judge_model(info, timeout=settings.timeout)
+            model = make_judge_model(info, timeout=settings.timeout)
+            return wrap(info, model) if wrap is not None else model
 
         return Judge(factory, identity), server
 
