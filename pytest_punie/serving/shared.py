@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,14 +219,15 @@ def serve(
             raise ServerError(message)
         # The controller, not this worker, stops it: the worker may finish before the others.
         # Its pid is recorded before it is ready, so the controller can stop it even if this
-        # worker is killed during start-up.
+        # worker is killed during start-up; a watchdog stops it if the controller is killed.
+        controller = os.getppid()  # xdist workers are the controller's children
+
+        def spawned(pid: int) -> None:
+            _write_json(starting, {"pid": pid})
+            _watch(controller, pid)
+
         try:
-            info, _ = _start(
-                settings,
-                run_dir,
-                die_with_parent=False,
-                on_spawn=lambda pid: _write_json(starting, {"pid": pid}),
-            )
+            info, _ = _start(settings, run_dir, die_with_parent=False, on_spawn=spawned)
         except ServerError as exc:
             _write_json(failed, {"message": str(exc)})
             starting.unlink(missing_ok=True)
@@ -232,6 +235,26 @@ def serve(
         _write_json(state, info.to_json())
         starting.unlink(missing_ok=True)
         return info, None
+
+
+_WATCHDOG = (
+    'while kill -0 "$0" 2>/dev/null && kill -0 "-$1" 2>/dev/null; do sleep 1; done; '
+    'if kill -0 "-$1" 2>/dev/null; then '  # the controller is gone, the server is not
+    'kill -TERM "-$1"; sleep 10; kill -KILL "-$1" 2>/dev/null; fi'
+)
+
+
+def _watch(controller: int, server: int) -> None:
+    """A detached shell that stops the server's process group once ``controller`` is gone (a
+    shared server outlives the worker that started it, so it cannot die with its parent),
+    and ends by itself once the server has been stopped."""
+    subprocess.Popen(
+        ["sh", "-c", _WATCHDOG, str(controller), str(server)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def stop_shared(run_dir: Path) -> None:

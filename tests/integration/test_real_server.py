@@ -271,3 +271,40 @@ def test_killed_pytest_takes_its_server_along(pytester, model_path):
     else:
         os.killpg(server_pid, signal.SIGKILL)
         pytest.fail("the server outlived the pytest process that started it")
+
+
+def test_killed_pytest_under_xdist_takes_the_shared_server_along(pytester, model_path):
+    # The shared server outlives the worker that started it, so it cannot die with its parent;
+    # a watchdog stops it once the controller is gone.
+    pid_file = pytester.path / "server.pid"
+    pytester.makepyfile(
+        f"""
+        import time
+        def test_hold(punie_server):
+            open({str(pid_file)!r}, "w").write(str(punie_server.pid))
+            time.sleep(120)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
+         f"--punie-model={model_path}"],
+        cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the shared server never started"
+        assert process.poll() is None, "pytest ended before the server started"
+        time.sleep(0.5)
+    server_pid = int(pid_file.read_text())
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        os.killpg(server_pid, signal.SIGKILL)
+        pytest.fail("the shared server outlived the killed pytest controller")
