@@ -86,22 +86,37 @@ async def replay(
 
     semaphore = asyncio.Semaphore(concurrency)
     tokens = 0
+    resent = 0
 
     async def one(client: httpx.AsyncClient, body: dict[str, Any]) -> None:
-        nonlocal tokens
+        nonlocal tokens, resent
         async with semaphore:
-            async with client.stream("POST", f"{base_url}/chat/completions", json=body) as resp:
-                text = ""
-                async for line in resp.aiter_lines():
-                    text = line if '"usage"' in line else text
-                if text.startswith("data:"):
-                    tokens += json.loads(text[5:])["usage"]["completion_tokens"]
+            for attempt in range(5):
+                text, received = "", False
+                try:
+                    async with client.stream(
+                        "POST", f"{base_url}/chat/completions", json=body
+                    ) as resp:
+                        async for line in resp.aiter_lines():
+                            received = True
+                            text = line if '"usage"' in line else text
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+                    # mlx_lm's HTTP server resets a connection it could not take (its listen
+                    # backlog is small): send again what got no byte, as the plugin does
+                    if received or attempt == 4:
+                        raise
+                    resent += 1
+            if text.startswith("data:"):
+                tokens += json.loads(text[5:])["usage"]["completion_tokens"]
 
     # mlx_lm's server closes each connection after its answer: a pooled one would be dead
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=None, limits=limits) as client:
         started = time.perf_counter()
         await asyncio.gather(*(one(client, b) for b in bodies))
+        if resent:
+            print(f"bare replay: {resent} request(s) sent again after a reset", flush=True)
         return time.perf_counter() - started, tokens
 
 
