@@ -216,7 +216,7 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
         response=response.to_json() if response is not None else None,
         duration_s=round(report.duration, 4),
         message=message,
-        server=server.info.to_json() if server else None,
+        server=server.known().to_json() if server else None,
         failure=failure_type(outcome, scores),
         repeat=case.repeat,
         prompt=case.prompt,

@@ -8,6 +8,7 @@ folder; the others reuse it; the controller stops it when the whole run ends.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -141,6 +142,9 @@ class OnDemandServer:
         self._run_dir = run_dir
         self._shared = shared
         self._lock = threading.Lock()
+        # A child asked to die with its parent dies with the *thread* that started it: a start
+        # from an event loop runs in this one thread, which lives until the server is stopped.
+        self._starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="punie-server")
         self._failure: ServerError | None = None
         self.process: MlxServer | None = None
         self.started = False
@@ -170,13 +174,24 @@ class OnDemandServer:
         """``start`` from an event loop, without blocking it while the model loads."""
         if self.started:
             return self.info
-        return await asyncio.to_thread(self.start)
+        return await asyncio.wrap_future(self._starter.submit(self.start))
 
     def stop(self) -> None:
         with self._lock:
             if self.process is not None:
                 self.process.stop()
                 self.process = None
+        self._starter.shutdown(wait=False)
+
+    def known(self) -> ServerInfo:
+        """What is known of the server without starting it: under xdist, the shared server
+        another worker started (read from the run folder), else ``info``."""
+        if not self.started and self._shared:
+            state = self._run_dir / STATE_FILE
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                if state.is_file():
+                    return ServerInfo.from_json(json.loads(state.read_text()))
+        return self.info
 
 
 def serve(
