@@ -454,9 +454,7 @@ class EvalFile(pytest.File):
                 [line.id] if repeat <= 1 else [f"{line.id}[{REPEAT_ID}{k}]" for k in range(repeat)]
             )
             for k, name in enumerate(names):
-                item = pytest.Function.from_parent(
-                    self, name=name, callobj=_case_test(line), originalname=line.id
-                )
+                item = pytest.Function.from_parent(self, name=name, callobj=_case_test(line))
                 item.add_marker(getattr(pytest.mark, MARKER)(line.category))
                 for mark in line.marks:
                     item.add_marker(getattr(pytest.mark, mark))
