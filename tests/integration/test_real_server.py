@@ -261,16 +261,7 @@ def test_killed_pytest_takes_its_server_along(pytester, model_path):
     process.kill()
     process.wait(timeout=30)
     process.stdout.close()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            os.kill(server_pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.killpg(server_pid, signal.SIGKILL)
-        pytest.fail("the server outlived the pytest process that started it")
+    _expect_gone(server_pid, 20, "the server outlived the pytest process that started it")
 
 
 def test_killed_pytest_under_xdist_takes_the_shared_server_along(pytester, model_path):
@@ -298,13 +289,17 @@ def test_killed_pytest_under_xdist_takes_the_shared_server_along(pytester, model
     server_pid = int(pid_file.read_text())
     process.kill()
     process.wait(timeout=30)
-    deadline = time.monotonic() + 30
+    _expect_gone(server_pid, 30, "the shared server outlived the killed pytest controller")
+
+
+def _expect_gone(pid: int, seconds: float, message: str) -> None:
+    """Wait for ``pid`` to end; else kill its group and fail with ``message``."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            os.kill(server_pid, 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    else:
-        os.killpg(server_pid, signal.SIGKILL)
-        pytest.fail("the shared server outlived the killed pytest controller")
+            return
+        time.sleep(0.2)
+    os.killpg(pid, signal.SIGKILL)
+    pytest.fail(message)
