@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_punie.serving.adapter_check import check_adapter_changes_model
-from pytest_punie.serving.chat_template import choose_template
+from pytest_punie.serving.chat_template import TemplateChoice, choose_template
 from pytest_punie.serving.models import content_hash, resolve_model
 from pytest_punie.serving.server import (
     SERVED_MODEL_NAME,
@@ -65,6 +65,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data))
 
 
+def _prepare(settings: ServerSpec) -> tuple[str, TemplateChoice]:
+    """The model to serve (converted or downloaded if need be) and its chat template."""
+    try:
+        model = resolve_model(settings.model)
+    except Exception as exc:  # conversion and download errors carry their own explanation
+        raise ServerError(f"could not prepare the model: {exc}") from exc
+    return model, choose_template(settings.chat_template, model)
+
+
+def _template_facts(template: TemplateChoice) -> dict[str, Any]:
+    """What the served info says of the chat template (the cache key reads ``chat_template``)."""
+    return {
+        "chat_template": template.name,
+        "tools_visible": template.tools_visible,
+        "chat_template_reason": template.reason,
+    }
+
+
 def _start(
     settings: ServerSpec,
     run_dir: Path,
@@ -73,11 +91,7 @@ def _start(
     on_spawn: Callable[[int], None] | None = None,
 ) -> tuple[ServerInfo, MlxServer]:
     """Prepare the model and its chat template, start the server, describe what it serves."""
-    try:
-        model = resolve_model(settings.model)
-    except Exception as exc:  # conversion and download errors carry their own explanation
-        raise ServerError(f"could not prepare the model: {exc}") from exc
-    template = choose_template(settings.chat_template, model)
+    model, template = _prepare(settings)
     server = MlxServer(
         model,
         str(settings.adapter) if settings.adapter else None,
@@ -89,11 +103,7 @@ def _start(
         on_spawn=on_spawn,
     )
     server.start()
-    extra: dict[str, Any] = {
-        "chat_template": template.name,
-        "tools_visible": template.tools_visible,
-        "chat_template_reason": template.reason,
-    }
+    extra = _template_facts(template)
     if server.adapter:
         try:
             effect = check_adapter_changes_model(server.base_url, model, server.adapter)
@@ -108,11 +118,7 @@ def _start(
 def planned(settings: ServerSpec) -> ServerInfo:
     """What a server started from ``settings`` will serve, known before it starts: the model,
     the adapter, their hashes and the chat template (all a cache key needs), no URL yet."""
-    try:
-        model = resolve_model(settings.model)
-    except Exception as exc:  # conversion and download errors carry their own explanation
-        raise ServerError(f"could not prepare the model: {exc}") from exc
-    template = choose_template(settings.chat_template, model)
+    model, template = _prepare(settings)
     adapter = str(settings.adapter) if settings.adapter else None
     return ServerInfo(
         base_url="",
@@ -121,11 +127,7 @@ def planned(settings: ServerSpec) -> ServerInfo:
         adapter=adapter,
         model_hash=content_hash(model),
         adapter_hash=content_hash(adapter),
-        extra={
-            "chat_template": template.name,
-            "tools_visible": template.tools_visible,
-            "chat_template_reason": template.reason,
-        },
+        extra=_template_facts(template),
     )
 
 
