@@ -39,6 +39,7 @@ __all__ = [
     "Imported",
     "Line",
     "Rejection",
+    "arguments_object",
     "dataset_files",
     "dataset_hash",
     "detect_format",
@@ -432,11 +433,14 @@ def _call_from_text(value: str, turn: int) -> dict[str, Any]:
         raise _Unconvertible(f"function_call in turn {turn} has no name")
     return {
         "type": "function",
-        "function": {"name": call["name"], "arguments": _arguments(call.get("arguments", {}))},
+        "function": {
+            "name": call["name"],
+            "arguments": arguments_object(call.get("arguments", {})),
+        },
     }
 
 
-def _arguments(value: Any) -> Any:
+def arguments_object(value: Any) -> Any:
     """Tool-call arguments as a JSON object, not a JSON string: chat templates such as Qwen2.5's
     render ``arguments | tojson``, which would teach the model a quoted string."""
     if isinstance(value, str):
@@ -527,7 +531,7 @@ def _openai_call(call: Any) -> Any:
     if isinstance(call, dict) and isinstance(call.get("function"), dict):
         function = dict(call["function"])
         if "arguments" in function:
-            function["arguments"] = _arguments(function["arguments"])
+            function["arguments"] = arguments_object(function["arguments"])
         return {**call, "function": function}
     return call
 

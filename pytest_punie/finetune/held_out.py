@@ -16,20 +16,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.finetune.datasets import arguments_object
 from pytest_punie.system.files import atomic_write_text
 
 __all__ = ["CATEGORY", "case_line", "write_case_file"]
 
 CATEGORY = "held_out"
-
-
-def _arguments(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def case_line(data: Mapping[str, Any], number: int) -> dict[str, Any] | None:
@@ -49,7 +41,7 @@ def case_line(data: Mapping[str, Any], number: int) -> dict[str, Any] | None:
     calls = [
         {
             "name": call["function"]["name"],
-            "arguments": _arguments(call["function"].get("arguments", {})),
+            "arguments": arguments_object(call["function"].get("arguments", {})),
         }
         for reply in replies
         for call in reply.get("tool_calls") or []
