@@ -40,6 +40,7 @@ __all__ = [
     "Completed",
     "Isolation",
     "Limits",
+    "SandboxUnavailable",
     "SandboxWarning",
     "isolation",
     "minimal_env",
@@ -51,6 +52,10 @@ Isolation = Literal["bwrap", "unshare", "none"]
 _CHUNK = 65_536
 _EXIT_GRACE_S = 0.2
 """How long output is still read after the process exited (a child may hold the pipe)."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """No isolation that confines untrusted code is available, and weaker was not allowed."""
 
 
 class SandboxWarning(UserWarning):
