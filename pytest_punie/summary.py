@@ -107,10 +107,14 @@ class PunieReporter:
         """The lines under the tables, in the terminal and in the HTML report alike: what was
         served (append a line here to show it in both)."""
         sources = call_sources_line(self.results.cases)
+        cases = self.results.cases
+        all_cached = bool(cases) and all(c.cached for c in cases)
+        sandbox = self.results.metadata.sandbox
         return [
-            *served_lines(self.results.metadata.server),
+            *served_lines(self.results.metadata.server, all_cached),
             *([sources] if sources else []),
             self.cache_line(),
+            *([f"sandbox: {sandbox}"] if sandbox else []),
         ]
 
     def _document(self) -> dict[str, Any]:

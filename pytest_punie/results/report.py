@@ -379,8 +379,9 @@ def few_cases_warnings(categories: Iterable[CategoryScore], min_cases: int) -> l
     ]
 
 
-def served_lines(server: Mapping[str, Any] | None) -> list[str]:
-    """What was actually served: model, adapter, hashes, server URL and BLAS."""
+def served_lines(server: Mapping[str, Any] | None, all_cached: bool = False) -> list[str]:
+    """What was actually served: model, adapter, hashes, server URL and BLAS; a server that
+    failed to start says so with its cause (``all_cached``: the cache answered every case)."""
     if not server:
         return ["served: no server was used"]
     lines = [f"model: {server.get('model')} (sha256 {str(server.get('model_hash'))[:12]})"]
@@ -395,10 +396,20 @@ def served_lines(server: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"chat template: {extra['chat_template']} ({extra['chat_template_reason']})")
         if extra.get("tools_visible") is False:
             lines.append("WARNING: the chat template ignores tools: the model never sees them")
-    if not server.get("base_url"):
-        lines.append("server: not started (the response cache answered every request)")
+    start_error = server.get("start_error")
+    if start_error:
+        lines.append(f"server: failed to start: {str(start_error).strip().splitlines()[0]}")
+        if server.get("log_path"):
+            lines.append(f"server log: {server.get('log_path')}")
+    elif not server.get("base_url"):
+        lines.append(
+            "server: not started (the response cache answered every request)"
+            if all_cached
+            else "server: not started (no case asked the model)"
+        )
     elif server.get("started_here"):
-        lines.append(f"server: {server.get('base_url')} (started here, BLAS: {server.get('blas')})")
+        lines.append(f"server: {server.get('base_url')} (started here)")
+        lines.append(f"BLAS: {server.get('blas')}")
         lines.append(f"server log: {server.get('log_path')}")
     else:
         lines.append(

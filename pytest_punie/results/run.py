@@ -248,6 +248,7 @@ class RunMetadata:
     platform: str = ""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     cache: dict[str, Any] = field(default_factory=dict)  # mode, path, cases answered from it
+    sandbox: str | None = None  # the isolation model code and run_command ran under
 
 
 def run_metadata(started: str, sampling: Mapping[str, Any], root: Path | None) -> RunMetadata:
@@ -296,8 +297,12 @@ class RunResults:
     def add(self, result: CaseResult) -> None:
         self.cases.append(result)
         known, now = self.metadata.server, result.server
-        if now and (known is None or (now.get("base_url") and not known.get("base_url"))):
-            self.metadata.server = now  # a started server's, once there is one
+        if now and (
+            known is None
+            or (now.get("base_url") and not known.get("base_url"))
+            or (now.get("start_error") and not known.get("base_url"))
+        ):
+            self.metadata.server = now  # a started (or failed) server's, once there is one
 
     def categories(
         self, thresholds: Mapping[str, float], default_threshold: float | None

@@ -67,6 +67,7 @@ class ServerInfo:
     started_here: bool = False
     blas: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)
+    start_error: str | None = None  # why the server could not start (it then has no URL)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -188,6 +188,8 @@ class OnDemandServer:
     def known(self) -> ServerInfo:
         """What is known of the server without starting it: under xdist, the shared server
         another worker started (read from the run folder), else ``info``."""
+        if self._failure is not None:
+            return dataclasses.replace(self.info, start_error=str(self._failure))
         if not self.started and self._shared:
             state = self._run_dir / STATE_FILE
             with contextlib.suppress(OSError, ValueError, TypeError):
