@@ -1,8 +1,12 @@
-"""OpenBLAS from pip is found and preloaded into MLX processes on Linux, and the run says so."""
+"""The OpenBLAS the plugin preloads runs on every CPU, is proven before use, and a library that
+dies or computes wrong numbers leaves the run on reference BLAS, saying why."""
 
 from __future__ import annotations
 
+import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,50 +15,152 @@ import pytest
 
 from pytest_punie.system import blas
 
-linux_with_pip_openblas = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or blas._pip_openblas() is None,
-    reason="needs Linux and the cmeel-openblas wheel (a Linux dependency)",
+LINUX = sys.platform.startswith("linux")
+linux_only = pytest.mark.skipif(not LINUX, reason="OpenBLAS is preloaded on Linux only")
+needs_cc = pytest.mark.skipif(
+    not LINUX or shutil.which("cc") is None, reason="needs Linux and a C compiler (cc)"
 )
+
+# A library that plays a one-CPU OpenBLAS on a CPU it was not built for: its matmul traps.
+CRASHING = """
+#include <signal.h>
+char *openblas_get_config(void) { return "OpenBLAS 0.3.31 NO_AFFINITY SKYLAKEX MAX_THREADS=4"; }
+void cblas_sgemm(void) { raise(SIGILL); }
+"""
+# A library whose matmul does nothing: wrong numbers, no crash.
+WRONG = """
+char *openblas_get_config(void) { return "OpenBLAS 0.0 WRONG"; }
+void cblas_sgemm(void) { }
+"""
+
+
+def _library(tmp_path: Path, name: str, source: str) -> Path:
+    (tmp_path / f"{name}.c").write_text(source)
+    library = tmp_path / f"lib{name}.so"
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", "-o", str(library), str(tmp_path / f"{name}.c")], check=True
+    )
+    return library
 
 
 @pytest.fixture(autouse=True)
-def _openblas_on(monkeypatch):
-    monkeypatch.delenv("PUNIE_OPENBLAS", raising=False)
+def _own_cache(monkeypatch, tmp_path):
+    """Each test proves libraries afresh, in its own cache, with OpenBLAS not opted out."""
+    monkeypatch.delenv(blas.ENV, raising=False)
+    monkeypatch.setenv("PUNIE_CACHE", str(tmp_path / "cache"))
 
 
-@linux_with_pip_openblas
-def test_pip_openblas_is_preloaded_and_loads(tmp_path):
+@pytest.mark.skipif(
+    not LINUX or platform.machine() != "x86_64", reason="the pip OpenBLAS is an x86_64 dependency"
+)
+def test_the_library_the_plugin_preloads_runs_on_every_cpu():
+    """Fails on any machine, whatever its CPU, when the OpenBLAS is built for one CPU."""
+    found = blas.find_openblas()
+    assert found is not None, f"no OpenBLAS: is {blas.PIP_OPENBLAS} installed?"
+    library, origin = found
+    assert origin.startswith(f"pip {blas.PIP_OPENBLAS}")
+    proof = blas.prove(library)
+    assert proof.ok, proof.reason
+    assert proof.config is not None
+    assert proof.config.startswith("OpenBLAS ")
+    # openblas_get_config() of a one-CPU build lacks DYNAMIC_ARCH (cmeel's: "... SKYLAKEX")
+    assert "DYNAMIC_ARCH" in proof.config, proof.config
+
+
+@linux_only
+def test_proven_openblas_is_preloaded_and_loads(tmp_path):
+    if blas.find_openblas() is None:
+        pytest.skip("no OpenBLAS on this machine")
     env = dict(os.environ)
-    used = blas.preload_openblas(env, cache=tmp_path)
-    library = blas._pip_openblas()
-    assert used.startswith("OpenBLAS (pip cmeel-openblas")
-    assert str(library) in used
-    assert env["LD_PRELOAD"].split()[0] == str(library)
-    folder = Path(env["LD_LIBRARY_PATH"].split(":")[0])
-    assert (folder / "libgfortran.so.5").resolve().parent.name == "mlx_cpu.libs"
-    # a process started with this environment really maps it, and resolves libgfortran
+    choice = blas.choose_blas(env, cache=tmp_path)
+    assert choice.library is not None, choice.description
+    assert choice.description.startswith("OpenBLAS ")
+    assert str(choice.library) in choice.description
+    assert env["LD_PRELOAD"].split()[0] == str(choice.library)
     code = "import mlx.core as mx; print(open('/proc/self/maps').read())"
     maps = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
-    assert str(library) in maps
+    assert str(choice.library) in maps
     assert "libgfortran" in maps
 
 
-@linux_with_pip_openblas
+@linux_only
 def test_openblas_is_faster_than_reference_blas(tmp_path):
     fast_env = dict(os.environ)
-    blas.preload_openblas(fast_env, cache=tmp_path)
+    if blas.choose_blas(fast_env, cache=tmp_path).library is None:
+        pytest.skip("no OpenBLAS on this machine")
     reference = blas.matmul_gflops(dict(os.environ))
     fast = blas.matmul_gflops(fast_env)
     assert fast > 2 * reference, (fast, reference)
 
 
+@needs_cc
+def test_a_library_that_dies_on_this_cpu_leaves_reference_blas_and_says_why(tmp_path, monkeypatch):
+    library = _library(tmp_path, "crash", CRASHING)
+    monkeypatch.setenv(blas.ENV, str(library))
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
+    choice = blas.choose_blas(env, cache=tmp_path)
+    assert choice.library is None
+    assert choice.description == (
+        f"reference (OpenBLAS 0.3.31 NO_AFFINITY SKYLAKEX MAX_THREADS=4 from "
+        f"{blas.ENV}={library} died with SIGILL on this CPU)"
+    )
+    assert "LD_PRELOAD" not in env  # the process is started without it
+    # the verdict is remembered per library and CPU: the next run does not start a child
+    monkeypatch.setattr(blas.subprocess, "run", _no_child)
+    assert blas.choose_blas({}, cache=tmp_path).description == choice.description
+
+
+@needs_cc
+def test_a_library_that_computes_wrong_numbers_is_not_used(tmp_path, monkeypatch):
+    library = _library(tmp_path, "wrong", WRONG)
+    monkeypatch.setenv(blas.ENV, str(library))
+    choice = blas.choose_blas({}, cache=tmp_path)
+    assert choice.library is None
+    assert "computed wrong numbers on this CPU" in choice.description
+
+
+@linux_only
+def test_a_good_proof_is_remembered(tmp_path, monkeypatch):
+    found = blas.find_openblas()
+    if found is None:
+        pytest.skip("no OpenBLAS on this machine")
+    first = blas.prove(found[0], cache=tmp_path)
+    assert first.ok
+    proofs = json.loads((tmp_path / "blas" / "proofs.json").read_text())
+    assert [entry["ok"] for entry in proofs.values()] == [True]
+    monkeypatch.setattr(blas.subprocess, "run", _no_child)
+    assert blas.prove(found[0], cache=tmp_path) == first
+
+
+def _no_child(*args, **kwargs):
+    raise AssertionError("a remembered verdict must not start a child process")
+
+
+def test_a_crash_in_a_real_process_is_remembered(tmp_path, monkeypatch):
+    library = tmp_path / "libopenblas.so"
+    library.write_bytes(b"not a library")
+    blas.record_crash(library, "killed the server with SIGILL", cache=tmp_path)
+    monkeypatch.setattr(blas.subprocess, "run", _no_child)
+    proof = blas.prove(library, cache=tmp_path)
+    assert not proof.ok
+    assert proof.reason == "killed the server with SIGILL"
+
+
+def test_without_preload_takes_only_that_library_off():
+    env = {"LD_PRELOAD": "/a/libopenblas.so /b/other.so", "X": "1"}
+    assert blas.without_preload(env, Path("/a/libopenblas.so")) == {
+        "LD_PRELOAD": "/b/other.so", "X": "1"
+    }  # fmt: skip
+    assert blas.without_preload({"LD_PRELOAD": "/a/x.so"}, Path("/a/x.so")) == {}
+
+
 def test_opting_out_leaves_the_environment_alone(monkeypatch):
-    monkeypatch.setenv("PUNIE_OPENBLAS", "0")
+    monkeypatch.setenv(blas.ENV, "0")
     env = {"LD_PRELOAD": "x.so"}
     used = blas.preload_openblas(env)
-    if sys.platform.startswith("linux"):
+    if LINUX:
         assert used == "reference (PUNIE_OPENBLAS=0)"
     assert env == {"LD_PRELOAD": "x.so"}
 
@@ -72,14 +178,24 @@ def test_debian_openblas_is_only_a_fallback(monkeypatch, tmp_path):
     assert blas.find_openblas() == (fake, "Debian libopenblas0-pthread")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_a_library_named_in_the_environment_comes_first(monkeypatch, tmp_path):
+    mine = tmp_path / "libopenblas-mine.so"
+    monkeypatch.setenv(blas.ENV, str(mine))
+    assert blas.find_openblas() == (mine, f"{blas.ENV}={mine}")
+    if LINUX:  # a path that is no file is named as such, and nothing is preloaded
+        env: dict[str, str] = {}
+        assert "no such file" in blas.preload_openblas(env)
+        assert env == {}
+
+
+@linux_only
 def test_no_openblas_anywhere_says_reference_and_how_to_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(blas, "_pip_openblas", lambda: None)
     monkeypatch.setattr(blas, "DEBIAN_OPENBLAS", str(tmp_path / "missing-{arch}"))
     env: dict[str, str] = {}
     used = blas.preload_openblas(env)
     assert used.startswith("reference: no OpenBLAS found")
-    assert "pip install cmeel-openblas" in used
+    assert f"pip install {blas.PIP_OPENBLAS}" in used
     assert env == {}
 
 
@@ -90,9 +206,9 @@ def test_macos_needs_nothing(monkeypatch):
     assert env == {}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux")
+@linux_only
 def test_a_preload_that_did_not_load_is_reported_as_reference():
-    said = "OpenBLAS (pip cmeel-openblas 0.3.31: /nowhere/libopenblas.so.0)"
+    said = "OpenBLAS 0.3.33 DYNAMIC_ARCH (pip ngsolve-openblas 0.3.33: /nowhere/libopenblas.so)"
     assert blas.blas_in_process(os.getpid(), said).startswith("reference: /nowhere")
     assert blas.blas_in_process(os.getpid(), "reference (PUNIE_OPENBLAS=0)") == (
         "reference (PUNIE_OPENBLAS=0)"

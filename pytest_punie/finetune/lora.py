@@ -32,7 +32,7 @@ __all__ = [
     "train_adapter",
     "train_in_subprocess",
 ]
-from pytest_punie.system.blas import preload_openblas
+from pytest_punie.system import blas
 
 MANIFEST = "punie-manifest.json"
 PROGRESS_PREFIX = "[punie train] "
@@ -340,8 +340,6 @@ def train_in_subprocess(
     """``train_adapter`` in a fresh Python with OpenBLAS preloaded (as the eval server has it):
     MLX's Linux CPU wheel links reference BLAS, far slower for training's matmuls. Progress lines
     go to ``progress`` as they come (default: this process's stdout); the manifest is returned."""
-    import subprocess
-    import sys
 
     job = {
         "model": model,
@@ -352,31 +350,53 @@ def train_in_subprocess(
         "dataset_hash": dataset_hash,
     }
     env = dict(os.environ)
-    if openblas:
-        preload_openblas(env)
+    choice = blas.choose_blas(env) if openblas else None
+    returncode, stderr, answered = _run_training(job, env, progress)
+    if returncode < 0 and not answered and choice is not None and choice.library is not None:
+        # A native library must not void the run: train once more without it.
+        reason = f"killed the training process with {blas.signal_name(returncode)}"
+        blas.record_crash(choice.library, reason)
+        (progress or print)(f"{choice.library.name} {reason}: training again with reference BLAS")
+        env = blas.without_preload(env, choice.library)
+        returncode, stderr, answered = _run_training(job, env, progress)
+    if returncode != 0:
+        raise TrainingError(f"training failed (exit {returncode}):\n{stderr[-4000:]}")
+    manifest: dict[str, Any] = json.loads((Path(out_dir) / MANIFEST).read_text())
+    return manifest
+
+
+def _run_training(
+    job: dict[str, Any], env: dict[str, str], progress: Callable[[str], None] | None
+) -> tuple[int, str, bool]:
+    """Run the training child on ``job``; its exit code, its stderr, and whether it printed a
+    progress line (it got past loading the model)."""
+    import subprocess
+    import sys
+
+    answered = False
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(
             [sys.executable, "-m", "pytest_punie.finetune.lora"],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE if progress else None,
+            stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
             env=env,
         )
         assert process.stdin is not None
+        assert process.stdout is not None
         process.stdin.write(json.dumps(job))
         process.stdin.close()
-        if progress and process.stdout is not None:
-            for line in process.stdout:
-                if line.startswith(PROGRESS_PREFIX):
-                    progress(line[len(PROGRESS_PREFIX) :].rstrip())
+        for line in process.stdout:
+            if line.startswith(PROGRESS_PREFIX):
+                answered = True
+                (progress or print)(line[len(PROGRESS_PREFIX) :].rstrip())
+            elif progress is None:
+                print(line, end="")
         returncode = process.wait()
         errors.seek(0)
         stderr = errors.read()
-    if returncode != 0:
-        raise TrainingError(f"training failed (exit {returncode}):\n{stderr[-4000:]}")
-    manifest: dict[str, Any] = json.loads((Path(out_dir) / MANIFEST).read_text())
-    return manifest
+    return returncode, stderr, answered
 
 
 def _main() -> int:

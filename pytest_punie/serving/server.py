@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_punie.system.blas import preload_openblas
+from pytest_punie.system import blas as blas_choice
 from pytest_punie.system.processes import stop_process_group
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "connect",
     "free_port",
 ]
-from pytest_punie.system.blas import blas_in_process
 from pytest_punie.system.files import cache_dir
 
 SERVED_MODEL_NAME = "default_model"
@@ -165,6 +164,8 @@ class MlxServer:
         self.hf_cache = hf_cache
         self.process: subprocess.Popen[bytes] | None = None
         self.blas = "unknown"
+        self._preloaded: Path | None = None  # the OpenBLAS preloaded into the running process
+        self._without_openblas: str | None = None  # why it is started without OpenBLAS
 
     @property
     def base_url(self) -> str:
@@ -186,7 +187,11 @@ class MlxServer:
         hub.mkdir(parents=True, exist_ok=True)  # /v1/models sends nothing when it is missing
         env["HF_HUB_CACHE"] = str(hub)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.blas = preload_openblas(env)
+        if self._without_openblas is not None:
+            self.blas, self._preloaded = self._without_openblas, None
+            return env
+        choice = blas_choice.choose_blas(env)
+        self.blas, self._preloaded = choice.description, choice.library
         return env
 
     def start(self) -> None:
@@ -195,17 +200,27 @@ class MlxServer:
         With a port chosen here, a port another process took between the choice and the
         server's bind is given up for a fresh one (up to three times)."""
         chosen_here = self.port is None
-        for attempt in range(3):
+        for attempt in range(4):
             try:
                 self._start_once()
                 return
+            except _PreloadCrashed as crash:
+                # A native library must not void the run: start once more without it (a
+                # process without a preload never raises this, so this happens once).
+                blas_choice.record_crash(crash.library, crash.reason)
+                self._without_openblas = (
+                    f"reference ({crash.library.name} {crash.reason}: started again without it)"
+                )
+                if chosen_here:  # the dead server's connections may still hold its port
+                    self.port = None
             except _PortTaken:
-                if not chosen_here or attempt == 2:
+                if not chosen_here or attempt == 3:
                     raise ServerError(
                         f"port {self.port} on {self.host} is taken by another process: "
                         "pick another --punie-port"
                     ) from None
                 self.port = None
+        raise ServerError(f"mlx_lm server could not be started; see {self.log_path}")
 
     def _start_once(self) -> None:
         if self.port is None:
@@ -229,7 +244,7 @@ class MlxServer:
             self.wait_ready()
             self.check_serves_model()
 
-            self.blas = blas_in_process(self.process.pid, self.blas)
+            self.blas = blas_choice.blas_in_process(self.process.pid, self.blas)
         except BaseException:
             self.stop()
             raise
@@ -248,6 +263,13 @@ class MlxServer:
                 code = self.process.returncode if self.process else None
                 if "Address already in use" in self.log_tail(5):
                     raise _PortTaken
+                if code is not None and code < 0 and self._preloaded is not None:
+                    raise _PreloadCrashed(
+                        self._preloaded,
+                        f"killed the server with {blas_choice.signal_name(code)} before its "
+                        "first answer",
+                        self.log_tail(),
+                    )
                 raise ServerError(
                     f"mlx_lm server exited with code {code} before it was ready.\n"
                     f"Last lines of {self.log_path}:\n{self.log_tail()}"
@@ -316,6 +338,15 @@ class MlxServer:
 
 class _PortTaken(ServerError):
     """Another process holds the port the server was to listen on."""
+
+
+class _PreloadCrashed(ServerError):
+    """The server died by a signal before its first answer with an OpenBLAS preloaded."""
+
+    def __init__(self, library: Path, reason: str, log: str) -> None:
+        super().__init__(f"mlx_lm server with {library} preloaded {reason}.\n{log}")
+        self.library = library
+        self.reason = reason
 
 
 def hub_cache() -> Path:
