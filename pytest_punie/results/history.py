@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_punie.results.render import Cell, Table, percent, run_label, to_text
-from pytest_punie.results.report import history_page
 from pytest_punie.results.stats import CategoryStats, case_samples, category_intervals
 from pytest_punie.system.files import atomic_write_text
 
@@ -531,11 +530,14 @@ def format_history(db_path: str | os.PathLike[str], all_runs: bool = False) -> s
 
 
 def history_html(db_path: str | os.PathLike[str], title: str = "pytest-punie run history") -> str:
-    """A self-contained HTML page: trend charts, the cumulative table, every recorded run."""
-    recorded = runs(db_path)
-    return history_page(
-        recorded, cumulative(recorded), all_runs_table(recorded), steps(recorded), title
-    )
+    """A self-contained HTML page: trend charts, the cumulative table, every recorded run.
+
+    Kept for callers of ``history.history_html``: the page is made by ``report.history_html``
+    (imported here on call, so this data module imports no renderer).
+    """
+    from pytest_punie.results import report
+
+    return report.history_html(db_path, title)
 
 
 # -- the ``punie history`` command ----------------------------------------------------------------

@@ -1,30 +1,39 @@
-"""Every table pytest-punie shows, as terminal text and as HTML, and the formatting rules they
-share: percentages, the name of a path, a run's label, escaping.
+"""Every table pytest-punie shows, as terminal text and as HTML, and the one place HTML is made:
+the Jinja environment over ``results/templates``, autoescaping every value it is given.
 
-Data modules (``results``, ``compare``, ``history``) hand typed values to this module; nothing
-here computes a score. A table is a :class:`Table` of :class:`Cell` values, rendered by
-:func:`to_text` for the terminal and :func:`to_html` for a page: the two never drift apart.
+Data modules (``run``, ``compare``, ``history``) hand typed values to this module and to
+``report``; nothing here computes a score. A table is a :class:`~pytest_punie.results.table.Table`
+of cells, rendered by :func:`to_text` for the terminal and :func:`to_html` (the ``table`` macro)
+for a page: the two never drift apart. Terminal text is made in Python; HTML and SVG only by
+templates.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pytest_punie.results.labels import path_name, percent, run_label
 from pytest_punie.results.stats import ALPHA
+from pytest_punie.results.table import Cell, Table
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+
     from pytest_punie.results.compare import CaseChange, CategoryComparison, Comparison
     from pytest_punie.results.run import CategoryScore
 
 __all__ = [
     "CATEGORY_HEADER",
+    "CHANGE_TITLES",
     "COMPARISON_HEADER",
     "Cell",
     "Table",
+    "case_line",
     "category_rows",
+    "changed_cases",
     "comparison_html",
     "comparison_table",
     "comparison_text",
@@ -32,6 +41,8 @@ __all__ = [
     "failure_table",
     "path_name",
     "percent",
+    "render_html",
+    "render_macro",
     "run_label",
     "text_table",
     "to_html",
@@ -43,78 +54,49 @@ CATEGORY_HEADER = (
 )  # fmt: skip
 
 
+# -- HTML: the templates --------------------------------------------------------------------------
+
+
+@functools.cache
+def _environment() -> Environment:
+    """The templates' environment, made on first use (Jinja stays out of ``pytest --help``).
+
+    Every value a template prints is escaped (the ``.html`` and ``.svg`` templates and any other),
+    and a name a template uses but was not given is an error, not an empty string.
+    """
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("pytest_punie.results", "templates"),
+        autoescape=select_autoescape(("html", "svg"), default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(template: str, **context: Any) -> str:
+    """The template ``template`` (under ``results/templates``) rendered with ``context``."""
+    return _environment().get_template(template).render(**context)
+
+
+def render_macro(template: str, name: str, *args: Any) -> str:
+    """One macro of ``template`` called with ``args`` (the templates' shared pieces)."""
+    return str(getattr(_environment().get_template(template).module, name)(*args))
+
+
 def escape(value: object) -> str:
-    """``value`` as HTML text (quotes escaped too, so it is safe inside an attribute)."""
+    """``value`` as HTML text (quotes escaped too), for the few cells pytest-html takes as
+    strings; everything else is escaped by the templates."""
     return html.escape(str(value), quote=True)
 
 
-def percent(value: float | None) -> str:
-    """A score as a percentage with one decimal; "-" for none."""
-    return "-" if value is None else f"{value:.1%}"
+def to_html(table: Table, table_id: str = "", css_class: str = "punie-table") -> str:
+    """The table as escaped HTML; a best cell is bold, a note is the cell's tooltip."""
+    return render_macro("macros.html", "table", table, table_id, css_class)
 
 
-def path_name(path: str) -> str:
-    """The last part of a model or adapter path (or repo id), for labels."""
-    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or path
-
-
-def run_label(model: str | None, adapter: str | None, label: str | None = None) -> str:
-    """The one name of a run everywhere: its label if given, else ``model + adapter`` or
-    ``model (base)``; the model comes first because runs of one model are read together."""
-    if label:
-        return label
-    model_part = path_name(model) if model else "unknown model"
-    return f"{model_part} + {path_name(adapter)}" if adapter else f"{model_part} (base)"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One table cell: its text, the number it shows (to rank), whether it is the best of its
-    column, a note (the HTML's tooltip) and, rarely, richer markup for HTML (already escaped,
-    e.g. a long answer with the rest one click away; the text form uses ``text``)."""
-
-    text: str
-    value: float | None = None
-    best: bool = False
-    note: str = ""
-    html: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.text}*" if self.best else self.text
-
-
-@dataclass(frozen=True)
-class Table:
-    """A header and rows of cells; ``left`` columns are names (left-aligned), the others numbers.
-
-    ``row_classes`` (one per row, or none) become the HTML rows' classes; with ``total_row`` the
-    text form draws a rule above the last row.
-    """
-
-    header: tuple[str, ...]
-    rows: tuple[tuple[Cell, ...], ...]
-    left: frozenset[int] = frozenset({0})
-    total_row: bool = False
-    row_classes: tuple[str, ...] = ()
-
-    @classmethod
-    def of(
-        cls,
-        header: Sequence[str],
-        rows: Iterable[Sequence[str | Cell]],
-        *,
-        left: Collection[int] = (0,),
-        total_row: bool = False,
-        row_classes: Sequence[str] = (),
-    ) -> Table:
-        """A table from strings or cells (a string becomes a plain cell)."""
-        return cls(
-            tuple(header),
-            tuple(tuple(c if isinstance(c, Cell) else Cell(str(c)) for c in row) for row in rows),
-            frozenset(left),
-            total_row,
-            tuple(row_classes),
-        )
+# -- terminal text --------------------------------------------------------------------------------
 
 
 def text_table(
@@ -146,29 +128,6 @@ def to_text(table: Table) -> str:
     """The table for the terminal; a best cell ends with ``*``."""
     rows = [[str(cell) for cell in row] for row in table.rows]
     return text_table(rows, table.header, total_row=table.total_row, left=table.left)
-
-
-def to_html(table: Table, table_id: str = "", css_class: str = "punie-table") -> str:
-    """The table as escaped HTML; a best cell is bold, a note is the cell's tooltip."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
-    body = []
-    for index, row in enumerate(table.rows):
-        cells = []
-        for column, cell in enumerate(row):
-            text = escape(cell.text) if cell.html is None else cell.html
-            content = f"<strong>{text}</strong>" if cell.best else text
-            attributes = "" if column in table.left else ' class="num"'
-            if cell.note:
-                attributes += f' title="{escape(cell.note)}"'
-            cells.append(f"<td{attributes}>{content}</td>")
-        row_class = table.row_classes[index] if index < len(table.row_classes) else ""
-        opening = f'<tr class="{escape(row_class)}">' if row_class else "<tr>"
-        body.append(opening + "".join(cells) + "</tr>")
-    identity = f' id="{escape(table_id)}"' if table_id else ""
-    return (
-        f'<table{identity} class="{escape(css_class)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
 
 
 # -- category scores ------------------------------------------------------------------------------
@@ -267,7 +226,8 @@ def comparison_table(comparison: Comparison) -> Table:
     return Table.of(COMPARISON_HEADER, rows, total_row=True, row_classes=classes)
 
 
-def _case_line(case: CaseChange) -> str:
+def case_line(case: CaseChange) -> str:
+    """One changed case in words: its nodeid and its score before and after."""
     if case.change == "added":
         return f"{case.nodeid}  (new: {percent(case.candidate_score)})"
     if case.change == "removed":
@@ -283,6 +243,14 @@ CHANGE_TITLES = (
 )
 
 
+def changed_cases(comparison: Comparison) -> list[tuple[str, list[str]]]:
+    """Each kind of change (``CHANGE_TITLES``' titles) with its cases, as lines."""
+    return [
+        (title, [case_line(c) for c in comparison.cases if c.change == change])
+        for change, title in CHANGE_TITLES
+    ]
+
+
 def comparison_text(comparison: Comparison) -> str:
     """The comparison for the terminal: the category table, then the changed cases."""
     lines = [
@@ -291,11 +259,10 @@ def comparison_text(comparison: Comparison) -> str:
         "",
         to_text(comparison_table(comparison)),
     ]
-    for change, title in CHANGE_TITLES:
-        cases = [c for c in comparison.cases if c.change == change]
+    for (change, _), (title, cases) in zip(CHANGE_TITLES, changed_cases(comparison), strict=True):
         if change in ("added", "removed") and not cases:
             continue
-        lines += ["", f"{title}: {len(cases) or 'none'}", *(f"  {_case_line(c)}" for c in cases)]
+        lines += ["", f"{title}: {len(cases) or 'none'}", *(f"  {line}" for line in cases)]
     lines += [
         "",
         f"significant: paired bootstrap p < {ALPHA} on the score change "
@@ -306,16 +273,9 @@ def comparison_text(comparison: Comparison) -> str:
 
 def comparison_html(comparison: Comparison) -> str:
     """The comparison as an HTML fragment: the table and the changed cases."""
-    parts = [
-        '<div class="punie-comparison">',
-        f"<p>baseline: {escape(comparison.baseline_label)}<br>"
-        f"candidate: {escape(comparison.candidate_label)}</p>",
-        to_html(comparison_table(comparison), css_class="punie-table punie-comparison-table"),
-    ]
-    for change, title in CHANGE_TITLES:
-        cases = [c for c in comparison.cases if c.change == change]
-        if cases:
-            items = "".join(f"<li>{escape(_case_line(c))}</li>" for c in cases)
-            parts.append(f"<h3>{escape(title)}: {len(cases)}</h3><ul>{items}</ul>")
-    parts.append("</div>")
-    return "".join(parts)
+    return render_html(
+        "comparison.html",
+        comparison=comparison,
+        table=comparison_table(comparison),
+        changes=[(title, cases) for title, cases in changed_cases(comparison) if cases],
+    )

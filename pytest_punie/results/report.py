@@ -1,6 +1,10 @@
 """What a person reads about a run: a failed case in five terminal lines, the HTML report's
 sections (category summary, chart, each case's view, baseline side by side) and the history page
-with its trend charts. Tables come from ``render``; every model or user string is escaped.
+with its trend charts.
+
+Python gathers each view's data and computes its numbers (a bar's width, a point's coordinates,
+a label) into small dataclasses; the templates under ``results/templates`` lay them out, and
+escape every model or user string they print.
 """
 
 from __future__ import annotations
@@ -10,31 +14,35 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_punie.results.render import (
-    CATEGORY_HEADER,
-    Cell,
-    Table,
-    escape,
-    path_name,
-    percent,
-    text_table,
-    to_html,
-)
+from pytest_punie.results import history
+from pytest_punie.results.labels import path_name, percent
+from pytest_punie.results.render import CATEGORY_HEADER, render_html, render_macro, text_table
+from pytest_punie.results.table import Table
 
 if TYPE_CHECKING:
+    import os
+
     from pytest_punie.results.compare import Comparison
     from pytest_punie.results.history import RunRow
     from pytest_punie.results.run import CategoryScore
 
 __all__ = [
     "ANSWER_CHARS",
+    "Bar",
+    "BarChart",
     "CaseView",
+    "Tick",
+    "TrendChart",
+    "TrendPoint",
+    "Trimmed",
     "Turn",
+    "bar_chart",
     "bar_chart_svg",
     "case_view",
     "case_view_html",
     "failure_text",
     "few_cases_warnings",
+    "history_html",
     "history_page",
     "path_name",
     "percent",
@@ -42,7 +50,10 @@ __all__ = [
     "side_by_side_html",
     "summary_html",
     "text_table",
+    "trend_chart",
     "trend_chart_svg",
+    "trim",
+    "trimmed_html",
 ]
 
 ANSWER_CHARS = 120  # of an answer in the terminal's failure lines
@@ -264,19 +275,31 @@ def failure_text(view: CaseView, message: str = "") -> str:
 # -- the case view (HTML) -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Trimmed:
+    """A long text cut for the page: ``shown`` first, the ``rest`` one click away."""
+
+    shown: str
+    rest: str = ""
+
+    @property
+    def more(self) -> str:
+        """How many characters the rest holds, for its "show the rest" line."""
+        return f"{len(self.rest):,}"
+
+
+def trim(text: str, limit: int = HTML_CHARS) -> Trimmed:
+    """``text`` cut at ``limit`` characters (whole when shorter)."""
+    return Trimmed(text) if len(text) <= limit else Trimmed(text[:limit], text[limit:])
+
+
 def trimmed_html(text: str, limit: int = HTML_CHARS) -> str:
     """``text`` in a <pre>, cut at ``limit`` characters with the rest one click away (the page
     holds each character once: 1,000 cases stay a small file)."""
-    if len(text) <= limit:
-        return f"<pre>{escape(text)}</pre>"
-    return (
-        f"<pre>{escape(text[:limit])}</pre><details class='punie-more'><summary>show the rest "
-        f"({len(text) - limit:,} more characters)</summary><pre>{escape(text[limit:])}</pre>"
-        "</details>"
-    )
+    return render_macro("macros.html", "trimmed", trim(text, limit))
 
 
-def _timings(view: CaseView) -> str:
+def _timings(view: CaseView) -> list[tuple[str, str]]:
     cached = {None: "unknown", True: "yes", False: "no"}[view.cached]
     items = [
         ("outcome", view.outcome),
@@ -289,21 +312,36 @@ def _timings(view: CaseView) -> str:
     ]
     if view.stopped:
         items.append(("stopped", view.stopped))
-    return "<dl class='punie-timings'>" + "".join(
-        f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items
-    ) + "</dl>"  # fmt: skip
+    return items
+
+
+@dataclass(frozen=True)
+class _ShownTurn:
+    """A turn as the page shows it: its role's label, its kind (a CSS class), its text."""
+
+    role: str
+    kind: str
+    text: Trimmed
+
+
+def _shown_turns(view: CaseView) -> list[_ShownTurn]:
+    turns = view.turns or ((Turn("user", view.prompt),) if view.prompt else ()) + (
+        (Turn("assistant", view.answer),) if view.answer else ()
+    )
+    return [
+        _ShownTurn(
+            turn.role + (f" ({turn.tool})" if turn.tool and turn.role == "tool result" else ""),
+            turn.role.replace(" ", "-"),
+            trim(turn.text),
+        )
+        for turn in turns
+    ]
 
 
 def case_view_html(view: CaseView) -> str:
     """One case's whole story for the HTML report: verdict, scores, timings, conversation."""
-    parts = [f"<div class='punie-case' data-outcome='{escape(view.outcome)}'>"]
     failing = next((r for r in view.records if not r.get("passed", True)), None)
-    if failing is not None:
-        parts.append(
-            f"<p class='punie-verdict'><b>expected</b> {escape(expected_text(failing))}<br>"
-            f"<b>verdict</b> {escape(verdict_text(failing))}</p>"
-        )
-    parts.append(_timings(view))
+    scores = None
     if view.records:
         rows = [
             [
@@ -316,57 +354,20 @@ def case_view_html(view: CaseView) -> str:
             for r in view.records
         ]
         header = ["scorer", "score", "pass mark", "passed", "reason"]
-        parts.append(to_html(Table.of(header, rows, left=(0, 4)), css_class="punie-scores"))
-    turns = view.turns or ((Turn("user", view.prompt),) if view.prompt else ()) + (
-        (Turn("assistant", view.answer),) if view.answer else ()
+        scores = Table.of(header, rows, left=(0, 4))
+    return render_html(
+        "case_view.html",
+        outcome=view.outcome,
+        expected=expected_text(failing) if failing is not None else None,
+        verdict=verdict_text(failing) if failing is not None else None,
+        timings=_timings(view),
+        scores=scores,
+        turns=_shown_turns(view),
+        refusals="; ".join(view.refusals),
     )
-    items = []
-    for turn in turns:
-        role = turn.role + (f" ({turn.tool})" if turn.tool and turn.role == "tool result" else "")
-        css = turn.role.replace(" ", "-")
-        items.append(
-            f"<li class='punie-turn punie-{escape(css)}'><span class='punie-role'>"
-            f"{escape(role)}</span>{trimmed_html(turn.text)}</li>"
-        )
-    parts.append("<ol class='punie-conversation'>" + "".join(items) + "</ol>")
-    if view.refusals:
-        parts.append(
-            "<p class='punie-refusals'>sandbox refused: "
-            + escape("; ".join(view.refusals))
-            + "</p>"
-        )
-    parts.append("</div>")
-    return "".join(parts)
 
 
 # -- the report's summary sections ----------------------------------------------------------------
-
-REPORT_STYLE = (
-    "<style>"
-    ".punie-table,.punie-scores,#punie-side-by-side table{border-collapse:collapse;margin:6px 0}"
-    ".punie-table th,.punie-table td,.punie-scores th,.punie-scores td,#punie-side-by-side th,"
-    "#punie-side-by-side td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;"
-    "vertical-align:top}.punie-comparison tr.significant td{font-weight:bold}"
-    "td.num{text-align:right}.punie-warnings{color:#a15c00}"
-    ".punie-more pre{margin-top:0}.punie-case{font-size:13px;margin:4px 0 10px}"
-    ".punie-case pre,#punie-side-by-side pre"
-    "{white-space:pre-wrap;word-break:break-word;margin:2px 0;max-width:100ch}"
-    ".punie-timings{display:grid;grid-template-columns:repeat(7,auto);gap:0 14px;margin:4px 0}"
-    ".punie-timings dt{font-weight:bold;grid-row:1}.punie-timings dd{margin:0;grid-row:2}"
-    ".punie-conversation{list-style:none;padding:0}.punie-turn{border-left:4px solid #ccc;"
-    "padding:2px 8px;margin:4px 0}.punie-role{font-weight:bold;font-size:11px;"
-    "text-transform:uppercase;color:#555}.punie-user{border-color:#4c78a8}"
-    ".punie-assistant{border-color:#54a24b}.punie-tool-call{border-color:#e45756}"
-    ".punie-tool-result{border-color:#f58518}.punie-verdict{background:#fff3f3;padding:4px 8px}"
-    "#punie-side-by-side tr.fixed{background:#eefbea}#punie-side-by-side tr.broken"
-    "{background:#fdecec}"
-    "#punie-side-by-side input{margin-left:12px}"
-    "#punie-sbs-fixed:checked~table tbody tr:not(.fixed),"
-    "#punie-sbs-broken:checked~table tbody tr:not(.broken),"
-    "#punie-sbs-same:checked~table tbody tr:not(.same),"
-    "#punie-sbs-other:checked~table tbody tr:not(.added):not(.removed){display:none}"
-    "</style>"
-)
 
 
 def few_cases_warnings(categories: Iterable[CategoryScore], min_cases: int) -> list[str]:
@@ -427,23 +428,116 @@ def summary_html(
 ) -> str:
     """The summary section pytest-html shows above its results table (with the page's style);
     ``lines`` are the notes under the tables (``served_lines`` and any a plugin adds)."""
-    table = to_html(Table.of(CATEGORY_HEADER, rows, total_row=True), "punie-categories")
-    if failures is not None and failures.rows:
-        table += "<h3>Failures by type</h3>" + to_html(failures, "punie-failures")
-    served = "".join(f"<li>{escape(line)}</li>" for line in lines)
-    if warnings:
-        items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
-        table += f"<ul class='punie-warnings'>{items}</ul>"
-    verdict = ""
-    if gate is not None:
-        verdict = (
-            "<p class='punie-gate'>Gate: "
-            + ("passed" if not gate else "FAILED: " + escape("; ".join(gate)))
-            + "</p>"
+    return render_html(
+        "summary.html",
+        categories=Table.of(CATEGORY_HEADER, rows, total_row=True),
+        failures=failures if failures is not None and failures.rows else None,
+        warnings=list(warnings),
+        gate=None if gate is None else "passed" if not gate else "FAILED: " + "; ".join(gate),
+        lines=list(lines),
+    )
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A mark on a chart's axis: where it is, where its label goes, and the label."""
+
+    at: float
+    label_at: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One category's bar: its top and width, where its texts go, and the x of its interval's
+    ends, its threshold and the baseline's score (none where there is none)."""
+
+    name: str
+    top: int
+    text_y: int
+    width: float
+    score: str
+    score_x: float
+    title: str
+    middle: float
+    mark_top: int
+    mark_bottom: int
+    interval: tuple[float, float] | None
+    threshold_x: float | None
+    baseline_x: float | None
+
+
+@dataclass(frozen=True)
+class BarChart:
+    """The category scores' bar chart, every position computed (``bar_chart.html`` draws it)."""
+
+    width: int
+    height: int
+    label_x: int
+    bar_x: int
+    bar_height: int
+    bars: tuple[Bar, ...]
+    ticks: tuple[Tick, ...]
+    tick_y: int
+    legend: str
+
+
+def _at(value: float) -> float:
+    """A coordinate to a tenth of a pixel."""
+    return round(value, 1)
+
+
+def bar_chart(
+    categories: Sequence[CategoryScore], baseline: Mapping[str, float | None] | None = None
+) -> BarChart:
+    """The bar chart of category scores with their 95% intervals, thresholds and the
+    baseline's scores."""
+    bar_height, gap, label_width, width = 22, 10, 150, 420
+    height = len(categories) * (bar_height + gap) + 30
+
+    def x_of(value: float) -> float:
+        return _at(label_width + value * width)
+
+    bars = []
+    for index, category in enumerate(categories):
+        top = 10 + index * (bar_height + gap)
+        before = (baseline or {}).get(category.name)
+        bars.append(
+            Bar(
+                name=category.name,
+                top=top,
+                text_y=top + 15,
+                width=_at(category.mean * width),
+                score=f"{category.mean:.0%}",
+                score_x=_at(x_of(category.mean) + 6),
+                title=f"{category.name}: {category.mean:.1%}",
+                middle=top + bar_height / 2,
+                mark_top=top - 3,
+                mark_bottom=top + bar_height + 3,
+                interval=(
+                    (x_of(category.low), x_of(category.high))
+                    if category.low is not None and category.high is not None
+                    else None
+                ),
+                threshold_x=x_of(category.threshold) if category.threshold is not None else None,
+                baseline_x=x_of(before) if before is not None else None,
+            )
         )
-    return (
-        f"<div id='punie-summary'>{REPORT_STYLE}<h2>Category scores</h2>{table}"
-        f"{verdict}<ul class='punie-served'>{served}</ul></div>"
+    legend = "bars: mean score; black line: 95% interval; red: threshold"
+    if baseline:
+        legend += "; dashed orange: baseline"
+    return BarChart(
+        width=label_width + width + 70,
+        height=height,
+        label_x=label_width - 8,
+        bar_x=label_width,
+        bar_height=bar_height,
+        bars=tuple(bars),
+        ticks=tuple(
+            Tick(x_of(tick), height - 2, f"{tick:.0%}") for tick in (0, 0.25, 0.5, 0.75, 1.0)
+        ),
+        tick_y=height - 2,
+        legend=legend,
     )
 
 
@@ -452,60 +546,12 @@ def bar_chart_svg(
 ) -> str:
     """An inline SVG bar chart of category scores with their 95% intervals, thresholds and the
     baseline's scores; nothing is fetched from the network."""
-    bar_height, gap, label_width, width = 22, 10, 150, 420
-    height = len(categories) * (bar_height + gap) + 30
-    parts = [
-        f"<svg id='punie-chart' xmlns='http://www.w3.org/2000/svg' role='img' "
-        f"width='{label_width + width + 70}' height='{height}' "
-        "aria-label='Category scores' style='font: 12px sans-serif'>"
-    ]
-
-    def x_of(value: float) -> float:
-        return label_width + value * width
-
-    for index, category in enumerate(categories):
-        y = 10 + index * (bar_height + gap)
-        parts.append(
-            f"<text x='{label_width - 8}' y='{y + 15}' text-anchor='end'>"
-            f"{escape(category.name)}</text>"
-            f"<rect class='punie-bar' x='{label_width}' y='{y}' "
-            f"width='{category.mean * width:.1f}' height='{bar_height}' fill='#4c78a8'>"
-            f"<title>{escape(category.name)}: {category.mean:.1%}</title></rect>"
-            f"<text x='{x_of(category.mean) + 6:.1f}' y='{y + 15}'>{category.mean:.0%}</text>"
-        )
-        if category.low is not None and category.high is not None:
-            low, high, middle = x_of(category.low), x_of(category.high), y + bar_height / 2
-            parts.append(
-                f"<line class='punie-ci' x1='{low:.1f}' x2='{high:.1f}' y1='{middle}' "
-                f"y2='{middle}' stroke='#222' />"
-            )
-        if category.threshold is not None:
-            x = x_of(category.threshold)
-            parts.append(
-                f"<line class='punie-threshold' x1='{x:.1f}' x2='{x:.1f}' y1='{y - 3}' "
-                f"y2='{y + bar_height + 3}' stroke='#d62728' stroke-width='2' />"
-            )
-        before = (baseline or {}).get(category.name)
-        if before is not None:
-            x = x_of(before)
-            parts.append(
-                f"<line class='punie-baseline' x1='{x:.1f}' x2='{x:.1f}' y1='{y - 3}' "
-                f"y2='{y + bar_height + 3}' stroke='#ff7f0e' stroke-width='2' "
-                "stroke-dasharray='3,2' />"
-            )
-    axis_y = height - 12
-    for tick in (0, 0.25, 0.5, 0.75, 1.0):
-        x = label_width + tick * width
-        parts.append(f"<text x='{x:.1f}' y='{axis_y + 10}' text-anchor='middle'>{tick:.0%}</text>")
-    parts.append("</svg>")
-    legend = "bars: mean score; black line: 95% interval; red: threshold"
-    if baseline:
-        legend += "; dashed orange: baseline"
-    return f"<figure>{''.join(parts)}<figcaption>{legend}</figcaption></figure>"
+    return render_html("bar_chart.html", chart=bar_chart(categories, baseline))
 
 
 CHANGE_NAMES = {"fixed": "fixed", "broken": "broken", "same": "unchanged", "added": "new",
                 "removed": "removed"}  # fmt: skip
+SIDE_BY_SIDE_CHARS = 300  # of an answer in the side-by-side view before "show all"
 
 
 def _answers(cases: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -520,6 +566,25 @@ def _answers(cases: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return answers
 
 
+@dataclass(frozen=True)
+class _SideBySideRow:
+    nodeid: str
+    category: str
+    change: str
+    change_name: str
+    baseline_score: str
+    baseline_answer: Trimmed
+    score: str
+    answer: Trimmed
+
+
+@dataclass(frozen=True)
+class _Filter:
+    key: str
+    label: str
+    checked: bool = False
+
+
 def side_by_side_html(
     comparison: Comparison,
     baseline_cases: Iterable[Mapping[str, Any]],
@@ -531,38 +596,34 @@ def side_by_side_html(
     counts = {name: 0 for name in CHANGE_NAMES}
     for case in comparison.cases:
         counts[case.change] += 1
-    rows: list[list[str | Cell]] = [
-        [
-            case.nodeid,
-            case.category,
-            CHANGE_NAMES[case.change],
-            Cell(percent(case.baseline_score)),
-            Cell(before.get(case.nodeid, ""), html=trimmed_html(before.get(case.nodeid, ""), 300)),
-            Cell(percent(case.candidate_score)),
-            Cell(after.get(case.nodeid, ""), html=trimmed_html(after.get(case.nodeid, ""), 300)),
-        ]
+    rows = [
+        _SideBySideRow(
+            nodeid=case.nodeid,
+            category=case.category,
+            change=case.change,
+            change_name=CHANGE_NAMES[case.change],
+            baseline_score=percent(case.baseline_score),
+            baseline_answer=trim(before.get(case.nodeid, ""), SIDE_BY_SIDE_CHARS),
+            score=percent(case.candidate_score),
+            answer=trim(after.get(case.nodeid, ""), SIDE_BY_SIDE_CHARS),
+        )
         for case in comparison.cases
     ]
-    header = ["case", "category", "change", "baseline score", "baseline answer", "score", "answer"]
-    table = Table.of(
-        header, rows, left=(0, 1, 2, 4, 6), row_classes=[c.change for c in comparison.cases]
-    )
     filters = [
-        ("all", f"all ({len(comparison.cases)})"),
-        ("fixed", f"fixed ({counts['fixed']})"),
-        ("broken", f"broken ({counts['broken']})"),
-        ("same", f"unchanged ({counts['same']})"),
-        ("other", f"new or removed ({counts['added'] + counts['removed']})"),
+        _Filter("all", f"all ({len(comparison.cases)})", checked=True),
+        _Filter("fixed", f"fixed ({counts['fixed']})"),
+        _Filter("broken", f"broken ({counts['broken']})"),
+        _Filter("same", f"unchanged ({counts['same']})"),
+        _Filter("other", f"new or removed ({counts['added'] + counts['removed']})"),
     ]
-    radios = "".join(
-        f"<input type='radio' name='punie-sbs' id='punie-sbs-{key}'"
-        f"{' checked' if key == 'all' else ''}><label for='punie-sbs-{key}'>{label}</label>"
-        for key, label in filters
-    )
-    return (
-        "<div id='punie-side-by-side'><h3>Side by side: "
-        f"{escape(comparison.baseline_label)} | {escape(comparison.candidate_label)}</h3>"
-        f"{radios}{to_html(table, css_class='punie-side-by-side')}</div>"
+    header = ["case", "category", "change", "baseline score", "baseline answer", "score", "answer"]
+    return render_html(
+        "side_by_side.html",
+        baseline_label=comparison.baseline_label,
+        candidate_label=comparison.candidate_label,
+        filters=filters,
+        header=header,
+        rows=rows,
     )
 
 
@@ -570,99 +631,128 @@ def side_by_side_html(
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#eeca3b")
 
+Series = tuple[str | None, str | None, str | None]
 
-def trend_chart_svg(category: str, recorded: Sequence[RunRow]) -> str:
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One run's score on a trend chart: its place, its status (complete, partial or void), its
+    colours, its tooltip, the y of its 95% interval's ends and, for a void run, its cross."""
+
+    x: float
+    y: float
+    status: str
+    color: str
+    fill: str
+    title: str
+    interval: tuple[float, float] | None = None
+    cross: str = ""
+
+
+@dataclass(frozen=True)
+class TrendLine:
+    """A series' complete runs joined: its colour and its points as SVG ``x,y`` pairs."""
+
+    color: str
+    points: str
+
+
+@dataclass(frozen=True)
+class TrendChart:
+    """One category over the recorded runs, every position computed (``trend_chart.html``)."""
+
+    category: str
+    width: int
+    height: int
+    left: int
+    right: float
+    grid_label_x: int
+    grid: tuple[Tick, ...]
+    runs: tuple[Tick, ...]
+    points: tuple[TrendPoint, ...]
+    lines: tuple[TrendLine, ...]
+
+
+def _colours(recorded: Sequence[RunRow]) -> dict[Series, str]:
+    """Each series' colour, in the order the series first ran."""
+    colours: dict[Series, str] = {}
+    for run in sorted(recorded, key=lambda r: (r.started or "", r.id)):
+        colours.setdefault(run.series, PALETTE[len(colours) % len(PALETTE)])
+    return colours
+
+
+def trend_chart(category: str, recorded: Sequence[RunRow]) -> TrendChart:
     """One category's score over the recorded runs, one coloured line per model + adapter, each
     point with its 95% interval; partial runs hollow, void runs grey crosses (never joined)."""
     ordered = sorted(recorded, key=lambda r: (r.started or "", r.id))
-    series: dict[tuple[str | None, str | None, str | None], str] = {}
-    for run in ordered:
-        series.setdefault(run.series, PALETTE[len(series) % len(PALETTE)])
+    colours = _colours(recorded)
     left, top, width, height = 44, 12, max(240, 28 * len(ordered)), 150
     step = width / max(len(ordered), 1)
 
     def x_of(index: int) -> float:
-        return left + step * (index + 0.5)
+        return _at(left + step * (index + 0.5))
 
     def y_of(value: float) -> float:
-        return top + (1 - value) * height
+        return _at(top + (1 - value) * height)
 
-    parts = [
-        f"<svg class='punie-trend' data-category='{escape(category)}' "
-        f"role='img' width='{left + width + 10}' "
-        f"height='{top + height + 30}' aria-label='{escape(category)} over runs' "
-        "style='font: 11px sans-serif'>"
-    ]
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = y_of(tick)
-        parts.append(
-            f"<line x1='{left}' x2='{left + width}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>"
-            f"<text x='{left - 4}' y='{y + 4:.1f}' text-anchor='end'>{tick:.0%}</text>"
-        )
-    lines: dict[tuple[str | None, str | None, str | None], list[str]] = {}
+    points: list[TrendPoint] = []
+    joined: dict[Series, list[str]] = {}
     for index, run in enumerate(ordered):
-        x = x_of(index)
-        parts.append(
-            f"<text x='{x:.1f}' y='{top + height + 14}' text-anchor='middle'>#{run.id}</text>"
-        )
         stats = run.category(category) if category != "overall" else None
         value = run.overall if category == "overall" else (stats.mean if stats else None)
         if value is None:
             continue
-        color = series[run.series]
-        interval = ""
-        if stats is not None:
-            interval = f" (95% {stats.low:.0%}-{stats.high:.0%})"
-            parts.append(
-                f"<line class='punie-interval' x1='{x:.1f}' x2='{x:.1f}' "
-                f"y1='{y_of(stats.low):.1f}' y2='{y_of(stats.high):.1f}' stroke='{color}' "
-                "stroke-width='2' opacity='0.5'/>"
+        x, y, color = x_of(index), y_of(value), colours[run.series]
+        interval = f" (95% {stats.low:.0%}-{stats.high:.0%})" if stats is not None else ""
+        points.append(
+            TrendPoint(
+                x=x,
+                y=y,
+                status=run.status,
+                color=color,
+                fill="white" if run.status == "partial" else color,
+                title=(
+                    f"run {run.id}: {run.name}, {value:.1%}{interval}, {run.date}, "
+                    f"{run.status_text}"
+                ),
+                interval=(y_of(stats.low), y_of(stats.high)) if stats is not None else None,
+                cross=f"M{x - 4:.1f},{y - 4:.1f}l8,8m0,-8l-8,8" if run.status == "void" else "",
             )
-        title = (
-            f"<title>run {run.id}: {escape(run.name)}, {value:.1%}{interval}, "
-            f"{escape(run.date)}, {escape(run.status_text)}</title>"
-        )
-        y = y_of(value)
-        if run.status == "void":
-            parts.append(
-                f"<path class='punie-point punie-void' d='M{x - 4:.1f},{y - 4:.1f}l8,8m0,-8l-8,8' "
-                f"stroke='#999' stroke-width='2'>{title}</path>"
-            )
-            continue
-        fill = "white" if run.status == "partial" else color
-        parts.append(
-            f"<circle class='punie-point punie-{run.status}' cx='{x:.1f}' cy='{y:.1f}' r='4' "
-            f"fill='{fill}' stroke='{color}' stroke-width='2'>{title}</circle>"
         )
         if run.status == "complete":
-            lines.setdefault(run.series, []).append(f"{x:.1f},{y:.1f}")
-    for key, points in lines.items():
-        if len(points) > 1:
-            parts.append(
-                f"<polyline class='punie-line' points='{' '.join(points)}' fill='none' "
-                f"stroke='{series[key]}' stroke-width='1.5'/>"
-            )
-    parts.append("</svg>")
-    return f"<figure class='punie-trend-figure'><figcaption>{escape(category)}</figcaption>" + (
-        "".join(parts) + "</figure>"
+            joined.setdefault(run.series, []).append(f"{x:.1f},{y:.1f}")
+    return TrendChart(
+        category=category,
+        width=left + width + 10,
+        height=top + height + 30,
+        left=left,
+        right=left + width,
+        grid_label_x=left - 4,
+        grid=tuple(
+            Tick(y_of(tick), _at(y_of(tick) + 4), f"{tick:.0%}")
+            for tick in (0.0, 0.25, 0.5, 0.75, 1.0)
+        ),
+        runs=tuple(
+            Tick(x_of(index), top + height + 14, f"#{run.id}") for index, run in enumerate(ordered)
+        ),
+        points=tuple(points),
+        lines=tuple(
+            TrendLine(colours[series], " ".join(line))
+            for series, line in joined.items()
+            if len(line) > 1
+        ),
     )
 
 
-HISTORY_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
-td.num { text-align: right; }
-th { background: #f3f3f3; }
-strong { color: #064; }
-tr.void td { color: #888; font-style: italic; }
-tr.partial td { background: #fff7e6; }
-.punie-trends { display: flex; flex-wrap: wrap; gap: 1em; }
-.punie-trend-figure { margin: 0; }
-.punie-trend-figure figcaption { font-weight: bold; }
-.punie-legend span { display: inline-block; margin-right: 1.2em; }
-.punie-legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px; }
-"""
+def trend_chart_svg(category: str, recorded: Sequence[RunRow]) -> str:
+    """One category's score over the recorded runs as an inline SVG in a captioned figure."""
+    return render_html("trend_chart.html", chart=trend_chart(category, recorded))
+
+
+@dataclass(frozen=True)
+class _LegendEntry:
+    color: str
+    name: str
 
 
 def history_page(
@@ -675,41 +765,31 @@ def history_page(
     """A self-contained HTML page: a trend chart per category, the cumulative table (the
     charts' text twin) and every recorded run; no script, nothing fetched."""
     names = sorted({c.name for run in recorded for c in run.categories})
-    charts = "".join(trend_chart_svg(name, recorded) for name in ["overall", *names])
-    seen: dict[tuple[str | None, str | None, str | None], str] = {}
+    first_names: dict[Series, str] = {}
     for run in sorted(recorded, key=lambda r: (r.started or "", r.id)):
-        if run.series not in seen:
-            seen[run.series] = run.name
-    legend = "".join(
-        f"<span><i style='background:{PALETTE[i % len(PALETTE)]}'></i>{escape(name)}</span>"
-        for i, name in enumerate(seen.values())
-    )
+        first_names.setdefault(run.series, run.name)
+    colours = _colours(recorded)
     void = [run for run in recorded if run.status != "complete"]
-    void_note = (
-        "<p class='punie-void-note'>Partial or void runs (infrastructure errors: timeouts, a "
-        "dead server) are drawn hollow or as grey crosses, are not joined to their line and are "
-        "never marked best: "
-        + escape("; ".join(f"run {r.id} {r.name} ({r.status_text})" for r in void))
-        + ".</p>"
-        if void
-        else ""
+    return render_html(
+        "history.html",
+        title=title,
+        charts=[trend_chart(name, recorded) for name in ["overall", *names]],
+        legend=[_LegendEntry(colours[series], name) for series, name in first_names.items()],
+        void_runs="; ".join(f"run {r.id} {r.name} ({r.status_text})" for r in void),
+        cumulative=cumulative,
+        steps=steps or "-",
+        runs=len(recorded),
+        all_runs=all_runs,
     )
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{HISTORY_STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1>"
-        "<h2>Trends</h2>"
-        "<p>Each category's mean score over the recorded runs (oldest left), one colour per "
-        "model + adapter; the vertical bars are 95% intervals. Hover a point for its run.</p>"
-        f"<p class='punie-legend'>{legend}</p>"
-        f"<div class='punie-trends'>{charts}</div>{void_note}"
-        "<h2>Cumulative results</h2>"
-        "<p>The latest complete run of each model/adapter; the best value of each column is in "
-        "bold. Hover a score for its case count and 95% interval.</p>"
-        f"{to_html(cumulative, 'punie-cumulative')}"
-        f"<p>One case moves a category by: {escape(steps or '-')}.</p>"
-        f"<h2>All runs ({len(recorded)})</h2>"
-        f"{to_html(all_runs, 'punie-runs')}"
-        "</body></html>\n"
+
+
+def history_html(db_path: str | os.PathLike[str], title: str = "pytest-punie run history") -> str:
+    """The history page of the run history at ``db_path`` (``punie history --html``)."""
+    recorded = history.runs(db_path)
+    return history_page(
+        recorded,
+        history.cumulative(recorded),
+        history.all_runs_table(recorded),
+        history.steps(recorded),
+        title,
     )
