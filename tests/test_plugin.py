@@ -212,7 +212,7 @@ def test_html_report_has_summary_and_columns(pytester):
     assert '<td class="num">50.0%</td>' in page
     assert "Category" in page
     assert "Score" in page
-    assert "category &#x27;words&#x27; scored 0.500" in page
+    assert "category &#39;words&#39; scored 0.500" in page
 
 
 def test_custom_hooks_change_rows_and_results(pytester):
