@@ -191,10 +191,8 @@ def test_long_text_is_trimmed_with_the_whole_text_one_click_away() -> None:
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def test_category_names_are_escaped_in_the_report_rows(
-    pytester: pytest.Pytester, tmp_path: Path
-) -> None:
-    chromium = _chromium()
+def _hostile_category_report(pytester: pytest.Pytester) -> Path:
+    """A report whose one case's category is an HTML tag."""
     pytester.makepyfile(
         f"""
         import pytest
@@ -206,8 +204,21 @@ def test_category_names_are_escaped_in_the_report_rows(
         """
     )
     pytester.runpytest("--html=report.html", "--self-contained-html")
-    page = pytester.path / "report.html"
-    assert HOSTILE not in page.read_text()
+    return pytester.path / "report.html"
+
+
+def test_category_names_are_escaped_in_the_report_text(pytester: pytest.Pytester) -> None:
+    """The page's text: no browser needed."""
+    page = _hostile_category_report(pytester).read_text()
+    assert HOSTILE not in page
+    assert html.escape(HOSTILE, quote=False) in page  # the summary and the chart, as text
+
+
+def test_category_names_are_escaped_in_the_report_rows(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    chromium = _chromium()
+    page = _hostile_category_report(pytester)
     # pytest-html puts its rows' cells into the page with innerHTML: only the DOM tells
     dom, log = _render(chromium, page, tmp_path / "profile")
     assert '<img src="x"' not in dom
@@ -240,8 +251,8 @@ def console_errors(log: str, ignore: str = "") -> list[str]:
     ]
 
 
-def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    chromium = _chromium()
+def _report_with_a_baseline(pytester: pytest.Pytester) -> Path:
+    """A report compared with a baseline: one case fixed, one broken, a hostile answer."""
     pytester.makepyfile(CASES)
     run(pytester, "--punie-results=before.json")
     result = run(
@@ -249,7 +260,30 @@ def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> 
         multiply="The answer is 391.", paris="It is Lyon.", hi=HOSTILE,
     )  # fmt: skip
     result.assert_outcomes(passed=1, failed=3)
-    page = pytester.path / "report.html"
+    return pytester.path / "report.html"
+
+
+def test_report_is_one_self_contained_file_with_the_views_as_text(
+    pytester: pytest.Pytester,
+) -> None:
+    """What the page's text shows, no browser needed: the summary, the chart, the comparison
+    and the side by side, the hostile answer escaped, nothing fetched from elsewhere."""
+    page = _report_with_a_baseline(pytester).read_text()
+    for marker in ("id='punie-summary'", "id='punie-chart'", 'class="punie-comparison"',
+                   "id='punie-side-by-side'"):  # fmt: skip
+        assert marker in page
+    side = page[page.index("id='punie-side-by-side'") :]
+    assert "So the answer is 381." in side
+    assert "The answer is 391." in side
+    assert '<tr class="fixed">' in side
+    assert '<tr class="broken">' in side
+    assert HOSTILE not in page
+    assert not re.search(r"<(link|script|img)[^>]+(href|src)=\"(?!data:|\")", page)
+
+
+def test_report_views_in_chromium(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    chromium = _chromium()
+    page = _report_with_a_baseline(pytester)
     script = (
         "const rows = () => [...document.querySelectorAll('#punie-side-by-side tbody tr')]"
         ".filter(r => r.offsetParent !== null).map(r => r.className).join(',');"
