@@ -16,11 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_punie.results import history
 from pytest_punie.results.labels import path_name, percent
-from pytest_punie.results.render import CATEGORY_HEADER, render_html, render_macro, text_table
+from pytest_punie.results.render import (
+    CATEGORY_HEADER,
+    render_html,
+    render_macro,
+    text_table,
+    to_text,
+)
 from pytest_punie.results.table import Table
 
 if TYPE_CHECKING:
     import os
+    from pathlib import Path
 
     from pytest_punie.results.compare import Comparison
     from pytest_punie.results.history import RunRow
@@ -44,6 +51,7 @@ __all__ = [
     "few_cases_warnings",
     "history_html",
     "history_page",
+    "history_text",
     "path_name",
     "percent",
     "served_lines",
@@ -793,3 +801,36 @@ def history_html(db_path: str | os.PathLike[str], title: str = "pytest-punie run
         history.steps(recorded),
         title,
     )
+
+
+def history_text(
+    recorded: Sequence[RunRow],
+    db_path: str | os.PathLike[str],
+    pending: Sequence[Path] = (),
+    all_runs: bool = False,
+) -> str:
+    """The cumulative table as terminal text (and, with ``all_runs``, every recorded run);
+    ``pending`` are the runs kept while the history was locked, waiting to be added."""
+    if not recorded:
+        return f"no runs recorded in {db_path}"
+    lines = [
+        to_text(history.cumulative(recorded)),
+        "",
+        f"* best in its column (complete runs only). {len(recorded)} run(s) recorded in {db_path}.",
+        f"One case moves a category by: {history.steps(recorded)}.",
+    ]
+    hidden = history.hidden_runs(recorded)
+    if hidden:
+        lines.append(
+            "Not in the table (newer, but partial or void): "
+            + "; ".join(f"run {r.id} {r.name} ({r.status_text})" for r in hidden)
+            + "."
+        )
+    if pending:
+        lines.append(
+            f"{len(pending)} run(s) kept while the history was locked wait in "
+            f"{pending[0].parent} (added by the next run)."
+        )
+    if all_runs:
+        lines += ["", to_text(history.all_runs_table(recorded))]
+    return "\n".join(lines)
