@@ -486,7 +486,6 @@ class BarChart:
     bar_height: int
     bars: tuple[Bar, ...]
     ticks: tuple[Tick, ...]
-    tick_y: int
     legend: str
 
 
@@ -542,9 +541,8 @@ def bar_chart(
         bar_height=bar_height,
         bars=tuple(bars),
         ticks=tuple(
-            Tick(x_of(tick), height - 2, f"{tick:.0%}") for tick in (0, 0.25, 0.5, 0.75, 1.0)
+            Tick(x_of(tick), height - 2, f"{tick:.0%}") for tick in (0.0, 0.25, 0.5, 0.75, 1.0)
         ),
-        tick_y=height - 2,
         legend=legend,
     )
 
