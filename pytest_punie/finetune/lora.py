@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_punie.results.run import package_version
+from pytest_punie.system.versions import package_version
 
 __all__ = [
     "MANIFEST",
