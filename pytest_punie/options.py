@@ -37,6 +37,7 @@ __all__ = [
     "MIN_SCORE_OPTION",
     "MODEL_OPTION",
     "RESULTS_OPTION",
+    "SANDBOX_OPTION",
     "Option",
     "Settings",
     "add_options",
@@ -145,6 +146,14 @@ CACHE_OPTION = Option(
 CASE_TIMEOUT_OPTION = Option(
     "case-timeout", "Seconds one case's whole conversation may take.", 600.0, "SECONDS"
 )
+SANDBOX_OPTION = Option(
+    "sandbox",
+    "auto: model code and run_command run only in a confining sandbox (bwrap on Linux, "
+    "sandbox-exec on macOS) and error without one; unsafe: also with less (unshare, or resource "
+    "limits only).",
+    "auto",
+    "POLICY",
+)
 
 OPTIONS = (
     MODEL_OPTION,
@@ -168,6 +177,7 @@ OPTIONS = (
     STARTUP_TIMEOUT_OPTION,
     CACHE_OPTION,
     CASE_TIMEOUT_OPTION,
+    SANDBOX_OPTION,
 )
 
 
@@ -196,6 +206,7 @@ class Settings:
     startup_timeout: float = 600.0
     cache: str = "on"
     case_timeout: float = 600.0
+    sandbox: str = "auto"
 
     @property
     def gated(self) -> bool:
@@ -344,6 +355,14 @@ def _results_file(text: str) -> Path:
     return path.resolve()
 
 
+def _sandbox_policy(text: str) -> str:
+    from pytest_punie.system.sandbox import POLICIES
+
+    if text not in POLICIES:
+        raise ValueError(f"must be one of {', '.join(POLICIES)}")
+    return text
+
+
 def settings_from_config(config: pytest.Config) -> Settings:
     """Read and validate every option; raise ``pytest.UsageError`` naming a bad one."""
 
@@ -401,6 +420,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         startup_timeout=value(STARTUP_TIMEOUT_OPTION, _positive_float),
         cache=value(CACHE_OPTION, _cache_mode),
         case_timeout=value(CASE_TIMEOUT_OPTION, _positive_float),
+        sandbox=value(SANDBOX_OPTION, _sandbox_policy),
     )
 
 

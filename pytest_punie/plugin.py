@@ -82,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPEATS_KEY] = config.stash[SETTINGS_KEY].repeat
     config.stash[TRAINING_KEY] = training_settings_from_config(config)
     config.stash[JUDGE_KEY] = judge_settings_from_config(config)
+    from pytest_punie.system import sandbox
+
+    sandbox.set_policy(config.stash[SETTINGS_KEY].sandbox)  # on xdist workers too
     if is_worker(config):
         config.stash[RUN_DIR_KEY] = Path(config.workerinput[WORKER_RUN_DIR])  # type: ignore[attr-defined]
         return
