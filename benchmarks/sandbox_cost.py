@@ -1,87 +1,86 @@
 """What the sandbox costs per ``assert_python_code`` call.
 
-Three ways to run the same answer and tests, each timed over N calls (median, in ms):
-bubblewrap (the default where it is installed), unshare, limits only, and the old plain
-``subprocess.Popen(...).communicate()`` without limits or isolation.
+The same answer and tests, timed over N calls (median, in ms) in each isolation this machine
+offers (bwrap, the default; unshare and limits only, which need ``--punie-sandbox=unsafe``), with
+the tests judged in pytest through proxies (single asserts: the default for them) and with the
+same tests kept inside the sandbox (written as two statements, as tests on the model's objects
+are). The first row is the floor: starting the same Python with no sandbox at all.
 
     python benchmarks/sandbox_cost.py [N]
+
+For the cost before the verdicts moved out of the sandbox (all tests inside, one run of a
+runner script), run this file of an older commit.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import machine_facts, table
 
-from pytest_punie.scoring import code as scorers
+from pytest_punie.scoring.code import assert_python_code
 from pytest_punie.system import sandbox
 
 ANSWER = "```python\ndef factorial(n):\n    return 1 if n <= 1 else n * factorial(n - 1)\n```"
-TESTS = [
+JUDGED = [
     "assert factorial(0) == 1",
     "assert factorial(5) == 120",
     "assert factorial(10) == 3628800",
 ]
+IN_SANDBOX = [test.replace("assert ", "result = ").replace(" ==", "\nassert result ==")
+              for test in JUDGED]  # fmt: skip
 
 
-def plain_subprocess() -> None:
-    """The old way: the runner in a plain child, output read with communicate()."""
-    payload = {"key": secrets.token_hex(32), "blocks": [[0, ANSWER]], "tests": TESTS}
-    with tempfile.TemporaryDirectory(prefix="punie-code-") as workdir:
-        subprocess.run(
-            [sys.executable, "-I", "-c", scorers._RUNNER],
-            input=json.dumps(payload).encode(),
-            capture_output=True,
-            cwd=workdir,
-            start_new_session=True,
-            check=True,
-        )
+def python_alone() -> None:
+    subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
 
 
-def scorer_call(mode: sandbox.Isolation) -> None:
-    sandbox._detect_isolation = lambda: mode  # type: ignore[method-assign]
-    sandbox._warned = True
-    record = scorers.assert_python_code(ANSWER, tests=TESTS)
+def scorer_call(mode: sandbox.Isolation, tests: list[str]) -> None:
+    with mock.patch.object(sandbox, "isolation", return_value=mode):
+        record = assert_python_code(ANSWER, tests=tests)
     assert record.score == 1.0, record.details
+    judged_inside = record.details.get("tests_judged_in_sandbox", [])
+    assert len(judged_inside) == (len(tests) if tests is IN_SANDBOX else 0), record.details
 
 
-def timed(call: object, runs: int) -> list[float]:
+def timed(call: Callable[[], None], runs: int) -> float:
+    call()  # warm up: the first call probes the sandbox
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        call()  # type: ignore[operator]
+        call()
         times.append((time.perf_counter() - started) * 1000)
-    return times
+    return statistics.median(times)
 
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    available = [mode for mode in ("bwrap", "unshare", "none")
-                 if sandbox._wrap(mode, ["true"], Path("/")) is not None]  # fmt: skip
-    rows = []
-    old = timed(plain_subprocess, runs)
-    base = statistics.median(old)
-    rows.append(["old plain subprocess (no limits, no isolation)", f"{base:.1f}", "1.00"])
-    names = {
-        "bwrap": "bubblewrap + limits (default)",
-        "unshare": "unshare + limits",
-        "none": "limits only",
-    }
-    for mode in available:
-        median = statistics.median(timed(lambda mode=mode: scorer_call(mode), runs))
-        rows.append([names[mode], f"{median:.1f}", f"{median / base:.2f}"])
+    modes: list[sandbox.Isolation] = []
+    if sys.platform == "linux":
+        modes.append("bwrap")
+        if sandbox._unshare() is not None:
+            modes.append("unshare")
+    elif sys.platform == "darwin":
+        modes.append("sandbox-exec")
+    modes.append("none")
+    base = timed(python_alone, runs)
+    rows = [["python -I -c pass, no sandbox (the floor)", "-", f"{base:.1f}", "1.00"]]
+    print(sandbox.describe())
+    for mode in modes:
+        for where, tests in (("in pytest (proxies)", JUDGED), ("in the sandbox", IN_SANDBOX)):
+            median = timed(lambda mode=mode, tests=tests: scorer_call(mode, tests), runs)
+            rows.append([mode, where, f"{median:.1f}", f"{median / base:.2f}"])
     print("\n".join(machine_facts()))
     print(f"{runs} calls each, 3 tests per call; median wall time per call")
-    print(table(["assert_python_code runs the code with", "ms per call", "vs old"], rows))
+    print(table(["isolation", "tests judged", "ms per call", "vs floor"], rows))
 
 
 if __name__ == "__main__":
