@@ -352,3 +352,22 @@ def test_state_is_shared_between_judged_and_sandboxed_tests() -> None:
     answer = code("calls = []\ndef count():\n    calls.append(1)\n    return len(calls)\n")
     tests = ["assert count() == 1", "assert count() == 2", "assert len(calls) == 2"]
     assert score(answer, tests).score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("import os\nos._exit(0)\ndef f():\n    return 1", "did not run (the code exited)"),
+        ("while True:\n    pass", "timed out after 1s"),
+        (
+            "import os\nfor fd in range(3, 9):\n    try:\n        os.write(fd, b'[]\\n')\n"
+            "    except OSError:\n        pass",
+            "not an answer",
+        ),
+    ],
+    ids=["exits", "loops", "writes"],
+)
+def test_code_that_never_gets_ready_fails_every_test(source: str, error: str) -> None:
+    record = score(code(source), ["assert f() == 1", "x = 1\nassert x == 1", "assert True"], 1.0)
+    assert record.score == 0.0
+    assert all(error in str(found) for found in errors(record)), errors(record)

@@ -435,8 +435,7 @@ class _Worker:
         sent_id = self._next_id
         self._next_id += 1
         try:
-            if sent_id:  # the first message is sent by start()
-                self.channel.send((json.dumps({"id": sent_id, **message}) + "\n").encode())
+            self.channel.send((json.dumps({"id": sent_id, **message}) + "\n").encode())
             line = self.channel.receive(MAX_CODE_OUTPUT_BYTES)
         except sandbox.ChannelError as error:
             raise self._fail(
@@ -452,7 +451,7 @@ class _Worker:
         except (ValueError, RecursionError):
             reply = None
         if not isinstance(reply, dict) or reply.get("id") != sent_id:
-            raise self._fail("did not run (the code wrote something that is not an answer)")
+            raise self.invalid()
         return reply
 
     def invalid(self) -> _WorkerGone:
@@ -460,9 +459,7 @@ class _Worker:
 
     def start(self, blocks: list[tuple[int, str]]) -> list[str]:
         """Send the code blocks; the errors they raised."""
-        first = {"key": self.key.hex(), "blocks": blocks}
-        self.channel.send((json.dumps(first) + "\n").encode())
-        reply = self._exchange({})
+        reply = self._exchange({"key": self.key.hex(), "blocks": blocks})
         ran, shadowed = reply.get("blocks"), reply.get("shadowed")
         if not (
             isinstance(ran, list)
@@ -502,10 +499,12 @@ class _Worker:
             raise self.invalid()
         try:
             verdict = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self.invalid() from None
-        error = verdict.get("error") if isinstance(verdict, dict) else 0
-        if verdict.get("id") != reply["id"] or not (error is None or isinstance(error, str)):
+        if not isinstance(verdict, dict) or verdict.get("id") != reply["id"]:
+            raise self.invalid()
+        error = verdict.get("error")
+        if not (error is None or isinstance(error, str)):
             raise self.invalid()
         return error
 
