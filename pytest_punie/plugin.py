@@ -97,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "mode": cache_mode,
         "path": str(cache_path(config)),
     }
+    config.stash[RESULTS_KEY].metadata.sandbox = sandbox.describe()  # every report says it
     reporter = PunieReporter(config, config.stash[SETTINGS_KEY], config.stash[RESULTS_KEY])
     config.pluginmanager.register(reporter, "punie-reporter")
 
