@@ -61,6 +61,7 @@ from pytest_punie.stash import (
     is_worker,
 )
 from pytest_punie.summary import PunieReporter
+from pytest_punie.system.sandbox import NO_SANDBOX, SandboxUnavailable
 
 if TYPE_CHECKING:
     from pytest_punie.conversation.response import Response
@@ -184,6 +185,8 @@ def pytest_runtest_makereport(
             result = dataclasses.replace(
                 result, outcome="error", failure=JUDGE_ERROR, scores=scores
             )
+        elif isinstance(error, SandboxUnavailable):  # nothing may run the model's code here
+            result = dataclasses.replace(result, outcome="error", failure=NO_SANDBOX, score=0.0)
     report.user_properties.append((PROPERTY, result.to_json()))
     view = _case_view(item, case, result)
     _add_html_extras(item, report, view)

@@ -184,16 +184,14 @@ def test_a_code_case_without_a_sandbox_fails_with_one_message(pytester: pytest.P
     assert case["scores"] == []  # not a score of 0: the model was not scored
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugin.py's pytest_runtest_makereport must count SandboxUnavailable as an error of "
-    "the run, as it does JudgeError (the plugin is not this change's file)",
-)
 @pytest.mark.usefixtures("no_sandbox")
 def test_a_code_case_without_a_sandbox_is_an_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(CODE_CASE)
     pytester.runpytest("--punie-results=r.json", "--punie-history=none")
-    assert json.loads((pytester.path / "r.json").read_text())["cases"][0]["outcome"] == "error"
+    (case,) = json.loads((pytester.path / "r.json").read_text())["cases"]
+    assert case["outcome"] == "error"
+    assert case["failure"] == "no sandbox"
+    assert "--punie-sandbox=unsafe" in case["message"]
 
 
 @pytest.mark.usefixtures("no_sandbox")

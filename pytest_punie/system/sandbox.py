@@ -41,6 +41,7 @@ from pytest_punie.system.processes import kill_process_group
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "NO_SANDBOX",
     "POLICIES",
     "SANDBOX_UID",
     "UNSAFE_FLAG",
@@ -75,6 +76,10 @@ _EXIT_GRACE_S = 0.2
 """How long output is still read after the process exited (a child may hold the pipe)."""
 _PROBE_TIMEOUT_S = 20.0
 _SEATBELT = "/usr/bin/sandbox-exec"
+
+
+NO_SANDBOX = "no sandbox"
+"""The failure type of a case whose model code could not run confined (it errors)."""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -121,6 +126,11 @@ def minimal_env(home: Path) -> dict[str, str]:
     for name in ("PATH", "LANG", "LC_ALL", "SYSTEMROOT"):
         if name in os.environ:
             env[name] = os.environ[name]
+    # `python` is this interpreter, whose installation the sandbox shows (a PATH entry such as
+    # pyenv's shims is not mounted in it)
+    interpreter = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([interpreter, *(p for p in env["PATH"].split(os.pathsep)
+                                                  if p != interpreter)])  # fmt: skip
     return env
 
 
