@@ -395,8 +395,12 @@ def settings_from_config(config: pytest.Config) -> Settings:
             f"{RESULTS_OPTION.flag}={results} is the {BASELINE_OPTION.flag} file; writing this "
             "run's results there would replace the baseline: give another path"
         )
-    if max_regression and baseline is None:
-        raise pytest.UsageError(f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag}")
+    # a training run's --punie-eval-after compares with the base it evaluates itself
+    if max_regression and baseline is None and not raw_value(config, EVAL_AFTER_OPTION):
+        raise pytest.UsageError(
+            f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag} (or, on a training run, "
+            f"{EVAL_AFTER_OPTION.flag})"
+        )
     return Settings(
         model=value(MODEL_OPTION, _model),
         adapter=value(ADAPTER_OPTION, _adapter),
@@ -461,6 +465,13 @@ EVAL_AFTER_OPTION = Option(
 SWEEP_OPTION = Option(
     "sweep", "Train one adapter per combination, e.g. 'rank=8,16 lr=1e-5,1e-4'.", None, "SPEC"
 )
+SEEDS_OPTION = Option(
+    "seeds",
+    "Train one adapter per seed, e.g. 0,1,2; with --punie-eval-after, report the spread of "
+    "every category over them and gate every seed.",
+    None,
+    "SEEDS",
+)
 RECIPE_OPTION = Option(
     "recipe",
     "Train a shipped recipe (dataset + LoRA settings), e.g. tool-calling; 'list' lists them.",
@@ -486,6 +497,7 @@ TRAINING_OPTIONS = (
     MIN_RETENTION_OPTION,
     EVAL_AFTER_OPTION,
     SWEEP_OPTION,
+    SEEDS_OPTION,
     RECIPE_OPTION,
 )
 
@@ -513,6 +525,24 @@ class TrainingSettings:
     eval_after: bool = False
     sweep: str | None = None
     recipe: str | None = None
+    seeds: tuple[int, ...] = ()
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``0,1,2`` as (0, 1, 2): comma-separated, different, non-negative whole numbers."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        if not re.fullmatch(r"[0-9]+", part):
+            raise ValueError(
+                f"{part!r} is not a non-negative whole number (give seeds like 0,1,2)"
+                if part
+                else "an empty seed (give seeds like 0,1,2)"
+            )
+        if int(part) in seeds:
+            raise ValueError(f"seed {int(part)} is given twice")
+        seeds.append(int(part))
+    return tuple(seeds)
 
 
 def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
@@ -559,6 +589,11 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
             sweep_configs(LoraConfig(), str(sweep))
         except ValueError as exc:
             raise pytest.UsageError(f"{SWEEP_OPTION.flag}: {exc}") from None
+    seeds_raw = raw_value(config, SEEDS_OPTION)
+    try:
+        seeds = parse_seeds(str(seeds_raw)) if seeds_raw else ()
+    except ValueError as exc:
+        raise pytest.UsageError(f"{SEEDS_OPTION.flag}={seeds_raw}: {exc}") from None
     recipe = raw_value(config, RECIPE_OPTION)
     if recipe:
         try:
@@ -574,6 +609,7 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         min_retention=min_retention,
         eval_after=bool(raw_value(config, EVAL_AFTER_OPTION)),
         sweep=str(sweep) if sweep else None,
+        seeds=seeds,
     )
 
 

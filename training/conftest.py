@@ -6,11 +6,15 @@ With no options it trains a small adapter on the sample dataset in ``data/sample
 default model, in a few minutes on a 2-core CPU. ``--punie-recipe=tool-calling`` trains a shipped
 recipe (its dataset under ``data/`` and its LoRA settings); ``--punie-train-data``,
 ``--punie-adapter-out``, ``--punie-lora-*``, ``--punie-iters``... (``pytest --help``) choose
-otherwise.
+otherwise. ``--punie-sweep`` trains one adapter per combination of settings and ``--punie-seeds``
+one per seed (of each combination); with ``--punie-eval-after`` each adapter is compared with the
+base (evaluated once per session) and must pass the gate, and the session ends with every
+verdict and, over seeds, each category's spread.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,7 @@ from pytest_punie.finetune.pipeline import (
     training_config,
 )
 from pytest_punie.finetune.recipes import find_recipe
+from pytest_punie.finetune.verdict import DEFAULT_MAX_DROP, spread_text, verdict_text
 from pytest_punie.options import TrainingSettings
 from pytest_punie.serving.chat_template import choose_template
 from pytest_punie.serving.models import resolve_model
@@ -44,6 +49,13 @@ def config_id(config: LoraConfig) -> str:
     return f"rank{c.rank}-layers{c.num_layers}-lr{c.learning_rate:g}-iters{c.iters}"
 
 
+def adapter_suffix(config: LoraConfig, training: TrainingSettings) -> str | None:
+    """What tells this adapter from the session's others: its sweep point, its seed, or both."""
+    parts = [config_id(config)] if training.sweep else []
+    parts += [f"seed{config.seed}"] if training.seeds else []
+    return "-".join(parts) or None
+
+
 def base_config(training: TrainingSettings) -> LoraConfig:
     """The recipe's settings (or the one set of defaults, ``LoraConfig()``), then the YAML
     config, then the command line: ``pipeline.training_config``, as ``punie train`` does."""
@@ -57,7 +69,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = metafunc.config.stash[TRAINING_KEY]
     base = base_config(settings)
     configs = sweep_configs(base, settings.sweep) if settings.sweep else [base]
-    ids = [config_id(c) for c in configs]
+    if settings.seeds:
+        configs = [replace(c, seed=seed) for c in configs for seed in settings.seeds]
+    ids = [adapter_suffix(c, settings) or config_id(c) for c in configs]
     metafunc.parametrize("lora_config", configs, ids=ids, scope="session")
 
 
@@ -119,13 +133,39 @@ def trained(prepared, training_job, lora_config, training_runs, request):
     """Train one adapter (one per sweep combination); return its folder and manifest.
     Progress (iteration, loss, tokens/s, time left) is shown while it trains."""
     out = training_job.out
-    if request.config.stash[TRAINING_KEY].sweep:
-        out = out.parent / f"{out.name}-{config_id(lora_config)}"
+    suffix = adapter_suffix(lora_config, request.config.stash[TRAINING_KEY])
+    if suffix:
+        out = out.parent / f"{out.name}-{suffix}"
     manifest = train_job(
         training_job, prepared, config=lora_config, out=out, progress=_progress(request.config)
     )
     training_runs.append({"adapter": str(out), "config": lora_config, "manifest": manifest})
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def eval_options(punie_settings) -> list[str]:
+    """Options every eval run of the session is given."""
+    return [f"--punie-timeout={punie_settings.timeout}",
+            f"--punie-concurrency={punie_settings.concurrency}"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def base_results(training_job, eval_options, tmp_path_factory) -> dict:
+    """The eval suite on the base model, run once per session for every adapter to meet."""
+    from pytest_punie.finetune.pipeline import evaluate
+
+    folder = tmp_path_factory.mktemp("base")
+    return evaluate(EVALS, folder / "base.json", model=training_job.model, cwd=folder,
+                    extra=eval_options)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def gate(punie_settings, punie_training) -> dict:
+    """What every adapter must pass: the largest drop per category (``--punie-max-regression``,
+    else the README's ``*=0.1``) and the recipe's goal category, which must rise significantly."""
+    goal = find_recipe(punie_training.recipe).goal if punie_training.recipe else None
+    return {"max_drop": dict(punie_settings.max_regression or DEFAULT_MAX_DROP), "goal": goal}
 
 
 def _progress(config: pytest.Config):
@@ -180,3 +220,25 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     ]
     terminalreporter.section("punie: training runs")
     terminalreporter.line(text_table(table, header))
+    verdicts = [row["verdict"] for row in rows if row.get("verdict") is not None]
+    if not verdicts:
+        return
+    terminalreporter.section("punie: adapters against the base")
+    for verdict in verdicts:
+        terminalreporter.line(verdict_text(verdict) + "\n")
+    if not config.stash[TRAINING_KEY].seeds:
+        return
+    # the adapters of one recipe (one sweep point) over the seeds: out[-point]-seedN
+    groups: dict[str, list] = {}
+    for row in rows:
+        if row.get("verdict") is not None:
+            groups.setdefault(row["adapter"].rsplit("-seed", 1)[0], []).append(row["verdict"])
+    for group, members in groups.items():
+        if len(members) < 2:
+            continue
+        text = spread_text(members)
+        out = Path(f"{group}-seeds.txt")
+        out.write_text(text + "\n")
+        terminalreporter.section(f"punie: {Path(group).name} over seeds")
+        terminalreporter.line(text)
+        terminalreporter.line(f"(written to {out})")

@@ -12,8 +12,7 @@ from pytest_punie.finetune.datasets import load_dataset
 from pytest_punie.finetune.held_out import write_case_file
 from pytest_punie.finetune.lora import MANIFEST
 from pytest_punie.finetune.pipeline import evaluate, mode_differences, text_parsing_template
-from pytest_punie.results.compare import compare
-from pytest_punie.results.render import comparison_text as format_comparison
+from pytest_punie.finetune.verdict import judge, verdict_text
 from pytest_punie.results.run import CaseResult, call_sources_line
 from pytest_punie.serving.chat_template import render, render_request, tools_visible
 
@@ -155,26 +154,30 @@ def test_adapter_is_complete(trained):
 
 
 def test_adapter_against_base(
-    trained, training_job, punie_settings, punie_training, training_runs, tmp_path
-):
-    """With --punie-eval-after: the eval suite on the base and on the adapter, side by side, and
-    the adapter once more with calls parsed by the plugin instead of the server."""
+    trained, training_job, punie_training, training_runs, eval_options, gate, lora_config,
+    request, tmp_path,
+):  # fmt: skip
+    """With --punie-eval-after: the eval suite on the base (once per session) and on the
+    adapter, side by side, the adapter once more with calls parsed by the plugin instead of the
+    server, and the gate: no category drops more than allowed (the README's ``*=0.1`` unless
+    --punie-max-regression) and a recipe's goal category rises significantly. A failed gate
+    fails this test, so the session exits non-zero."""
     if not punie_training.eval_after:
         pytest.skip("run with --punie-eval-after to evaluate the adapter against the base")
     adapter, _ = trained
-    extra = [f"--punie-timeout={punie_settings.timeout}",
-             f"--punie-concurrency={punie_settings.concurrency}"]  # fmt: skip
     model = training_job.model
-    base = evaluate(EVALS, tmp_path / "base.json", model=model, cwd=tmp_path, extra=extra)
+    base = request.getfixturevalue("base_results")  # only now: it runs the suite on the base
     tuned = evaluate(EVALS, tmp_path / "adapter.json", model=model, adapter=adapter,
-                     cwd=tmp_path, extra=extra)  # fmt: skip
+                     cwd=tmp_path, extra=eval_options)  # fmt: skip
     template = adapter / "text-parsing.jinja"
     template.write_text(text_parsing_template(training_job.chat_template or ""))
-    text_extra = [*extra, f"--punie-chat-template={template}"]
+    text_extra = [*eval_options, f"--punie-chat-template={template}"]
     by_text = evaluate(EVALS, tmp_path / "adapter-text.json", model=model, adapter=adapter,
                        cwd=tmp_path, extra=text_extra)  # fmt: skip
-    comparison = compare(base, tuned)
-    lines = [format_comparison(comparison), ""]
+    seed = lora_config.seed if punie_training.seeds else None
+    verdict = judge(base, tuned, label=str(adapter), seed=seed, **gate)
+    comparison = verdict.comparison
+    lines = [verdict_text(verdict), ""]
     for name, document in (("server parses calls", tuned), ("plugin parses calls", by_text)):
         cases = [CaseResult.from_json(c) for c in document["cases"]]
         sources = call_sources_line(cases) or "tool calls: none"
@@ -184,12 +187,14 @@ def test_adapter_against_base(
     lines.append(f"same output scored differently by the two modes: {differences or 'none'}")
     table = "\n".join(lines)
     (adapter / "comparison.txt").write_text(table + "\n")
-    for name in ("base.json", "adapter.json", "adapter-text.json"):
-        (adapter / f"eval-{name}").write_text((tmp_path / name).read_text())
+    for name, document in (("base.json", base), ("adapter.json", tuned),
+                           ("adapter-text.json", by_text)):  # fmt: skip
+        (adapter / f"eval-{name}").write_text(json.dumps(document, indent=1))
     print(table)
     for row in training_runs:
         if row["adapter"] == str(adapter):
             row["scores"] = {c["name"]: c["mean"] for c in tuned["categories"]}
+            row["verdict"] = verdict
     # both runs really ran the whole suite, and the comparison pairs every case
     for label, document in (("base", base), ("adapter", tuned), ("text parsing", by_text)):
         errors = [c["nodeid"] for c in document["cases"] if c["outcome"] == "error"]
@@ -200,29 +205,42 @@ def test_adapter_against_base(
     assert not differences, (
         f"the two parsing modes scored the same output differently: {differences}"
     )
+    assert verdict.passed, f"{adapter} fails the gate:\n" + "\n".join(verdict.failures)
 
 
-def test_adapter_on_the_test_split(trained, training_job, punie_settings, punie_training, tmp_path):
+@pytest.fixture(scope="session")
+def split_cases(training_job, tmp_path_factory) -> Path:
+    """The data's test split as an eval case file (skips when there is none to check)."""
+    split = training_job.data_folder / "test.jsonl"
+    if not split.is_file():
+        pytest.skip(f"{training_job.data} has no test split")
+    lines = [json.loads(text) for text in split.read_text().splitlines() if text.strip()]
+    cases = tmp_path_factory.mktemp("test-split")
+    if not write_case_file(lines, cases / "eval_test_split.jsonl"):
+        pytest.skip(f"{split}: no line has an assistant turn to check")
+    return cases
+
+
+@pytest.fixture(scope="session")
+def split_base_results(split_cases, training_job, eval_options, tmp_path_factory) -> dict:
+    """The test split on the base model, once per session."""
+    folder = tmp_path_factory.mktemp("split-base")
+    return evaluate(split_cases, folder / "split-base.json", model=training_job.model,
+                    cwd=folder, extra=eval_options)  # fmt: skip
+
+
+def test_adapter_on_the_test_split(trained, training_job, punie_training, eval_options,
+                                   request, tmp_path):  # fmt: skip
     """With --punie-eval-after: the data's test split (lines never trained on; for the
     tool-calling recipe, tools never seen in training) as eval cases, on the base and on the
     adapter; the counts go to ``test-split.txt`` next to the adapter."""
     if not punie_training.eval_after:
         pytest.skip("run with --punie-eval-after to evaluate the adapter against the base")
     adapter, _ = trained
-    split = training_job.data_folder / "test.jsonl"
-    if not split.is_file():
-        pytest.skip(f"{training_job.data} has no test split")
-    lines = [json.loads(text) for text in split.read_text().splitlines() if text.strip()]
-    cases = tmp_path / "test-split"
-    cases.mkdir()
-    if not write_case_file(lines, cases / "eval_test_split.jsonl"):
-        pytest.skip(f"{split}: no line has an assistant turn to check")
-    extra = [f"--punie-timeout={punie_settings.timeout}",
-             f"--punie-concurrency={punie_settings.concurrency}"]  # fmt: skip
-    model = training_job.model
-    base = evaluate(cases, tmp_path / "split-base.json", model=model, cwd=tmp_path, extra=extra)
-    tuned = evaluate(cases, tmp_path / "split-adapter.json", model=model, adapter=adapter,
-                     cwd=tmp_path, extra=extra)  # fmt: skip
+    cases = request.getfixturevalue("split_cases")
+    base = request.getfixturevalue("split_base_results")
+    tuned = evaluate(cases, tmp_path / "split-adapter.json", model=training_job.model,
+                     adapter=adapter, cwd=tmp_path, extra=eval_options)  # fmt: skip
     rows = []
     for label, document in (("base", base), ("adapter", tuned)):
         errors = [c["nodeid"] for c in document["cases"] if c["outcome"] == "error"]

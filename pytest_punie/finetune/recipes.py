@@ -29,6 +29,7 @@ class Recipe:
     data: str
     config: LoraConfig
     about: str
+    goal: str | None = None  # the category the recipe must raise significantly (its gate)
 
     def data_path(self, root: Path) -> Path:
         return Path(root) / self.data
@@ -55,6 +56,7 @@ RECIPES: Mapping[str, Recipe] = {
             val_batches=4,
         ),
         about="teach the model to call tools (single, parallel, multi-step, no tool needed)",
+        goal="tool_calling",
     ),
     "sample": Recipe(
         name="sample",
