@@ -19,9 +19,9 @@ import pytest
 from pytest_punie.conversation.agent import Sampling
 from pytest_punie.finetune.lora import LoraConfig, sweep_configs
 from pytest_punie.finetune.recipes import find_recipe
-from pytest_punie.results.compare import load_results
+from pytest_punie.results.document import load_run
 from pytest_punie.results.history import DEFAULT_DB
-from pytest_punie.results.thresholds import parse_thresholds
+from pytest_punie.results.thresholds import parse_fraction, parse_thresholds
 from pytest_punie.scoring.judge import JudgeSettings
 from pytest_punie.serving.chat_template import CHOICES
 from pytest_punie.serving.models import check_model_spec
@@ -89,11 +89,15 @@ TIMEOUT_OPTION = Option(
     "SECONDS",
 )
 MIN_SCORE_OPTION = Option(
-    "min-score", "Every category's mean score must reach this, or the run exits 1.", None, "SCORE"
+    "min-score",
+    "Every category's mean score must reach this (0.8 or 80%), or the run exits 1.",
+    None,
+    "SCORE",
 )
 MIN_CATEGORY_OPTION = Option(
     "min-category",
-    "Threshold for one category, NAME=SCORE (repeatable; overrides --punie-min-score).",
+    "Threshold for one category, NAME=SCORE (0.8 or 80%; repeatable; overrides "
+    "--punie-min-score; * or all for every category).",
     metavar="NAME=SCORE",
     repeatable=True,
 )
@@ -122,8 +126,8 @@ BASELINE_OPTION = Option(
 )
 MAX_REGRESSION_OPTION = Option(
     "max-regression",
-    "Fail when CATEGORY's score drops more than this below the baseline's, CATEGORY=0.05 "
-    "(repeatable; * for every category).",
+    "Fail when CATEGORY's score drops more than this below the baseline's, CATEGORY=0.05 or "
+    "CATEGORY=5% (repeatable; * or all for every category, overall for the overall score).",
     metavar="CATEGORY=DROP",
     repeatable=True,
 )
@@ -280,13 +284,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _score(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be a score from 0 to 1")
-    return value
-
-
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or math.isinf(value):
@@ -351,7 +348,7 @@ def _results_path(text: str) -> Path:
 def _results_file(text: str) -> Path:
 
     path = Path(text).expanduser()
-    load_results(path)  # raises a ValueError or FileNotFoundError that names the problem
+    load_run(path)  # raises a ValueError or FileNotFoundError that names the problem
     return path.resolve()
 
 
@@ -410,7 +407,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         temperature=value(TEMPERATURE_OPTION, _temperature),
         seed=value(SEED_OPTION, int),
         timeout=value(TIMEOUT_OPTION, _positive_float),
-        min_score=value(MIN_SCORE_OPTION, _score),
+        min_score=value(MIN_SCORE_OPTION, parse_fraction),
         min_category=min_category,
         results=results,
         concurrency=value(CONCURRENCY_OPTION, _positive_int),
@@ -457,7 +454,7 @@ MAX_SEQ_LENGTH_OPTION = Option(
 MASK_PROMPT_OPTION = Option("mask-prompt", "Train on the answers only.", switch=True)
 GRAD_CHECKPOINT_OPTION = Option("grad-checkpoint", "Trade speed for memory.", switch=True)
 MIN_RETENTION_OPTION = Option(
-    "min-retention", "Fraction of lines each filter must keep.", 0.5, "FRACTION"
+    "min-retention", "Fraction of lines each filter must keep (0.5 or 50%).", 0.5, "FRACTION"
 )
 EVAL_AFTER_OPTION = Option(
     "eval-after", "After training, run evals/ on the base and the adapter and compare.", switch=True
@@ -580,7 +577,7 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
             raise pytest.UsageError(f"{option.flag}={path}: no such file or folder")
     retention = raw_value(config, MIN_RETENTION_OPTION)
     try:
-        min_retention = _score(str(retention))
+        min_retention = parse_fraction(str(retention))
     except ValueError as exc:
         raise pytest.UsageError(f"{MIN_RETENTION_OPTION.flag}={retention}: {exc}") from None
     sweep = raw_value(config, SWEEP_OPTION)

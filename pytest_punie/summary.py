@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from pytest_punie.results.compare import compare, load_results, regressions
+from pytest_punie.results.compare import compare, regressions
+from pytest_punie.results.document import RunDocument, load_run, run_document, write_results
 from pytest_punie.results.history import record_run
 from pytest_punie.results.render import (
     category_rows,
@@ -30,19 +31,12 @@ from pytest_punie.results.report import (
     side_by_side_html,
     summary_html,
 )
-from pytest_punie.results.run import (
-    PROPERTY,
-    CaseResult,
-    call_sources_line,
-    overall_score,
-    results_document,
-    write_results,
-)
+from pytest_punie.results.run import PROPERTY, CaseResult, call_sources_line
 
 if TYPE_CHECKING:
     from pytest_punie.options import Settings
     from pytest_punie.results.compare import Comparison
-    from pytest_punie.results.run import CategoryScore, RunResults
+    from pytest_punie.results.run import RunResults
 
 __all__ = ["PunieReporter"]
 
@@ -54,10 +48,10 @@ class PunieReporter:
         self.config = config
         self.settings = settings
         self.results = results
-        self.gate: list[str] | None = None
+        self._document: RunDocument | None = None
+        self.baseline: RunDocument | None = None
         self.comparison: Comparison | None = None
         self.history_note: str | None = None
-        self.baseline_cases: list[dict[str, Any]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         found = False
@@ -70,12 +64,21 @@ class PunieReporter:
         if not found and report.failed:
             self.results.other_failures.append(report.nodeid)
 
-    def categories(self) -> list[CategoryScore]:
-        return self.results.categories(self.settings.min_category, self.settings.min_score)
+    @property
+    def document(self) -> RunDocument:
+        """The run's results document: built once, when the session finishes, and read by the
+        table, the gate, the comparison, the results file, the history and the HTML report."""
+        if self._document is None:
+            settings = self.settings
+            self._document = run_document(
+                self.results.metadata, self.results.cases, settings.min_category, settings.min_score
+            )
+        return self._document
 
     def rows(self) -> list[list[str]]:
-        categories = self.categories()
-        rows = category_rows(categories, overall_score(self.results.cases))
+        document = self.document
+        categories = list(document.categories)
+        rows = category_rows(categories, document.overall)
         self.config.hook.pytest_punie_summary_rows(rows=rows, categories=categories)
         return rows
 
@@ -92,7 +95,7 @@ class PunieReporter:
 
     def warnings(self) -> list[str]:
         """Few-case warnings, and a void/partial run's error count."""
-        found = few_cases_warnings(self.categories(), self.settings.min_cases)
+        found = few_cases_warnings(self.document.categories, self.settings.min_cases)
         errors = sum(c.outcome == "error" for c in self.results.cases)
         if errors:
             total = len(self.results.cases)
@@ -117,35 +120,31 @@ class PunieReporter:
             *([f"sandbox: {sandbox}"] if sandbox else []),
         ]
 
-    def _document(self) -> dict[str, Any]:
-
-        return results_document(
-            self.results.metadata, self.results.cases, self.categories(), self.gate
-        )
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         settings = self.settings
         self.results.metadata.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        document = self.document
         gate: list[str] = []
         if settings.gated:
-            gate += self.results.gate(settings.min_category, settings.min_score)
+            gate += self.results.gate(
+                document.categories, settings.min_category, settings.min_score
+            )
         if settings.baseline is not None and self.results.cases:
-            baseline = load_results(settings.baseline)
-            self.baseline_cases = baseline["cases"]
-            self.comparison = compare(baseline, self._document())
+            self.baseline = load_run(settings.baseline)
+            self.comparison = compare(self.baseline, document)
             gate += regressions(self.comparison, settings.max_regression)
         if settings.gated or settings.max_regression:
-            self.gate = gate
+            self._document = document = document.with_gate(gate)
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                 failed = bool(gate)
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
         if not self.results.cases:
             return
-        document = self._document()
-        self.config.hook.pytest_punie_results(document=document)
+        data = document.to_json()  # the results file: a hook may add fields to it
+        self.config.hook.pytest_punie_results(document=data)
         if settings.results is not None:
-            write_results(settings.results, document)
+            write_results(settings.results, data)
         if settings.history is not None:
             try:
                 run_id = record_run(settings.history, document)
@@ -161,7 +160,7 @@ class PunieReporter:
         write(text_table(self.rows(), total_row=True))
         for warning in self.warnings():
             write(warning, yellow=True)
-        failures = failure_table(self.categories())
+        failures = failure_table(self.document.categories)
         if failures.rows:
             write("")
             write(to_text(failures))
@@ -177,10 +176,11 @@ class PunieReporter:
             write(self.history_note, yellow=self.history_note.startswith("WARNING"))
         for note in self.results.judge_notes():
             write(note, yellow=True)
-        if self.gate is not None:
-            if self.gate:
+        gate = self.document.gate
+        if gate is not None:
+            if gate:
                 write("punie gate FAILED:", red=True, bold=True)
-                for message in self.gate:
+                for message in gate:
                     write(f"  {message}", red=True)
             else:
                 write("punie gate passed: every threshold was met", green=True)
@@ -191,9 +191,10 @@ class PunieReporter:
     ) -> None:
         if not self.results.cases:
             return
-        categories = self.categories()
+        document = self.document
+        categories = document.categories
         section = summary_html(
-            self.rows(), self.summary_lines(), self.gate, failure_table(categories),
+            self.rows(), self.summary_lines(), document.gate, failure_table(categories),
             self.warnings(),
         )  # fmt: skip
         prefix.append(section)
@@ -202,9 +203,10 @@ class PunieReporter:
             baseline = {c.name: c.baseline_mean for c in self.comparison.categories}
             prefix.append("<h3>Compared with the baseline</h3>" + comparison_html(self.comparison))
         prefix.append(bar_chart_svg(categories, baseline))
-        if self.comparison is not None:
-            candidate = [case.to_json() for case in self.results.cases]
-            prefix.append(side_by_side_html(self.comparison, self.baseline_cases, candidate))
+        if self.comparison is not None and self.baseline is not None:
+            before = [case.to_json() for case in self.baseline.cases]
+            after = [case.to_json() for case in document.cases]
+            prefix.append(side_by_side_html(self.comparison, before, after))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:

@@ -14,6 +14,7 @@ from pytest_punie.cases.files import CaseFileError, parse_line, read_case_file, 
 from pytest_punie.cli import main
 from pytest_punie.finetune.failures import failure_lines
 from pytest_punie.finetune.validation import validate
+from pytest_punie.results.document import read_run
 from pytest_punie.testing import FakeOpenAI
 
 WEATHER_TOOL = {
@@ -356,7 +357,7 @@ def _document(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_failed_cases_become_training_lines_with_their_expected_answer(tmp_path):
-    lines = failure_lines(_document(tmp_path))
+    lines = failure_lines(read_run(_document(tmp_path)))
     assert [p["case_id"] for _, p in lines] == [
         "eval_demo.jsonl::weather",
         "test_x.py::test_add",

@@ -14,17 +14,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_punie.cli.compare import add_parser
-from pytest_punie.results.compare import (
-    Comparison,
-    compare,
-    document_label,
-    load_results,
-    regressions,
+from pytest_punie.results.compare import Comparison, compare, regressions
+from pytest_punie.results.document import (
+    FORMAT_VERSION,
+    RunDocument,
+    load_run,
+    read_run,
+    run_document,
 )
-from pytest_punie.results.render import comparison_html, run_label
+from pytest_punie.results.labels import run_label
+from pytest_punie.results.render import comparison_html
 from pytest_punie.results.render import comparison_text as format_comparison
-from pytest_punie.results.run import CaseResult, RunMetadata, category_scores, results_document
+from pytest_punie.results.run import CaseResult, RunMetadata
+from pytest_punie.results.thresholds import parse_thresholds
 from pytest_punie.serving.server import ServerInfo
+
+DATA = Path(__file__).parent / "data"
+V1_RESULTS = DATA / "results_v1.json"  # written by the landed code: no format_version
 
 MODEL = "mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit"
 
@@ -60,10 +66,9 @@ def document(
     adapter: str | None = None,
     started: str = "2026-02-11T10:00:00+00:00",
     git_commit: str | None = "0123456789abcdef",
-) -> dict[str, Any]:
-    """A results document like ``results_document`` writes, through JSON like a file."""
-    entries = [dict(c) for c in cases]
-    results = [CaseResult.from_json({k: v for k, v in c.items() if k != "repeat"}) for c in entries]
+) -> RunDocument:
+    """A results document like a run writes it, read back through JSON like a file."""
+    results = [CaseResult.from_json(c) for c in cases]
     server = None
     if model is not None:
         server = ServerInfo(
@@ -82,10 +87,19 @@ def document(
         git_commit=git_commit,
         platform="Linux x86_64 python 3.11",
     )
-    data = results_document(meta, results, category_scores(results), gate=[])
-    data["cases"] = entries  # keeps the repeat keys
-    copy: dict[str, Any] = json.loads(json.dumps(data))
-    return copy
+    written = run_document(meta, results, gate=[]).to_json()
+    return read_run(json.loads(json.dumps(written)))
+
+
+def judge_error(nodeid: str, category: str = "tools") -> dict[str, Any]:
+    """A case whose judge gave no verdict, as the plugin records it."""
+    record = {"scorer": "judge:correct", "score": None, "passed": False,
+              "details": {"judge_error": "no valid verdict", "gate": True}}  # fmt: skip
+    result = CaseResult(
+        nodeid=nodeid, category=category, outcome="error", score=0.0, scores=(record,),
+        failure="judge error",
+    )  # fmt: skip
+    return result.to_json()
 
 
 VOID_TAGS = {"br", "meta", "hr", "img", "input", "link", "wbr"}
@@ -121,7 +135,7 @@ def assert_well_formed(markup: str) -> list[str]:
 # -- fixtures -------------------------------------------------------------------------------------
 
 
-def clear_regression() -> tuple[dict[str, Any], dict[str, Any]]:
+def clear_regression() -> tuple[RunDocument, RunDocument]:
     """20 tool cases that all passed; 15 of them fail in the candidate. Code is unchanged."""
     code = [case(f"evals/test_code.py::test_{i}", "code") for i in range(8)]
     before = [case(f"evals/test_tools.py::test_{i}") for i in range(20)]
@@ -132,7 +146,7 @@ def clear_regression() -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
-def noise() -> tuple[dict[str, Any], dict[str, Any]]:
+def noise() -> tuple[RunDocument, RunDocument]:
     """20 tool cases, half passing; three get fixed and three broken."""
     before = [case(f"t.py::test_{i}", passed=i % 2 == 0) for i in range(20)]
     after = [case(f"t.py::test_{i}", passed=(i % 2 == 0) != (i < 6)) for i in range(20)]
@@ -248,9 +262,9 @@ def test_repeats_are_averaged_and_pass_by_majority() -> None:
 
 def test_run_label() -> None:
     before, after = clear_regression()
-    assert document_label(before) == "Qwen2.5-Coder-1.5B-Instruct-4bit (base)"
-    assert document_label(after) == "Qwen2.5-Coder-1.5B-Instruct-4bit + glaive-function-calling"
-    assert document_label(document([], model=None)) == "unknown model (base)"
+    assert before.label == "Qwen2.5-Coder-1.5B-Instruct-4bit (base)"
+    assert after.label == "Qwen2.5-Coder-1.5B-Instruct-4bit + glaive-function-calling"
+    assert document([], model=None).label == "unknown model (base)"
 
 
 def test_one_run_label_rule_for_compare_and_history(tmp_path: Path) -> None:
@@ -259,7 +273,7 @@ def test_one_run_label_rule_for_compare_and_history(tmp_path: Path) -> None:
 
     _, after = clear_regression()
     record_run(tmp_path / "h.db", after)
-    assert runs(tmp_path / "h.db")[0].name == document_label(after)
+    assert runs(tmp_path / "h.db")[0].name == after.label
     assert run_label("org/Model-1B", "runs/adapter-v2/") == "Model-1B + adapter-v2"
     assert run_label("org/Model-1B", None) == "Model-1B (base)"
     assert run_label("org/Model-1B", "x", label="my run") == "my run"
@@ -315,14 +329,14 @@ def test_regression_gate_messages() -> None:
     assert regressions(comparison, {"code": 0.0}) == []
 
 
-@pytest.mark.parametrize("key", ["*", "all"])
+@pytest.mark.parametrize("key", ["*=", "all=", ""])
 def test_regression_gate_for_every_category(key: str) -> None:
     comparison = compare(*clear_regression())
-    messages = regressions(comparison, {key: 0.1})
+    messages = regressions(comparison, parse_thresholds([f"{key}0.1"]))
     assert len(messages) == 1
     assert "'tools'" in messages[0]
     # a category's own limit wins over the one for all
-    assert regressions(comparison, {key: 0.1, "tools": 0.8}) == []
+    assert regressions(comparison, parse_thresholds([f"{key}0.1", "tools=0.8"])) == []
 
 
 def test_regression_gate_overall_only_when_named() -> None:
@@ -400,22 +414,45 @@ def test_comparison_html_marks_significant_rows() -> None:
     assert "<tr><td>code</td>" in markup
 
 
-# -- load_results ---------------------------------------------------------------------------------
+# -- load_run ------------------------------------------------------------------------------------
 
 
 def write(path: Path, data: Any) -> Path:
+    if isinstance(data, RunDocument):
+        data = data.to_json()
     path.write_text(data if isinstance(data, str) else json.dumps(data))
     return path
 
 
-def test_load_results_round_trip(tmp_path: Path) -> None:
+def test_load_run_round_trip(tmp_path: Path) -> None:
     before, _ = clear_regression()
-    assert load_results(write(tmp_path / "a.json", before)) == before
+    loaded = load_run(write(tmp_path / "a.json", before))
+    assert loaded == before
+    assert loaded.format_version == FORMAT_VERSION
+    assert json.loads((tmp_path / "a.json").read_text())["format_version"] == FORMAT_VERSION
 
 
-def test_load_results_missing_file(tmp_path: Path) -> None:
+def test_load_run_keeps_fields_a_hook_added(tmp_path: Path) -> None:
+    before, _ = clear_regression()
+    loaded = load_run(write(tmp_path / "a.json", {**before.to_json(), "suite": "nightly"}))
+    assert loaded.extra == {"suite": "nightly"}
+    assert loaded.to_json()["suite"] == "nightly"
+
+
+def test_load_run_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"results file not found: .*nothing\.json"):
-        load_results(tmp_path / "nothing.json")
+        load_run(tmp_path / "nothing.json")
+
+
+def test_a_newer_results_file_is_refused(tmp_path: Path) -> None:
+    before, _ = clear_regression()
+    newer = {**before.to_json(), "format_version": FORMAT_VERSION + 1}
+    path = write(tmp_path / "newer.json", newer)
+    with pytest.raises(
+        ValueError, match=r"newer pytest-punie \(results format 3; this version"
+    ) as raised:
+        load_run(path)
+    assert str(path) in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -426,20 +463,21 @@ def test_load_results_missing_file(tmp_path: Path) -> None:
         ('{"overall": 1.0}', "no 'cases' list"),
         ('{"cases": [{"score": 1}]}', "case 0 has no nodeid"),
         ('{"cases": [{"nodeid": "x", "score": "high"}]}', "non-numeric score"),
+        ('{"format_version": "2", "cases": []}', "is not a version number"),
     ],
 )
-def test_load_results_not_a_results_file(tmp_path: Path, content: str, reason: str) -> None:
+def test_load_run_not_a_results_file(tmp_path: Path, content: str, reason: str) -> None:
     path = write(tmp_path / "bad.json", content)
     with pytest.raises(ValueError, match=reason) as raised:
-        load_results(path)
+        load_run(path)
     assert str(path) in str(raised.value)
 
 
-def test_load_results_binary_file(tmp_path: Path) -> None:
+def test_load_run_binary_file(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(ValueError, match=r"model\.safetensors"):
-        load_results(path)
+        load_run(path)
 
 
 # -- punie compare --------------------------------------------------------------------------------
@@ -463,7 +501,7 @@ def test_cli_compare_prints_the_table(
 ) -> None:
     assert run_cli("compare", *result_files) == 0
     out, err = capsys.readouterr()
-    before, after = (load_results(name) for name in result_files)
+    before, after = (load_run(name) for name in result_files)
     assert out == format_comparison(compare(before, after)) + "\n"
     assert err == ""
 
@@ -518,3 +556,76 @@ def test_comparison_is_frozen() -> None:
     assert isinstance(comparison, Comparison)
     with pytest.raises(AttributeError):
         comparison.categories = ()  # type: ignore[misc]
+
+
+# -- judge errors: left out of every mean, counted beside it --------------------------------------
+
+
+def test_judge_errors_are_left_out_of_the_means_and_the_pairs() -> None:
+    before = document([case("t.py::a"), case("t.py::b", passed=False), case("t.py::c")])
+    after = document([case("t.py::a"), case("t.py::b", passed=False), judge_error("t.py::c")])
+    stated = after.category("tools")
+    assert stated is not None
+    assert stated.stats is not None
+    assert (stated.mean, stated.judge_errors, stated.stats.cases, stated.cases) == (0.5, 1, 2, 3)
+    comparison = compare(before, after)
+    tools = comparison.category("tools")
+    assert tools.baseline_mean == pytest.approx(2 / 3)
+    assert tools.candidate_mean == stated.mean  # the document's figure, not a second rule
+    assert (tools.candidate_cases, tools.candidate_judge_errors) == (2, 1)
+    assert [c.nodeid for c in comparison.cases] == ["t.py::a", "t.py::b"]  # c has no verdict
+    assert comparison.overall.candidate_mean == after.overall == 0.5
+
+
+def test_a_category_no_judge_scored_has_no_mean() -> None:
+    before = document([case("t.py::a", "code"), case("t.py::b")])
+    after = document([case("t.py::a", "code"), judge_error("t.py::b")])
+    tools = after.category("tools")
+    assert tools is not None
+    assert (tools.scored, tools.stats, tools.judge_errors) == (False, None, 1)
+    comparison = compare(before, after)
+    assert comparison.category("tools").candidate_mean is None
+    [message] = regressions(comparison, {"tools": 0.1})
+    assert message == (
+        "category 'tools' has no scored case in the candidate "
+        "(the judge gave no verdict on 1 sample(s))"
+    )
+
+
+def test_a_judge_error_records_a_number_not_none() -> None:
+    entry = judge_error("t.py::c")
+    assert entry["scores"][0]["score"] == 0.0
+    (record,) = CaseResult.from_json(entry).records
+    assert (record.score, record.passed) == (0.0, False)
+    assert record.details["judge_error"] == "no valid verdict"
+
+
+# -- an older results file (format 1: no format_version) ------------------------------------------
+
+
+def test_an_older_results_file_loads_and_compares(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = json.loads(V1_RESULTS.read_text())
+    assert "format_version" not in raw
+    older = load_run(V1_RESULTS)
+    assert older.format_version == 1
+    assert older.metadata.run_id == raw["metadata"]["run_id"]
+    assert len(older.cases) == 4
+    # its figures by today's rule: the judge error is counted beside the mean, not in it
+    explanation = older.category("explanation")
+    assert explanation is not None
+    assert (explanation.mean, explanation.judge_errors, explanation.cases) == (1.0, 1, 2)
+    assert older.overall == pytest.approx(2 / 3)
+    comparison = compare(older, older)
+    assert comparison.category("explanation").baseline_mean == 1.0  # was 0.5: the error as 0
+    assert [c.change for c in comparison.cases] == ["same"] * 3
+    # written again by this version, it reads back the same and compares with the older file
+    newer = write(tmp_path / "newer.json", older)
+    assert json.loads(newer.read_text())["format_version"] == FORMAT_VERSION
+    assert load_run(newer).categories == older.categories
+    assert run_cli("compare", str(V1_RESULTS), str(newer), "--max-regression", "0") == 0
+    out = capsys.readouterr().out
+    assert next(line for line in out.splitlines() if line.startswith("explanation")).split()[
+        1:3
+    ] == ["100.0%", "100.0%"]

@@ -11,6 +11,7 @@ import pytest
 
 from pytest_punie.cli.history import add_parser
 from pytest_punie.results import history
+from pytest_punie.results.document import RunDocument
 from pytest_punie.results.history import (
     DEFAULT_DB,
     RunRow,
@@ -20,15 +21,15 @@ from pytest_punie.results.history import (
     record_run,
     runs,
 )
-from pytest_punie.results.render import Cell
+from pytest_punie.results.table import Cell
 
-from .test_compare import assert_well_formed, case, document
+from .test_compare import assert_well_formed, case, document, judge_error
 
 BASE = "mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit"
 BIG = "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit"
 
 
-def scored(code: int, reasoning: int, tools: int, **run: str | None) -> dict[str, object]:
+def scored(code: int, reasoning: int, tools: int, **run: str | None) -> RunDocument:
     """A run with 8 code, 4 reasoning and 6 tool cases, of which the given numbers pass."""
     cases = [case(f"evals/test_code.py::test_{i}", "code", passed=i < code) for i in range(8)]
     cases += [case(f"evals/test_reason.py::test_{i}", "reasoning", i < reasoning) for i in range(4)]
@@ -119,9 +120,34 @@ def test_cases_table_keeps_every_sample(tmp_path: Path) -> None:
     assert tools.samples == 3
 
 
-def test_record_run_rejects_other_documents(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'cases'"):
-        record_run(tmp_path / "history.db", {"overall": 1.0})
+def test_a_kept_run_that_cannot_be_read_waits_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    kept = tmp_path / "history.db.pending" / "broken.json"
+    kept.parent.mkdir()
+    kept.write_text('{"label": "x", "document": {"overall": 1.0}}')
+    record_run(path, scored(8, 4, 2))
+    assert [r.label for r in runs(path)] == [None]
+    assert kept.is_file()
+
+
+def test_a_run_keeps_the_figures_of_its_document(tmp_path: Path) -> None:
+    """The history's overall and category figures are the results document's, judge errors
+    left out of the means and counted beside them."""
+    path = tmp_path / "history.db"
+    recorded = document(
+        [case("t.py::a"), case("t.py::b", passed=False), judge_error("t.py::c"),
+         case("t.py::d", "code"), judge_error("t.py::e", "judged")]
+    )  # fmt: skip
+    record_run(path, recorded)
+    [run] = runs(path)
+    assert run.overall == recorded.overall == pytest.approx(2 / 3)
+    tools, stated = run.category("tools"), recorded.category("tools")
+    assert tools is not None
+    assert stated is not None
+    assert tools == stated.stats
+    assert (tools.mean, tools.cases, tools.judge_errors) == (0.5, 2, 1)
+    assert run.category("judged") is None  # no scored case: no figure, "-" in the table
+    assert [c.name for c in run.categories] == ["code", "tools"]
 
 
 def test_runs_without_history(tmp_path: Path) -> None:
@@ -329,6 +355,38 @@ def test_an_older_history_is_migrated(tmp_path: Path) -> None:
     connection.close()
 
 
+SCHEMA_1_RUN_WITH_A_JUDGE_ERROR = """
+INSERT INTO runs (started, model, label, overall, metadata, categories) VALUES
+    ('2026-01-02T00:00:00+00:00', 'old/model', NULL, 0.5, '{}',
+     '[{"name": "tools", "cases": 2, "samples": 2, "mean": 0.5, "low": 0.0, "high": 1.0,
+        "pass_rate": 0.5, "pass_low": 0.1, "pass_high": 0.9, "step": 0.5}]');
+INSERT INTO cases (run_id, nodeid, category, outcome, score, repeat, failure) VALUES
+    (1, 't.py::a', 'tools', 'passed', 1.0, 0, NULL),
+    (1, 't.py::b', 'tools', 'error', 0.0, 0, 'judge error');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_schema_1_run_with_judge_errors_is_read_by_todays_rule(tmp_path: Path) -> None:
+    """Schema 1 counted a judge error as 0 in the category figures while the run's overall left
+    it out: such a run is read with its figures computed again from its cases."""
+    path = tmp_path / "history.db"
+    record_run(path, scored(8, 4, 2))  # the tables
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM cases")  # (the triggers guard runs only)
+        connection.executescript(
+            "DROP TRIGGER runs_append_only_delete; DELETE FROM runs;"
+            "DELETE FROM sqlite_sequence;" + SCHEMA_1_RUN_WITH_A_JUDGE_ERROR
+        )
+    connection.close()
+    [run] = runs(path)
+    tools = run.category("tools")
+    assert tools is not None
+    assert (tools.mean, tools.cases, tools.judge_errors) == (1.0, 1, 1)
+    assert run.overall == 1.0
+    assert "100.0%" in format_history(path)
+
+
 def test_a_run_with_an_older_history_prints_its_table(pytester: pytest.Pytester) -> None:
     (pytester.path / ".punie").mkdir()
     with sqlite3.connect(pytester.path / ".punie" / "history.db") as connection:
@@ -351,7 +409,8 @@ def test_a_newer_history_is_refused_and_left_alone(tmp_path: Path) -> None:
         connection.execute(f"PRAGMA user_version = {history.SCHEMA_VERSION + 1}")
     connection.close()
     before = path.read_bytes()
-    with pytest.raises(ValueError, match=r"newer pytest-punie \(schema 2; this version reads up"):
+    newer = rf"newer pytest-punie \(schema {history.SCHEMA_VERSION + 1}; this version reads up"
+    with pytest.raises(ValueError, match=newer):
         record_run(path, scored(8, 4, 6))
     with pytest.raises(ValueError, match="newer pytest-punie"):
         runs(path)
@@ -430,7 +489,7 @@ def test_a_run_ending_on_a_locked_history_says_so(pytester: pytest.Pytester) -> 
 # -- void and partial runs (issue 14 point 5) ------------------------------------------------------
 
 
-def errored(passing: int, errors: int, total: int = 18, **run: str | None) -> dict[str, object]:
+def errored(passing: int, errors: int, total: int = 18, **run: str | None) -> RunDocument:
     """A run of ``total`` tool cases: ``passing`` pass, ``errors`` errored (timeouts)."""
     cases = []
     for i in range(total):

@@ -101,7 +101,7 @@ def test_a_judge_that_never_gives_a_verdict_errors_the_case_and_scores_nothing(
     judged = [r for r in fake.requests if "Rubric:" in json.dumps(r)]
     assert len(judged) == 3  # one try and two retries
     (record,) = case["scores"]
-    assert record["score"] is None
+    assert (record["score"], record["passed"]) == (0.0, False)  # a number; the failure says why
     assert "its last reply: 'I think the answer is fine.'" in record["details"]["judge_error"]
     assert record["details"]["judge"]["base_url"] == fake.base_url
 

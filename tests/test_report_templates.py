@@ -224,12 +224,6 @@ def _module_level_imports(module: str) -> set[str]:
     return found
 
 
-SWITCH_PENDING = pytest.mark.xfail(
-    strict=True, reason="still imports run_label/percent/Cell/Table/to_text from render "
-    "(switch to results.labels and results.table, then remove this mark)"
-)  # fmt: skip
-
-
 @pytest.mark.parametrize(
     "module",
     [
@@ -238,8 +232,9 @@ SWITCH_PENDING = pytest.mark.xfail(
         "stats",
         "run",
         "thresholds",
-        pytest.param("compare", marks=SWITCH_PENDING),
-        pytest.param("history", marks=SWITCH_PENDING),
+        "compare",
+        "history",
+        "document",
     ],
 )
 def test_data_modules_import_no_renderer(module: str) -> None:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_punie.results.run import CaseResult
 from pytest_punie.results.stats import (
     CategoryStats,
     bootstrap_mean_interval,
     case_samples,
-    category_intervals,
+    category_statistics,
     mcnemar_p,
+    overall_mean,
     paired_bootstrap_p,
     wilson_interval,
 )
@@ -29,16 +30,14 @@ def proportions(draw: st.DrawFn) -> tuple[int, int]:
     return draw(st.integers(min_value=0, max_value=n)), n
 
 
-def entry(nodeid: str, category: str, score: float, repeat: int | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "nodeid": nodeid,
-        "category": category,
-        "outcome": "passed" if score >= 0.5 else "failed",
-        "score": score,
-    }
-    if repeat is not None:
-        data["repeat"] = repeat
-    return data
+def entry(nodeid: str, category: str, score: float, repeat: int = 0) -> CaseResult:
+    outcome = "passed" if score >= 0.5 else "failed"
+    return CaseResult(nodeid, category, outcome, score, repeat=repeat)
+
+
+def no_verdict(nodeid: str, category: str, repeat: int = 0) -> CaseResult:
+    """A sample whose judge gave no verdict (the case errored, scored 0 by ``case_score``)."""
+    return CaseResult(nodeid, category, "error", 0.0, failure="judge error", repeat=repeat)
 
 
 # -- Wilson ---------------------------------------------------------------------------------------
@@ -219,7 +218,7 @@ def test_category_intervals_step_and_means() -> None:
         entry("t::c", "tools", 1.0),
         *(entry(f"t::code{i}", "code", 1.0) for i in range(8)),
     ]
-    stats = category_intervals(cases)
+    stats = category_statistics(cases)
     assert list(stats) == ["code", "tools"]
     tools = stats["tools"]
     assert isinstance(tools, CategoryStats)
@@ -245,7 +244,7 @@ def test_category_intervals_average_repeats_per_case() -> None:
         entry("t::b", "tools", 0.0, repeat=2),
         entry("t::b", "tools", 1.0, repeat=3),
     ]
-    tools = category_intervals(cases)["tools"]
+    tools = category_statistics(cases)["tools"]
     assert (tools.cases, tools.samples) == (2, 8)
     assert tools.mean == pytest.approx((0.75 + 0.25) / 2)
     assert tools.step == 0.5
@@ -273,8 +272,35 @@ def test_case_samples_majority_passes() -> None:
 )
 def test_category_intervals_hold_their_estimates(rows: list[tuple[str, int, float]]) -> None:
     cases = [entry(f"t::{category}{case}", category, score) for category, case, score in rows]
-    for stats in category_intervals(cases, resamples=200).values():
+    for stats in category_statistics(cases, resamples=200).values():
         assert 0.0 <= stats.low <= stats.mean <= stats.high <= 1.0
         assert 0.0 <= stats.pass_low <= stats.pass_rate <= stats.pass_high <= 1.0
         assert stats.step == pytest.approx(1 / stats.cases)
         assert stats.samples >= stats.cases
+
+
+def test_judge_errors_are_counted_beside_the_mean_not_in_it() -> None:
+    cases = [
+        entry("t::a", "tools", 1.0),
+        entry("t::b", "tools", 0.0),
+        no_verdict("t::c", "tools"),
+        entry("t::d", "tools", 1.0, repeat=0),
+        no_verdict("t::d", "tools", repeat=1),
+        no_verdict("t::e", "judged"),
+    ]
+    stats = category_statistics(cases)
+    assert list(stats) == ["tools"]  # no sample of "judged" was scored: it has no figures
+    tools = stats["tools"]
+    assert (tools.cases, tools.samples, tools.judge_errors) == (3, 3, 2)
+    assert tools.mean == pytest.approx(2 / 3)
+    assert tools.pass_rate == pytest.approx(2 / 3)
+    assert overall_mean(cases) == pytest.approx(2 / 3)
+    samples = case_samples(cases)
+    assert (samples["t::c"].scored, samples["t::c"].judge_errors) == (False, 1)
+    assert (samples["t::d"].scores, samples["t::d"].judge_errors) == ((1.0,), 1)
+
+
+def test_statistics_of_an_older_history_row_read_without_judge_errors() -> None:
+    stats = category_statistics([entry("t::a", "tools", 1.0)])["tools"]
+    older = {k: v for k, v in stats.to_json().items() if k != "judge_errors"}
+    assert CategoryStats.from_json({**older, "new_field": 1}) == stats

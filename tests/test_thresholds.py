@@ -8,7 +8,7 @@ import pytest
 
 from pytest_punie.cli.compare import parse_max_regression
 from pytest_punie.results.run import CaseResult, category_scores, gate_failures
-from pytest_punie.results.thresholds import parse_threshold, parse_thresholds
+from pytest_punie.results.thresholds import parse_fraction, parse_threshold, parse_thresholds
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,8 @@ from pytest_punie.results.thresholds import parse_threshold, parse_thresholds
         ("tool_calling=0.05", ("tool_calling", 0.05)),
         ("tool_calling=5%", ("tool_calling", 0.05)),
         ("*=10%", ("*", 0.1)),
+        ("all=10%", ("*", 0.1)),
+        (" all = 0.1", ("*", 0.1)),
         ("0.2", ("*", 0.2)),
         ("20%", ("*", 0.2)),
         (" reasoning = 1 ", ("reasoning", 1.0)),
@@ -61,3 +63,46 @@ def test_a_threshold_for_every_category_gates_each_one() -> None:
     assert gate_failures(categories, thresholds) == [
         "category 'tools' scored 0.000 < threshold 0.500"
     ]
+
+
+def test_a_fraction_is_written_the_same_way_everywhere() -> None:
+    assert parse_fraction("5%") == pytest.approx(0.05)
+    assert parse_fraction(" 0.05 ") == 0.05
+    for bad in ("1.5", "-0.1", "150%", "half", "", "nan", "inf"):
+        with pytest.raises(ValueError, match="is not a fraction from 0 to 1"):
+            parse_fraction(bad)
+
+
+@pytest.mark.parametrize("every", ["*", "all"])
+def test_every_category_gates_each_one_in_a_run(pytester: pytest.Pytester, every: str) -> None:
+    """``all`` means every category for --punie-min-category too (it never is a category that
+    "no case ran" in), and the pytest options take percentages."""
+    from .test_plugin import LITERAL_CASES
+
+    pytester.makepyfile(LITERAL_CASES)
+    result = pytester.runpytest(f"--punie-min-category={every}=60%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*category 'words' scored 0.500 < threshold 0.600*"])
+    assert "no case ran" not in result.stdout.str()
+    assert pytester.runpytest(f"--punie-min-category={every}=50%").ret == pytest.ExitCode.OK
+    assert pytester.runpytest("--punie-min-score=50%").ret == pytest.ExitCode.OK
+
+
+def test_min_retention_is_a_fraction_for_the_option_and_punie_train(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_punie.cli import build_parser
+
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--punie-min-retention=150%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--punie-min-retention=150%: '150%' is not a fraction from 0*"])
+    assert pytester.runpytest("--punie-min-retention=80%").ret == pytest.ExitCode.OK
+    parser = build_parser()
+    args = parser.parse_args(["train", "data", "--out", "a", "--min-retention", "80%"])
+    assert args.min_retention == pytest.approx(0.8)
+    assert parser.parse_args(["train", "data", "--out", "a"]).min_retention == 0.5
+    for bad in ("1.5", "-0.2", "lots"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "data", "--out", "a", "--min-retention", bad])
+        assert "is not a fraction from 0 to 1" in capsys.readouterr().err

@@ -7,27 +7,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pytest_punie.results.compare import (
-    compare,
-    load_results,
-    regressions,
-)
+from pytest_punie.results.compare import compare, regressions
+from pytest_punie.results.document import load_run
 from pytest_punie.results.render import comparison_text
-from pytest_punie.results.thresholds import parse_threshold
+from pytest_punie.results.thresholds import argument_type, parse_threshold
 
-
-def parse_max_regression(text: str) -> tuple[str, float]:
-    """argparse's face of ``thresholds.parse_threshold``."""
-    try:
-        return parse_threshold(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+parse_max_regression = argument_type(parse_threshold)  # argparse's face of the one parser
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        baseline = load_results(args.baseline)
-        candidate = load_results(args.candidate)
+        baseline = load_run(args.baseline)
+        candidate = load_run(args.candidate)
     except (OSError, ValueError) as error:
         print(f"punie compare: {error}", file=sys.stderr)
         return 2
@@ -58,7 +49,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         type=parse_max_regression,
         help="fail (exit 1) when CATEGORY's mean drops by more than DROP (0.05 or 5%%); "
-        "CATEGORY '*' or 'all' means every category, 'overall' the overall mean (repeatable)",
+        "CATEGORY '*' or 'all' (or none: a bare DROP) means every category, 'overall' the "
+        "overall mean (repeatable)",
     )
     handler: Callable[[argparse.Namespace], int] = _run
     parser.set_defaults(handler=handler)

@@ -12,10 +12,11 @@ from pytest_punie.finetune.leakage import LeakageError
 from pytest_punie.finetune.lora import LoraConfig, TrainingError
 from pytest_punie.finetune.pipeline import TrainingJob, prepare_job, train_job, training_config
 from pytest_punie.finetune.recipes import find_recipe
-
-__all__ = ["add_parser", "config_from_args"]
+from pytest_punie.results.thresholds import argument_type, parse_fraction
 from pytest_punie.serving.chat_template import choose_template
 from pytest_punie.serving.models import ModelError, resolve_model
+
+__all__ = ["add_parser", "config_from_args"]
 
 
 def config_from_args(args: argparse.Namespace) -> LoraConfig:
@@ -123,7 +124,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--max-seq-length", type=int)
     parser.add_argument("--mask-prompt", action="store_true")
     parser.add_argument("--grad-checkpoint", action="store_true")
-    parser.add_argument("--min-retention", type=float, default=0.5)
+    parser.add_argument(
+        "--min-retention",
+        type=argument_type(parse_fraction),
+        default=0.5,
+        metavar="FRACTION",
+        help="fraction of lines each filter must keep, 0.5 or 50%% (default 0.5)",
+    )
     parser.add_argument("--skip-invalid", action="store_true", help="train on the valid lines")
     parser.set_defaults(handler=_run)
     return parser

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_punie.finetune.datasets import provenance_path, write_jsonl
+from pytest_punie.results.document import RunDocument, load_run
+from pytest_punie.results.run import CaseResult
 
 __all__ = ["ExportError", "export_failures", "failure_lines", "transcript_to_chat"]
-from pytest_punie.results.compare import load_results
 
 OUTPUT_NAME = "failures.jsonl"
 
@@ -73,26 +74,26 @@ def _call(name: Any, arguments: Any) -> dict[str, Any]:
     return {"type": "function", "function": {"name": str(name), "arguments": arguments or {}}}
 
 
-def _prompt_turns(case: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _prompt_turns(case: CaseResult) -> list[dict[str, Any]]:
     """The conversation up to and including the prompt (the first user turn that is it)."""
-    prompt = case.get("prompt")
-    transcript = transcript_to_chat((case.get("response") or {}).get("messages") or [])
+    prompt = case.prompt
+    transcript = transcript_to_chat((case.response or {}).get("messages") or [])
     for index, turn in enumerate(transcript):
         if turn["role"] == "user" and (prompt is None or turn["content"] == prompt):
             return transcript[: index + 1]
     return [{"role": "user", "content": prompt}] if prompt else []
 
 
-def _expected_answer(case: Mapping[str, Any]) -> dict[str, Any] | None:
+def _expected_answer(case: CaseResult) -> dict[str, Any] | None:
     """The assistant turn the case expects, when it states one."""
-    expected = dict(case.get("expected") or {})
-    for record in case.get("scores") or ():  # a Python case states it to its scorers
-        details = record.get("details") or {}
-        if record.get("scorer") == "assert_number" and "expected" in details:
+    expected = dict(case.expected or {})
+    for record in case.records:  # a Python case states it to its scorers
+        details = record.details
+        if record.scorer == "assert_number" and "expected" in details:
             expected.setdefault("number", details["expected"])
-        elif record.get("scorer") == "assert_tool_called" and details.get("expected"):
+        elif record.scorer == "assert_tool_called" and details.get("expected"):
             expected.setdefault("tool_calls", [details["expected"]])
-        elif record.get("scorer") == "assert_tool_calls" and details.get("expected"):
+        elif record.scorer == "assert_tool_calls" and details.get("expected"):
             expected.setdefault("tool_calls", details["expected"])
     if expected.get("tool_calls"):
         calls = [_call(c["name"], c.get("arguments")) for c in expected["tool_calls"]]
@@ -104,18 +105,17 @@ def _expected_answer(case: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def failure_lines(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def failure_lines(document: RunDocument) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(training line, provenance) for each failed case of a results document, once per case
     (a case that failed in several repeats is one line)."""
-    run_id = (document.get("metadata") or {}).get("run_id")
+    run_id = document.metadata.run_id or None
     seen: dict[str, dict[str, Any]] = {}
     lines: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for case in document.get("cases", []):
-        if case.get("outcome") != "failed":
+    for case in document.cases:
+        if case.outcome != "failed":
             continue
-        case_id = str(case["nodeid"])
-        if case_id in seen:
-            seen[case_id]["repeats_failed"].append(case.get("repeat", 0))
+        if case.nodeid in seen:
+            seen[case.nodeid]["repeats_failed"].append(case.repeat)
             continue
         messages = _prompt_turns(case)
         if not messages:
@@ -124,20 +124,20 @@ def failure_lines(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dic
         if answer is not None:
             messages.append(answer)
         line: dict[str, Any] = {"messages": messages}
-        if case.get("tools"):
-            line["tools"] = list(case["tools"])
+        if case.tools:
+            line["tools"] = list(case.tools)
         provenance = {
-            "origin": f"punie-run:{run_id}:{case_id}",
+            "origin": f"punie-run:{run_id}:{case.nodeid}",
             "run_id": run_id,
-            "case_id": case_id,
-            "category": case.get("category"),
-            "failure": case.get("failure"),
-            "source": case.get("source"),
-            "model_answer": (case.get("response") or {}).get("text"),
+            "case_id": case.nodeid,
+            "category": case.category,
+            "failure": case.failure,
+            "source": case.source,
+            "model_answer": (case.response or {}).get("text"),
             "needs_answer": answer is None,
-            "repeats_failed": [case.get("repeat", 0)],
+            "repeats_failed": [case.repeat],
         }
-        seen[case_id] = provenance
+        seen[case.nodeid] = provenance
         lines.append((line, provenance))
     return lines
 
@@ -145,8 +145,7 @@ def failure_lines(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dic
 def export_failures(results: Path, out_dir: Path) -> tuple[Path, int, int]:
     """Write the failed cases of ``results`` to ``out_dir/failures.jsonl`` and its provenance
     sidecar; return the file, the lines written, and how many still need an answer."""
-
-    document = load_results(results)
+    document = load_run(results)
     target = out_dir / OUTPUT_NAME
     for path in (target, provenance_path(target)):
         if path.exists():

@@ -1,22 +1,24 @@
-"""Compare two results files case by case: what changed, what was fixed or broken, and whether a
-category's change is more than noise.
+"""Compare two results documents case by case: what changed, what was fixed or broken, and
+whether a category's change is more than noise.
 
 Cases are paired by nodeid. Each case's score is its mean over repeats, and it counts as passed
-when most of its repeats passed. Per category, the exact McNemar test looks at paired pass/fail
-flips and a paired bootstrap at paired score differences; ``significant`` follows the bootstrap,
-since it tests the change the table shows (the mean score).
+when most of its repeats passed. The category and overall means are the documents' own (one rule
+for every report: ``stats.category_statistics``, judge errors left out); a sample whose judge gave
+no verdict is left out of the pairs too, and a case with no scored sample on either side is not
+compared. Per category, the exact McNemar test looks at paired pass/fail flips and a paired
+bootstrap at paired score differences; ``significant`` follows the bootstrap, since it tests the
+change the table shows (the mean score).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-from pytest_punie.results.render import run_label
+from pytest_punie.results.document import RunDocument
+from pytest_punie.results.run import CategoryScore
 from pytest_punie.results.stats import (
     ALPHA,
     CaseSamples,
@@ -24,58 +26,21 @@ from pytest_punie.results.stats import (
     mcnemar_p,
     paired_bootstrap_p,
 )
-
-if TYPE_CHECKING:
-    import os
+from pytest_punie.results.thresholds import EVERY_CATEGORY, threshold_for
 
 __all__ = [
     "ALPHA",
+    "OVERALL",
     "CaseChange",
     "CategoryComparison",
     "Comparison",
     "compare",
-    "document_label",
-    "load_results",
     "regressions",
 ]
 
-ALL_CATEGORIES = ("*", "all")  # keys of ``max_drop`` that apply to every category
 OVERALL = "overall"
 
 Change = Literal["fixed", "broken", "same", "added", "removed"]
-
-
-def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a results JSON file written by a pytest-punie run."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"results file not found: {path}")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read results file {path}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{path} is not a pytest-punie results file: invalid JSON ({error})"
-        ) from error
-    if not isinstance(document, dict) or not isinstance(document.get("cases"), list):
-        raise ValueError(f"{path} is not a pytest-punie results file: it has no 'cases' list")
-    for index, case in enumerate(document["cases"]):
-        if not isinstance(case, dict) or not isinstance(case.get("nodeid"), str):
-            raise ValueError(
-                f"{path} is not a pytest-punie results file: case {index} has no nodeid"
-            )
-        if not isinstance(case.get("score", 0.0), (int, float)):
-            raise ValueError(f"{path}: case {case['nodeid']!r} has a non-numeric score")
-    return document
-
-
-def document_label(document: Mapping[str, Any]) -> str:
-    """A results document's run label (``render.run_label``: ``model + adapter``)."""
-    server = (document.get("metadata") or {}).get("server") or {}
-    model = server.get("model") or server.get("model_name")
-    adapter = server.get("adapter")
-    return run_label(str(model) if model else None, str(adapter) if adapter else None)
 
 
 @dataclass(frozen=True)
@@ -106,10 +71,12 @@ class CategoryComparison:
     paired_difference: float | None  # mean of candidate - baseline over paired cases
     p_mcnemar: float
     p_bootstrap: float
+    baseline_judge_errors: int = 0  # samples whose judge gave no verdict (not in the mean)
+    candidate_judge_errors: int = 0
 
     @property
     def difference(self) -> float | None:
-        """Candidate mean - baseline mean (each over all of its run's cases in the category)."""
+        """Candidate mean - baseline mean (each over its run's scored cases in the category)."""
         if self.baseline_mean is None or self.candidate_mean is None:
             return None
         return self.candidate_mean - self.baseline_mean
@@ -195,10 +162,39 @@ def _mean(values: Sequence[float]) -> float | None:
     return math.fsum(values) / len(values) if values else None
 
 
+@dataclass(frozen=True)
+class _Side:
+    """One run's figures for a category (or overall), as its document states them."""
+
+    cases: int = 0
+    mean: float | None = None
+    judge_errors: int = 0
+
+
+def _side(document: RunDocument, name: str) -> _Side:
+    if name == OVERALL:
+        return _Side(
+            sum(_scored_cases(c) for c in document.categories),
+            document.overall,
+            sum(c.judge_errors for c in document.categories),
+        )
+    category = document.category(name)
+    if category is None:
+        return _Side()
+    mean = category.mean if category.scored else None
+    return _Side(_scored_cases(category), mean, category.judge_errors)
+
+
+def _scored_cases(category: CategoryScore) -> int:
+    if category.stats is not None:
+        return category.stats.cases
+    return category.cases if category.scored else 0
+
+
 def _category(
     name: str,
-    baseline: Sequence[CaseSamples],
-    candidate: Sequence[CaseSamples],
+    baseline: _Side,
+    candidate: _Side,
     changes: Sequence[CaseChange],
     resamples: int,
     seed: int,
@@ -213,42 +209,45 @@ def _category(
     broken = sum(c.change == "broken" for c in paired)
     return CategoryComparison(
         name=name,
-        baseline_cases=len(baseline),
-        candidate_cases=len(candidate),
-        baseline_mean=_mean([c.score for c in baseline]),
-        candidate_mean=_mean([c.score for c in candidate]),
+        baseline_cases=baseline.cases,
+        candidate_cases=candidate.cases,
+        baseline_mean=baseline.mean,
+        candidate_mean=candidate.mean,
         paired=len(paired),
         fixed=fixed,
         broken=broken,
         paired_difference=_mean(diffs),
         p_mcnemar=mcnemar_p(broken, fixed),
         p_bootstrap=paired_bootstrap_p(diffs, resamples=resamples, seed=seed),
+        baseline_judge_errors=baseline.judge_errors,
+        candidate_judge_errors=candidate.judge_errors,
     )
 
 
 def compare(
-    baseline: Mapping[str, Any],
-    candidate: Mapping[str, Any],
+    baseline: RunDocument,
+    candidate: RunDocument,
     resamples: int = 2000,
     seed: int = 0,
 ) -> Comparison:
     """Pair the two runs' cases by nodeid and compare them per category and overall."""
-    before = case_samples(baseline.get("cases") or [])
-    after = case_samples(candidate.get("cases") or [])
+    before = case_samples(baseline.cases)
+    after = case_samples(candidate.cases)
+    unscored = {n for n, s in (*before.items(), *after.items()) if not s.scored}
     changes = [
         _case_change(before.get(n), after[n]) if n in after else _removed(before[n])
-        for n in sorted(before.keys() | after.keys())
+        for n in sorted((before.keys() | after.keys()) - unscored)
     ]
-
-    def members(samples: Mapping[str, CaseSamples], name: str) -> list[CaseSamples]:
-        return [s for s in samples.values() if s.category == name]
-
-    names = sorted({s.category for s in before.values()} | {s.category for s in after.values()})
+    names = sorted(
+        {c.name for c in baseline.categories}
+        | {c.name for c in candidate.categories}
+        | {s.category for s in (*before.values(), *after.values())}
+    )
     categories = tuple(
         _category(
             name,
-            members(before, name),
-            members(after, name),
+            _side(baseline, name),
+            _side(candidate, name),
             [c for c in changes if c.category == name],
             resamples,
             seed,
@@ -256,11 +255,11 @@ def compare(
         for name in names
     )
     overall = _category(
-        OVERALL, list(before.values()), list(after.values()), changes, resamples, seed
+        OVERALL, _side(baseline, OVERALL), _side(candidate, OVERALL), changes, resamples, seed
     )
     return Comparison(
-        baseline_label=document_label(baseline),
-        candidate_label=document_label(candidate),
+        baseline_label=baseline.label,
+        candidate_label=candidate.label,
         categories=categories,
         overall=overall,
         cases=tuple(changes),
@@ -268,22 +267,18 @@ def compare(
 
 
 def _allowed_drop(name: str, max_drop: Mapping[str, float]) -> float | None:
-    if name in max_drop:
-        return max_drop[name]
     if name == OVERALL:  # the overall mean is gated only when named
-        return None
-    for key in ALL_CATEGORIES:
-        if key in max_drop:
-            return max_drop[key]
-    return None
+        return max_drop.get(OVERALL)
+    return threshold_for(name, max_drop)
 
 
 def regressions(comparison: Comparison, max_drop: Mapping[str, float]) -> list[str]:
     """One message per category whose mean dropped by more than its allowed amount.
 
-    ``max_drop`` maps a category (or ``"*"``/``"all"`` for every category, or ``"overall"`` for
-    the overall mean) to the largest allowed drop, as a fraction: 0.05 allows 5 points. A gated
-    category that the candidate no longer has counts as a regression.
+    ``max_drop`` maps a category (or ``"*"`` for every category, or ``"overall"`` for the
+    overall mean) to the largest allowed drop, as a fraction: 0.05 allows 5 points; parse it
+    with ``thresholds.parse_thresholds``. A gated category that the candidate no longer has (or
+    in which no case was scored) counts as a regression.
     """
     messages = []
     for category in (*comparison.categories, comparison.overall):
@@ -291,10 +286,16 @@ def regressions(comparison: Comparison, max_drop: Mapping[str, float]) -> list[s
         if allowed is None:
             continue
         if category.candidate_mean is None:
-            messages.append(
-                f"category {category.name!r} has no case in the candidate "
-                f"({category.baseline_cases} in the baseline)"
-            )
+            if category.candidate_judge_errors:
+                messages.append(
+                    f"category {category.name!r} has no scored case in the candidate (the judge "
+                    f"gave no verdict on {category.candidate_judge_errors} sample(s))"
+                )
+            else:
+                messages.append(
+                    f"category {category.name!r} has no case in the candidate "
+                    f"({category.baseline_cases} in the baseline)"
+                )
             continue
         if category.baseline_mean is None:
             continue
@@ -307,13 +308,10 @@ def regressions(comparison: Comparison, max_drop: Mapping[str, float]) -> list[s
                 f"more than the allowed {allowed * 100:.1f} points "
                 f"(paired cases: {category.paired}, bootstrap p {p})"
             )
-    known = {c.name for c in comparison.categories} | {OVERALL, *ALL_CATEGORIES}
+    known = {c.name for c in comparison.categories} | {OVERALL, EVERY_CATEGORY}
     messages += [
         f"category {name!r} has a maximum regression but no case in either run"
         for name in max_drop
         if name not in known
     ]
     return messages
-
-
-# -- the ``punie compare`` command ----------------------------------------------------------------

@@ -1,15 +1,15 @@
 """A local, append-only history of eval runs in SQLite, and the cumulative results table.
 
 Each recorded run keeps what was served (model, adapter and their hashes), its metadata, its
-category scores with confidence intervals, and every case sample. The cumulative table shows the
-latest run of each model/adapter, with the best value of each score column marked, which replaces
-keeping the table by hand in a journal.
+overall and category figures as its results document states them (``stats.category_statistics``:
+judge errors left out of the means, counted beside them), and every case sample. The cumulative
+table shows the latest run of each model/adapter, with the best value of each score column
+marked, which replaces keeping the table by hand in a journal.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,8 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_punie.results.render import Cell, Table, percent, run_label, to_text
-from pytest_punie.results.stats import CategoryStats, case_samples, category_intervals
+from pytest_punie.results.document import RunDocument, read_run
+from pytest_punie.results.labels import percent, run_label
+from pytest_punie.results.run import CaseResult
+from pytest_punie.results.stats import CategoryStats, category_statistics, overall_mean
+from pytest_punie.results.table import Cell, Table
+from pytest_punie.scoring.judge import JUDGE_ERROR
 from pytest_punie.system.files import atomic_write_text
 
 __all__ = [
@@ -36,13 +40,16 @@ __all__ = [
     "hidden_runs",
     "history_html",
     "latest_runs",
+    "pending_runs",
     "record_run",
     "runs",
     "steps",
 ]
 
 DEFAULT_DB = Path(".punie") / "history.db"  # the one default; --punie-history uses it too
-SCHEMA_VERSION = 1  # PRAGMA user_version of a history this code writes; it never goes down
+SCHEMA_VERSION = 2  # PRAGMA user_version of a history this code writes; it never goes down
+# 2: each run's categories carry ``judge_errors``; runs recorded by schema 1 that had judge errors
+# get their figures computed again from their cases when read (schema 1 counted them as 0).
 LOCK_WAIT_S = 10.0  # how long a write waits for another process's lock before keeping the run
 PENDING_SUFFIX = ".pending"  # runs kept while the history was locked: <db>.pending/*.json
 
@@ -184,20 +191,20 @@ def _text(value: Any) -> str | None:
 
 def record_run(
     db_path: str | os.PathLike[str],
-    document: Mapping[str, Any],
+    document: RunDocument,
     label: str | None = None,
     *,
     wait: float = LOCK_WAIT_S,
 ) -> int:
     """Append a run's results document to the history (creating it) and return the run's id.
 
-    Runs kept earlier while the history was locked are added first. When another process
-    holds the history for more than ``wait`` seconds, the run is kept in ``<db>.pending/``
-    (added by the next run that can write) and ``HistoryLocked`` says where.
+    The run's overall and category figures are the document's own. Runs kept earlier while
+    the history was locked are added first. When another process holds the history for more
+    than ``wait`` seconds, the run is kept in ``<db>.pending/`` (added by the next run that can
+    write) and ``HistoryLocked`` says where.
     """
-    _check_document(document)
     path = Path(db_path)
-    pending = sorted(_pending_folder(path).glob("*.json"))
+    pending = pending_runs(path)
     try:
         with _connect(path, create=True, wait=wait) as connection:
             merged = [p for p in pending if _insert_pending(connection, p)]
@@ -216,22 +223,23 @@ def record_run(
     return run_id
 
 
-def _check_document(document: Mapping[str, Any]) -> None:
-    if not isinstance(document.get("cases"), list):
-        raise HistoryError("not a pytest-punie results document: it has no 'cases' list")
-
-
 def _pending_folder(path: Path) -> Path:
     return path.with_name(path.name + PENDING_SUFFIX)
 
 
-def _keep_pending(path: Path, document: Mapping[str, Any], label: str | None) -> Path:
+def pending_runs(db_path: str | os.PathLike[str]) -> list[Path]:
+    """The runs kept while the history was locked, waiting for the next run to add them."""
+    return sorted(_pending_folder(Path(db_path)).glob("*.json"))
+
+
+def _keep_pending(path: Path, document: RunDocument, label: str | None) -> Path:
     """Write the run next to the history, atomically, to be merged by a later run."""
     folder = _pending_folder(path)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = folder / f"{stamp}-{os.getpid()}.json"
-    atomic_write_text(target, json.dumps({"label": label, "document": document}, default=str))
+    kept = {"label": label, "document": document.to_json()}
+    atomic_write_text(target, json.dumps(kept, default=str))
     return target
 
 
@@ -239,37 +247,32 @@ def _insert_pending(connection: sqlite3.Connection, pending: Path) -> bool:
     """Add one kept run; a file that cannot be read is left where it is (never lost)."""
     try:
         kept = json.loads(pending.read_text(encoding="utf-8"))
-        document, label = kept["document"], kept.get("label")
-        _check_document(document)
+        document = read_run(kept["document"], str(pending))
+        label = kept.get("label")
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    _insert(connection, document, label)
+    _insert(connection, document, str(label) if label else None)
     return True
 
 
-def _insert(connection: sqlite3.Connection, document: Mapping[str, Any], label: str | None) -> int:
-    cases = document["cases"]
-    metadata = document.get("metadata") or {}
-    server = metadata.get("server") or {}
-    categories = category_intervals(cases)
-    overall = document.get("overall")
-    if not isinstance(overall, (int, float)):
-        scores = [s.score for s in case_samples(cases).values()]
-        overall = math.fsum(scores) / len(scores) if scores else None
+def _insert(connection: sqlite3.Connection, document: RunDocument, label: str | None) -> int:
+    metadata = document.metadata
+    server = metadata.server or {}
+    categories = [c.stats.to_json() for c in document.categories if c.stats is not None]
     cursor = connection.execute(
         "INSERT INTO runs (started, finished, model, adapter, model_hash, adapter_hash,"
         " label, overall, metadata, categories) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            _text(metadata.get("started")),
-            _text(metadata.get("finished")),
+            _text(metadata.started),
+            _text(metadata.finished),
             _text(server.get("model") or server.get("model_name")),
             _text(server.get("adapter")),
             _text(server.get("model_hash")),
             _text(server.get("adapter_hash")),
             _text(label),
-            overall,
-            json.dumps(metadata, default=str),
-            json.dumps([c.to_json() for c in categories.values()]),
+            document.overall,
+            json.dumps(metadata.to_json(), default=str),
+            json.dumps(categories),
         ),
     )
     run_id = cursor.lastrowid
@@ -278,16 +281,8 @@ def _insert(connection: sqlite3.Connection, document: Mapping[str, Any], label: 
         "INSERT INTO cases (run_id, nodeid, category, outcome, score, repeat, failure)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (
-                run_id,
-                str(case["nodeid"]),
-                str(case.get("category", "")),
-                str(case.get("outcome", "")),
-                float(case.get("score", 0.0)),
-                int(case.get("repeat", 0)),
-                _text(case.get("failure")),
-            )
-            for case in cases
+            (run_id, c.nodeid, c.category, c.outcome, c.score, c.repeat, _text(c.failure))
+            for c in document.cases
         ],
     )
     return run_id
@@ -359,32 +354,61 @@ def runs(db_path: str | os.PathLike[str]) -> list[RunRow]:
     """
     with _connect(db_path, create=False) as connection:
         # a history older than SCHEMA_VERSION is read as it is (migrated on the next write)
-        label = "label" if "label" in _columns(connection, "runs") else "NULL"
+        columns = _columns(connection, "runs")
+        label = "label" if "label" in columns else "NULL"
+        judged = (
+            "(SELECT COUNT(*) FROM cases WHERE run_id = runs.id AND failure = ?)"
+            if "failure" in _columns(connection, "cases")
+            else "0 + ?"
+        )
         rows = connection.execute(
             "SELECT id, started, finished, model, adapter, model_hash, adapter_hash, "
             f"{label}, overall, metadata, categories,"
             " (SELECT COUNT(*) FROM cases WHERE run_id = runs.id AND outcome = 'error'),"
-            " (SELECT COUNT(*) FROM cases WHERE run_id = runs.id)"
-            " FROM runs ORDER BY id"
+            f" (SELECT COUNT(*) FROM cases WHERE run_id = runs.id), {judged}"
+            " FROM runs ORDER BY id",
+            (JUDGE_ERROR,),
         ).fetchall()
-    return [
-        RunRow(
-            id=row[0],
-            started=row[1],
-            finished=row[2],
-            model=row[3],
-            adapter=row[4],
-            model_hash=row[5],
-            adapter_hash=row[6],
-            label=row[7],
-            overall=row[8],
-            metadata=json.loads(row[9]),
-            categories=tuple(CategoryStats.from_json(c) for c in json.loads(row[10])),
-            errors=row[11],
-            samples=row[12],
+        recorded = []
+        for row in rows:
+            overall: float | None = row[8]
+            stored = json.loads(row[10])
+            if row[13] and not any("judge_errors" in c for c in stored):
+                overall, stored = _figures_again(connection, row[0])
+            recorded.append(
+                RunRow(
+                    id=row[0],
+                    started=row[1],
+                    finished=row[2],
+                    model=row[3],
+                    adapter=row[4],
+                    model_hash=row[5],
+                    adapter_hash=row[6],
+                    label=row[7],
+                    overall=overall,
+                    metadata=json.loads(row[9]),
+                    categories=tuple(CategoryStats.from_json(c) for c in stored),
+                    errors=row[11],
+                    samples=row[12],
+                )
+            )
+    return recorded
+
+
+def _figures_again(
+    connection: sqlite3.Connection, run_id: int
+) -> tuple[float | None, list[dict[str, Any]]]:
+    """The overall and category figures of a run recorded by schema 1, which counted judge
+    errors as 0: computed again from its cases by today's rule."""
+    cases = [
+        CaseResult(nodeid=row[0], category=row[1], outcome=row[2], score=row[3], failure=row[4])
+        for row in connection.execute(
+            "SELECT nodeid, category, outcome, score, failure FROM cases WHERE run_id = ?",
+            (run_id,),
         )
-        for row in rows
     ]
+    categories = [c.to_json() for c in category_statistics(cases).values()]
+    return overall_mean(cases), categories
 
 
 def latest_runs(recorded: Sequence[RunRow]) -> list[RunRow]:
@@ -501,32 +525,13 @@ def all_runs_table(recorded: Sequence[RunRow]) -> Table:
 
 
 def format_history(db_path: str | os.PathLike[str], all_runs: bool = False) -> str:
-    """The cumulative table as terminal text (and, with ``all_runs``, every recorded run)."""
-    recorded = runs(db_path)
-    if not recorded:
-        return f"no runs recorded in {db_path}"
-    lines = [
-        to_text(cumulative(recorded)),
-        "",
-        f"* best in its column (complete runs only). {len(recorded)} run(s) recorded in {db_path}.",
-        f"One case moves a category by: {steps(recorded)}.",
-    ]
-    hidden = hidden_runs(recorded)
-    if hidden:
-        lines.append(
-            "Not in the table (newer, but partial or void): "
-            + "; ".join(f"run {r.id} {r.name} ({r.status_text})" for r in hidden)
-            + "."
-        )
-    waiting = len(list(_pending_folder(Path(db_path)).glob("*.json")))
-    if waiting:
-        lines.append(
-            f"{waiting} run(s) kept while the history was locked wait in "
-            f"{_pending_folder(Path(db_path))} (added by the next run)."
-        )
-    if all_runs:
-        lines += ["", to_text(all_runs_table(recorded))]
-    return "\n".join(lines)
+    """The cumulative table as terminal text (and, with ``all_runs``, every recorded run).
+
+    Made by ``report.history_text`` (imported on call: this data module imports no renderer).
+    """
+    from pytest_punie.results import report
+
+    return report.history_text(runs(db_path), db_path, pending_runs(db_path), all_runs)
 
 
 def history_html(db_path: str | os.PathLike[str], title: str = "pytest-punie run history") -> str:
@@ -538,6 +543,3 @@ def history_html(db_path: str | os.PathLike[str], title: str = "pytest-punie run
     from pytest_punie.results import report
 
     return report.history_html(db_path, title)
-
-
-# -- the ``punie history`` command ----------------------------------------------------------------

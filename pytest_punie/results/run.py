@@ -1,39 +1,44 @@
-"""Case results, category scores, the threshold gate and the machine-readable results file."""
+"""Case results, category scores, the threshold gate and what a run records about itself."""
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pytest_punie.results.thresholds import EVERY_CATEGORY
+from pytest_punie.results.stats import CategoryStats, category_statistics
+from pytest_punie.results.thresholds import EVERY_CATEGORY, threshold_for
+from pytest_punie.scoring.framework import ScoreRecord
 from pytest_punie.scoring.judge import JUDGE_ERROR
-from pytest_punie.system.files import atomic_write_text
 
 __all__ = [
+    "PROPERTY",
     "CaseResult",
     "CategoryScore",
+    "RunMetadata",
+    "RunResults",
     "category_scores",
     "gate_failures",
-    "overall_score",
     "run_metadata",
-    "write_results",
 ]
-from pytest_punie.results.stats import category_intervals
 
 PROPERTY = "punie"  # the key of the user property that carries a case result on its report
 
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One case's result as it travels on the test report (JSON values only, for xdist)."""
+    """One case's result (one sample of it, with ``--punie-repeat``).
+
+    It travels on the test report as ``to_json()`` (JSON values only, for xdist) and is read
+    back with ``from_json``. ``scores`` are the scorers' records as JSON, ``response`` the
+    conversation as JSON: both are kept as the results file holds them.
+    """
 
     nodeid: str  # the case's test id, without the repeat's part
     category: str
@@ -51,6 +56,10 @@ class CaseResult:
     expected: dict[str, Any] | None = None  # what a case file's line expects, when it says
     source: str | None = None  # the case file line (path:line) a data-file case came from
 
+    def __post_init__(self) -> None:
+        if any(not _is_number(record.get("score")) for record in self.scores):
+            object.__setattr__(self, "scores", tuple(_scored(r) for r in self.scores))
+
     @property
     def cached(self) -> bool:
         """True when the whole conversation was answered by the response cache."""
@@ -60,8 +69,35 @@ class CaseResult:
     def passed(self) -> bool:
         return self.outcome == "passed"
 
+    @property
+    def judge_error(self) -> bool:
+        """True when the judge gave no verdict: an error of the judge, not a score of the model
+        (left out of every mean, counted beside it)."""
+        return self.failure == JUDGE_ERROR
+
+    @property
+    def records(self) -> tuple[ScoreRecord, ...]:
+        """The scorers' records, typed."""
+        return tuple(
+            ScoreRecord(
+                scorer=str(r.get("scorer", "")),
+                score=float(r["score"]),
+                passed=bool(r.get("passed", False)),
+                details=_details(r),
+            )
+            for r in self.scores
+        )
+
+    @property
+    def gated(self) -> bool:
+        """False when a judge the run may not gate on scored the case
+        (``--punie-judge-min-agreement`` not reached): the gate leaves the case out."""
+        return all(record.details.get("gate") is not False for record in self.records)
+
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The case as the results file and the test report hold it (shallow: nothing is
+        copied, so it is cheap; serialise it, never change it)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["scores"] = list(self.scores)
         data["tools"] = list(self.tools)
         data["cached"] = self.cached
@@ -69,11 +105,34 @@ class CaseResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CaseResult:
-        values = dict(data)
-        values["scores"] = tuple(values.get("scores", ()))
-        values["tools"] = tuple(values.get("tools", ()))
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """Read what ``to_json`` wrote; keys this version does not know are ignored, and a
+        hand-written entry needs only a nodeid and a score."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("category", "")
+        values.setdefault("outcome", "")
+        values["score"] = float(values.get("score", 0.0))
+        values["scores"] = tuple(values.get("scores") or ())
+        values["tools"] = tuple(values.get("tools") or ())
+        return cls(**values)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scored(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record whose scorer gave no score (a judge that gave no verdict) as the results keep
+    it: score 0.0, never None where a score is a number. The case's failure (``judge error``)
+    is what leaves it out of the means."""
+    if _is_number(record.get("score")):
+        return dict(record)
+    return {**record, "score": 0.0, "passed": False}
+
+
+def _details(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    details = record.get("details")
+    return details if isinstance(details, Mapping) else {}
 
 
 def call_sources(cases: Iterable[CaseResult]) -> dict[str, int]:
@@ -128,45 +187,98 @@ def case_score(outcome: str, recorded: Iterable[float]) -> float:
 
 @dataclass(frozen=True)
 class CategoryScore:
-    """A category's line in the summary table."""
+    """A category's line in the summary table and the results file.
+
+    What ran (``cases``, ``samples``, ``passed``, ``errors``, ``failures``; judge errors
+    included and counted in ``judge_errors``) and the figures of what was scored: ``mean``,
+    ``low`` and ``high`` are ``stats``'s, from ``stats.category_statistics``, the one rule every
+    report reads. ``stats`` is None when no sample was scored (every judge failed); ``mean`` is
+    then 0.0 and ``scored`` false.
+    """
 
     name: str
-    cases: int
+    cases: int  # distinct cases that ran
     passed: int
-    errors: int
+    errors: int  # samples that errored, judge errors included
     mean: float
     threshold: float | None = None
     failures: Mapping[str, int] = field(default_factory=dict)
     samples: int = 0  # cases times repeats
     low: float | None = None  # 95% interval of the mean (bootstrap over cases)
     high: float | None = None
+    judge_errors: int = 0  # samples whose judge gave no verdict: beside the mean, not in it
+    stats: CategoryStats | None = None
+
+    @property
+    def scored(self) -> bool:
+        """False when the judge gave no verdict on any sample: the category has no mean."""
+        return self.stats is not None or self.judge_errors < self.samples or not self.samples
 
     @property
     def step(self) -> float:
         """How far one case moves the mean: 1/cases (a 3-case category moves in 33% steps)."""
+        if self.stats:
+            return self.stats.step
         return 1.0 / self.cases if self.cases else 1.0
 
     @property
     def met(self) -> bool | None:
-        return None if self.threshold is None else self.mean >= self.threshold - 1e-9
+        if self.threshold is None:
+            return None
+        return self.scored and self.mean >= self.threshold - 1e-9
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "failures": dict(self.failures), "met": self.met}
+        return {
+            "name": self.name,
+            "cases": self.cases,
+            "passed": self.passed,
+            "errors": self.errors,
+            "judge_errors": self.judge_errors,
+            "mean": self.mean,
+            "threshold": self.threshold,
+            "failures": dict(self.failures),
+            "samples": self.samples,
+            "low": self.low,
+            "high": self.high,
+            "met": self.met,
+            "stats": self.stats.to_json() if self.stats else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CategoryScore:
+        """Read what ``to_json`` wrote."""
+        stats = data.get("stats")
+        return cls(
+            name=str(data["name"]),
+            cases=int(data.get("cases", 0)),
+            passed=int(data.get("passed", 0)),
+            errors=int(data.get("errors", 0)),
+            mean=float(data.get("mean") or 0.0),
+            threshold=_float_or_none(data.get("threshold")),
+            failures={str(k): int(v) for k, v in (data.get("failures") or {}).items()},
+            samples=int(data.get("samples", 0)),
+            low=_float_or_none(data.get("low")),
+            high=_float_or_none(data.get("high")),
+            judge_errors=int(data.get("judge_errors", 0)),
+            stats=CategoryStats.from_json(stats) if isinstance(stats, Mapping) else None,
+        )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def category_scores(
     results: Iterable[CaseResult], thresholds: Mapping[str, float] | None = None,
     default_threshold: float | None = None,
 ) -> list[CategoryScore]:  # fmt: skip
-    """Per-category counts, mean scores and 95% intervals, sorted by category name.
+    """Per-category counts and statistics (``stats.category_statistics``), sorted by name.
 
     A case run several times (``--punie-repeat``) counts once, with its mean over the repeats;
-    the interval is a bootstrap over cases.
+    a judge error is counted, never scored.
     """
-
     results = list(results)
-    # a case whose judge gave no verdict is an error of the judge, not a 0 for the model
-    intervals = category_intervals(r.to_json() for r in results if r.failure != JUDGE_ERROR)
+    statistics = category_statistics(results)
     by_category: dict[str, list[CaseResult]] = {}
     for result in results:
         by_category.setdefault(result.category, []).append(result)
@@ -177,36 +289,39 @@ def category_scores(
             cases=len({c.nodeid for c in samples}),
             passed=sum(c.passed for c in samples),
             errors=sum(c.outcome == "error" for c in samples),
-            mean=intervals[name].mean if name in intervals else 0.0,
-            threshold=thresholds.get(name, thresholds.get(EVERY_CATEGORY, default_threshold)),
+            mean=stats.mean if stats else 0.0,
+            threshold=threshold_for(name, thresholds, default_threshold),
             failures=dict(sorted(Counter(c.failure for c in samples if c.failure).items())),
             samples=len(samples),
-            low=intervals[name].low if name in intervals else None,
-            high=intervals[name].high if name in intervals else None,
+            low=stats.low if stats else None,
+            high=stats.high if stats else None,
+            judge_errors=sum(c.judge_error for c in samples),
+            stats=stats,
         )
         for name, samples in sorted(by_category.items())
+        for stats in [statistics.get(name)]
     ]
-
-
-def overall_score(results: Iterable[CaseResult]) -> float | None:
-    """The mean score over all cases (each case's repeats averaged first)."""
-    per_case: dict[str, list[float]] = {}
-    for result in results:
-        if result.failure != JUDGE_ERROR:
-            per_case.setdefault(result.nodeid, []).append(result.score)
-    means = [sum(v) / len(v) for v in per_case.values()]
-    return sum(means) / len(means) if means else None
 
 
 def gate_failures(
     categories: Iterable[CategoryScore], thresholds: Mapping[str, float] | None = None
 ) -> list[str]:
-    """One message per category that misses its threshold, or that has a threshold and no case."""
-    messages = [
-        f"category {c.name!r} scored {c.mean:.3f} < threshold {c.threshold:.3f}"
-        for c in categories
-        if c.met is False
-    ]
+    """One message per category that misses its threshold, or that has a threshold and no case
+    (or no scored case)."""
+    categories = list(categories)
+    messages = []
+    for c in categories:
+        if c.met is not False or c.threshold is None:
+            continue
+        if not c.scored:
+            messages.append(
+                f"category {c.name!r} has a threshold ({c.threshold:.3f}) but no scored case: "
+                f"the judge gave no verdict on its {c.judge_errors} sample(s)"
+            )
+        else:
+            messages.append(
+                f"category {c.name!r} scored {c.mean:.3f} < threshold {c.threshold:.3f}"
+            )
     seen = {c.name for c in categories}
     messages += [
         f"category {name!r} has a threshold ({value:.3f}) but no case ran in it"
@@ -250,6 +365,18 @@ class RunMetadata:
     cache: dict[str, Any] = field(default_factory=dict)  # mode, path, cases answered from it
     sandbox: str | None = None  # the isolation model code and run_command ran under
 
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunMetadata:
+        """Read what ``to_json`` wrote; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("started", "")
+        values.setdefault("run_id", "")  # a file without one has no id (none is made up)
+        return cls(**values)
+
 
 def run_metadata(started: str, sampling: Mapping[str, Any], root: Path | None) -> RunMetadata:
     return RunMetadata(
@@ -262,28 +389,6 @@ def run_metadata(started: str, sampling: Mapping[str, Any], root: Path | None) -
         git_commit=git_commit(root),
         platform=f"{platform.system()} {platform.machine()} python {platform.python_version()}",
     )
-
-
-def results_document(
-    meta: RunMetadata,
-    results: Iterable[CaseResult],
-    categories: Iterable[CategoryScore],
-    gate: list[str] | None,
-) -> dict[str, Any]:
-    results = list(results)
-    meta.cache["cached_cases"] = sum(r.cached for r in results)
-    return {
-        "metadata": asdict(meta),
-        "overall": overall_score(results),
-        "categories": [c.to_json() for c in categories],
-        "gate": {"failures": gate} if gate is not None else None,
-        "cases": [r.to_json() for r in results],
-    }
-
-
-def write_results(path: Path, document: Mapping[str, Any]) -> None:
-    """Write the results JSON atomically (a crash leaves the previous file whole)."""
-    atomic_write_text(path, json.dumps(document, indent=2, default=str))
 
 
 @dataclass
@@ -307,18 +412,34 @@ class RunResults:
     def categories(
         self, thresholds: Mapping[str, float], default_threshold: float | None
     ) -> list[CategoryScore]:
+        """The category scores of every case (the summary's and the results file's)."""
         return category_scores(self.cases, thresholds, default_threshold)
 
     def judge_notes(self) -> list[str]:
         """Why judges were not used for the gate (``--punie-judge-min-agreement``), once each."""
-        notes = (_details(s).get("gate_note") for c in self.cases for s in c.scores)
-        return list(dict.fromkeys(n for n in notes if n and "not used for the gate" in n))
+        notes = (
+            str(record.details.get("gate_note") or "")
+            for case in self.cases
+            for record in case.records
+            if record.details.get("gate") is False
+        )
+        return list(dict.fromkeys(note for note in notes if note))
 
-    def gate(self, thresholds: Mapping[str, float], default_threshold: float | None) -> list[str]:
-        """Why the run fails its thresholds (empty: it passes); cases an untrusted judge scored
-        are left out."""
-        cases = [c for c in self.cases if all(_details(s).get("gate", True) for s in c.scores)]
-        categories = category_scores(cases, thresholds, default_threshold)
+    def gate(
+        self,
+        categories: Sequence[CategoryScore],
+        thresholds: Mapping[str, float],
+        default_threshold: float | None,
+    ) -> list[str]:
+        """Why the run fails its thresholds (empty: it passes).
+
+        ``categories`` are the run's (``categories()``); the cases an untrusted judge scored
+        (``CaseResult.gated`` false) are left out, so only then are the scores of the rest
+        computed again.
+        """
+        cases = [c for c in self.cases if c.gated]
+        if len(cases) != len(self.cases):
+            categories = category_scores(cases, thresholds, default_threshold)
         judged_only = {c.category for c in self.cases} - {c.category for c in cases}
         messages = gate_failures(
             categories, {k: v for k, v in thresholds.items() if k not in judged_only}
@@ -339,8 +460,3 @@ class RunResults:
                 + ", ".join(self.other_failures[:5])
             )
         return messages
-
-
-def _details(score: Mapping[str, Any]) -> Mapping[str, Any]:
-    details = score.get("details")
-    return details if isinstance(details, Mapping) else {}

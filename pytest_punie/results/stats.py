@@ -10,18 +10,20 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "ALPHA",
     "CaseSamples",
     "CategoryStats",
+    "Sample",
     "bootstrap_mean_interval",
     "case_samples",
-    "category_intervals",
+    "category_statistics",
     "mcnemar_p",
+    "overall_mean",
     "paired_bootstrap_p",
     "wilson_interval",
 ]
@@ -132,18 +134,49 @@ def paired_bootstrap_p(diffs: Iterable[float], resamples: int = 2000, seed: int 
     return min(1.0, max(p, 2.0 ** (1 - nonzero)))
 
 
+class Sample(Protocol):
+    """One scored run of a case, as the statistics read it (``run.CaseResult`` is one)."""
+
+    @property
+    def nodeid(self) -> str: ...
+
+    @property
+    def category(self) -> str: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def judge_error(self) -> bool:
+        """True when the judge gave no verdict: an error of the judge, not a score of the model."""
+        ...
+
+
 @dataclass(frozen=True)
 class CaseSamples:
-    """One case's repeated samples (a single sample without repeats)."""
+    """One case's repeated samples (a single sample without repeats).
+
+    ``scores`` and ``outcomes`` hold the samples the model was scored on; a sample whose judge
+    gave no verdict is counted in ``judge_errors`` instead (never as a 0 for the model).
+    """
 
     nodeid: str
     category: str
     scores: tuple[float, ...]
     outcomes: tuple[str, ...]
+    judge_errors: int = 0
+
+    @property
+    def scored(self) -> bool:
+        """Whether at least one sample was scored (not every judge failed)."""
+        return bool(self.scores)
 
     @property
     def score(self) -> float:
-        """The case's score: the mean over its repeats."""
+        """The case's score: the mean over its scored repeats."""
         return _mean(self.scores)
 
     @property
@@ -160,26 +193,37 @@ class CaseSamples:
         return self.passes * 2 > len(self.outcomes)
 
 
-def case_samples(cases: Iterable[Mapping[str, Any]]) -> dict[str, CaseSamples]:
-    """Group a results file's case entries by nodeid: repeats of a case are its samples."""
-    grouped: dict[str, tuple[str, list[float], list[str]]] = {}
+def case_samples(cases: Iterable[Sample]) -> dict[str, CaseSamples]:
+    """Group a run's case results by nodeid: repeats of a case are its samples; judge errors
+    are counted beside the scored samples."""
+    grouped: dict[str, tuple[str, list[float], list[str], list[bool]]] = {}
     for case in cases:
-        nodeid = str(case["nodeid"])
-        entry = grouped.setdefault(nodeid, (str(case.get("category", "")), [], []))
-        entry[1].append(float(case.get("score", 0.0)))
-        entry[2].append(str(case.get("outcome", "")))
+        entry = grouped.setdefault(case.nodeid, (case.category, [], [], []))
+        if case.judge_error:
+            entry[3].append(True)
+        else:
+            entry[1].append(float(case.score))
+            entry[2].append(case.outcome)
     return {
-        nodeid: CaseSamples(nodeid, category, tuple(scores), tuple(outcomes))
-        for nodeid, (category, scores, outcomes) in grouped.items()
+        nodeid: CaseSamples(nodeid, category, tuple(scores), tuple(outcomes), len(errors))
+        for nodeid, (category, scores, outcomes, errors) in grouped.items()
     }
+
+
+def overall_mean(cases: Iterable[Sample]) -> float | None:
+    """The overall figure: the mean score over the scored cases (each case's repeats averaged
+    first; judge errors left out, as in ``category_statistics``), or None."""
+    scores = [s.score for s in case_samples(cases).values() if s.scored]
+    return _mean(scores) if scores else None
 
 
 @dataclass(frozen=True)
 class CategoryStats:
-    """A category's score and pass rate with confidence intervals.
+    """A category's score and pass rate with confidence intervals, over its scored cases.
 
     ``step`` is how far one case moves the mean (1 / cases): a 3-case category moves in steps of
     33%, so differences smaller than a step or two are not evidence of anything.
+    ``judge_errors`` counts the samples whose judge gave no verdict: beside the mean, not in it.
     """
 
     name: str
@@ -192,36 +236,46 @@ class CategoryStats:
     pass_low: float
     pass_high: float
     step: float
+    judge_errors: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CategoryStats:
-        return cls(**data)
+        """Read what ``to_json`` wrote (keys this version does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def category_intervals(
-    cases: Iterable[Mapping[str, Any]],
+def category_statistics(
+    cases: Iterable[Sample],
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
 ) -> dict[str, CategoryStats]:
-    """Per category (sorted by name): the mean case score with a bootstrap interval over cases,
-    and the pass rate with a Wilson interval over all samples (every repeat of every case)."""
+    """THE rule for a category's figures, read by every report (summary, results file,
+    comparison, history): per category (sorted by name), the mean case score with a bootstrap
+    interval over cases, and the pass rate with a Wilson interval over all scored samples (every
+    repeat of every case). Samples whose judge gave no verdict are left out of both and counted
+    in ``judge_errors``; a category in which no sample was scored has no statistics.
+    """
     by_category: dict[str, list[CaseSamples]] = {}
     for samples in case_samples(cases).values():
         by_category.setdefault(samples.category, []).append(samples)
     result = {}
     for name, members in sorted(by_category.items()):
-        scores = [m.score for m in members]
+        scored = [m for m in members if m.scored]
+        if not scored:
+            continue
+        scores = [m.score for m in scored]
         low, high = bootstrap_mean_interval(scores, confidence, resamples, seed)
-        passes = sum(m.passes for m in members)
-        total = sum(len(m.outcomes) for m in members)
+        passes = sum(m.passes for m in scored)
+        total = sum(len(m.outcomes) for m in scored)
         pass_low, pass_high = wilson_interval(passes, total, confidence)
         result[name] = CategoryStats(
             name=name,
-            cases=len(members),
+            cases=len(scored),
             samples=total,
             mean=_mean(scores),
             low=low,
@@ -229,6 +283,7 @@ def category_intervals(
             pass_rate=passes / total,
             pass_low=pass_low,
             pass_high=pass_high,
-            step=1 / len(members),
+            step=1 / len(scored),
+            judge_errors=sum(m.judge_errors for m in members),
         )
     return result
