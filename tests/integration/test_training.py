@@ -113,16 +113,21 @@ def test_a_trained_adapter_is_served_and_differs_from_base(pytester, model_path,
 
 
 def test_two_runs_with_the_same_settings_score_the_same(pytester, model_path):
+    """The second run really asks the model again (``--punie-cache=refresh``): with the cache
+    on it would replay the first run's answers and prove nothing."""
     pytester.makepyfile(CASES)
-    for name in ("one", "two"):
+    for name, cache in (("one", "on"), ("two", "refresh")):
         run = pytester.runpytest_subprocess(
-            f"--punie-model={model_path}", f"--punie-results={name}.json"
+            f"--punie-model={model_path}", f"--punie-results={name}.json", f"--punie-cache={cache}"
         )
         assert run.ret in (0, 1), run.stdout.str()[-3000:]
     one, two = (json.loads((pytester.path / f"{n}.json").read_text()) for n in ("one", "two"))
     for doc in (one, two):  # both runs succeeded: every case ran, none errored
         assert len(doc["cases"]) == 3
         assert all(c["outcome"] != "error" and c["response"] for c in doc["cases"]), doc["cases"]
+        assert not any(c["cached"] for c in doc["cases"])  # both computed, none replayed
+    assert two["metadata"]["cache"]["mode"] == "refresh"
+    assert two["metadata"]["server"]["base_url"]  # the second run started the model too
     scores = [
         {c["nodeid"]: (c["score"], c["response"]["text"]) for c in d["cases"]} for d in (one, two)
     ]
