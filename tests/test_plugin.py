@@ -6,8 +6,11 @@ model; ``tests/integration`` runs the real mlx_lm server.
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 import time
+import warnings
 
 import pytest
 
@@ -425,6 +428,13 @@ def test_exitfirst_stops_and_cancels_the_rest(pytester):
     result.assert_outcomes(failed=1)
     sent = [r for r in fake.requests if r.get("max_tokens") != 1]
     assert len(sent) < 8  # the remaining cases were cancelled, not all sent
+    # and the cancelled conversations left nothing for a later test to trip over: no coroutine
+    # that was never awaited (it would warn in whatever test collects it), no runner thread
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+    assert [t.name for t in threading.enumerate() if t.name == "punie-runner"] == []
 
 
 def test_last_failed_reruns_only_the_failures(pytester):
