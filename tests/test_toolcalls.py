@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -703,3 +704,147 @@ def test_nothing_inside_think_is_a_call(text: str, tool_names: list[str] | None)
     wrapped = f"<think>{text}</think>"
     assert parse_tool_calls(wrapped, tool_names) == []
     assert not find_call_like_text(wrapped)
+
+
+# --- Reading time is linear in the text -------------------------------------------------------
+
+MEGABYTE = 1_000_000
+SECONDS_PER_MEGABYTE = 0.5  # about 0.1 s of CPU on the slow CI machine; quadratic code took minutes
+
+# (id, head, unit repeated to a megabyte, tail)
+ADVERSARIAL_SHAPES: list[tuple[str, str, str, str]] = [
+    ("function-unclosed", "", "<function=a", "</function>"),
+    ("function-gt", "", "<function=a>", "</function>"),
+    ("function-parameter", "", "<function=a><parameter=b>", "</function>"),
+    ("parameter", "<function=a>", "<parameter=", "</function>"),
+    ("parameter-named", "<tool_call><function=a>", "<parameter=a>", "</function></tool_call>"),
+    ("tool-call-unclosed", "", "<tool_call>", ""),
+    ("tool-call-brace", "", "<tool_call>{", "</tool_call>"),
+    ("tool-call-fence", "<tool_call>", "```", ")]"),
+    ("tool-call-bad-json", "", '<tool_call>{"name": x}', ""),
+    ("tool-call-empty-values", '<tool_call>{"name": "a"}', "{}", "</tool_call>"),
+    ("tool-call-strings", "<tool_call>", '"', "</function>"),
+    ("mistral", "", "[TOOL_CALLS]", ""),
+    ("mistral-brace", "", "[TOOL_CALLS]{", "]"),
+    ("mistral-args", "", "[TOOL_CALLS]a[ARGS]{", ""),
+    ("brace-nesting", "", "{", "}"),
+    ("bracket-nesting", "", "[", "]"),
+    ("pythonic-open", "", "[f(", ")]"),
+    ("pythonic-list", "[", "f(a=1), ", "f(a=1)]"),
+    ("python-tag", "", "<|python_tag|>", ""),
+    ("python-tag-brace", "", "<|python_tag|>{", "}"),
+    ("python-start", "", "<|python_start|>[f(", ")]"),
+    ("json-fence-unclosed", "", "```json\n{", ""),
+    ("fence-newline", "", "```\n", "```"),
+    ("fence-blanks", "```\n", " ", "x"),
+    ("python-fence-blanks", "```python\n[f(a=1)]\n", " ", "```"),
+    ("think", "", "<think>", "</think>"),
+    ("call-like-name", "", '"name": "a', ""),
+    ("quotes", "", '"', "```"),
+    ("json-calls", "", '{"name": "a", "arguments": {}}; {"tool": "b", "args": {"x": 1}}\n', ""),
+    ("letters", "", "a", "()"),
+]
+
+
+def _fastest(read: Callable[[str], object], text: str) -> float:
+    """The fastest of up to three readings (the machine is shared: one slow run is not ours)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        read(text)
+        best = min(best, time.perf_counter() - start)
+        if best < SECONDS_PER_MEGABYTE:
+            break
+    return best
+
+
+def _megabyte(head: str, unit: str, tail: str) -> str:
+    return head + unit * ((MEGABYTE - len(head) - len(tail)) // len(unit) + 1) + tail
+
+
+@pytest.mark.parametrize(
+    ("head", "unit", "tail"),
+    [pytest.param(*shape[1:], id=shape[0]) for shape in ADVERSARIAL_SHAPES],
+)
+def test_adversarial_megabyte_reads_fast(head: str, unit: str, tail: str) -> None:
+    text = _megabyte(head, unit, tail)
+    assert len(text) >= MEGABYTE
+    assert _fastest(parse_tool_calls, text) < SECONDS_PER_MEGABYTE
+    assert _fastest(find_call_like_text, text) < SECONDS_PER_MEGABYTE
+
+
+ADVERSARIAL_FRAGMENTS = [
+    *FRAGMENTS[:40],  # the markers and punctuation above, without the long runs
+    "<function=a",
+    "<function=a>",
+    "<parameter=a>",
+    "<tool_call>{",
+    "[TOOL_CALLS]{",
+    "[TOOL_CALLS]a[ARGS]{",
+    "[f(",
+    "f(a=1), ",
+    "<|python_tag|>{",
+    "```json\n{",
+    "```\n",
+    " ",
+    "\t",
+    '"name": "a',
+    '{"name": "a", "arguments": {}}',
+    "{'name': 'a', 'arguments': {}}",
+    "{}",
+    "1",
+]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    head=st.lists(st.sampled_from(ADVERSARIAL_FRAGMENTS), max_size=4).map("".join),
+    unit=st.lists(
+        st.one_of(st.sampled_from(ADVERSARIAL_FRAGMENTS), st.text(min_size=1, max_size=3)),
+        min_size=1,
+        max_size=6,
+    ).map("".join),
+    tail=st.lists(st.sampled_from(ADVERSARIAL_FRAGMENTS), max_size=4).map("".join),
+)
+def test_any_adversarial_megabyte_reads_fast(head: str, unit: str, tail: str) -> None:
+    text = _megabyte(head, unit, tail)
+    assert _fastest(parse_tool_calls, text) < SECONDS_PER_MEGABYTE
+    assert _fastest(find_call_like_text, text) < SECONDS_PER_MEGABYTE
+
+
+def test_calls_repeated_a_thousand_times_are_all_read() -> None:
+    call = '<tool_call>{"name": "ping", "arguments": {"n": 1}}</tool_call>'
+    assert parse_tool_calls(call * 1000) == [ToolCall("ping", {"n": 1})] * 1000
+    bare = '{"name": "a", "arguments": {}}; {"name": "b", "arguments": {"x": [1]}}\n'
+    calls = parse_tool_calls(bare * 500)
+    assert [call.name for call in calls] == ["a", "b"] * 500
+    xml = "<function=f><parameter=x>\n1\n</parameter></function>\n"
+    assert parse_tool_calls(xml * 500) == [ToolCall("f", {"x": "1"})] * 500
+
+
+def test_a_call_after_degenerate_markers_is_read() -> None:
+    call = '<tool_call>{"name": "a", "arguments": {}}</tool_call>'
+    for junk in ["<function=a" * 5000, "<tool_call>" * 5000, "[TOOL_CALLS]" * 5000, "```\n" * 5000]:
+        assert parse_tool_calls(junk + call) == [ToolCall("a", {})], junk[:20]
+    assert parse_tool_calls("<function=a" * 5000 + "<function=b>{}</function>") == [ToolCall("b")]
+
+
+def test_xml_repeated_parameter_keeps_its_first_place_and_last_value() -> None:
+    text = "<function=f><parameter=a>1</parameter><parameter=b>2</parameter><parameter=a>3"
+    assert parse_tool_calls(text + "</function>") == [ToolCall("f", {"a": "3", "b": "2"})]
+    assert list(parse_tool_calls(text + "</function>")[0].arguments) == ["a", "b"]
+
+
+def test_json_with_thousands_of_other_values_is_not_calls() -> None:
+    call = '{"name": "a", "arguments": {}}'
+    assert parse_tool_calls(f"<tool_call>{call}; {{}}</tool_call>") == [ToolCall("a")]
+    assert parse_tool_calls(f"<tool_call>{call}{'{}' * 2000}</tool_call>") == []
+
+
+def test_python_syntax_is_read_up_to_a_budget() -> None:
+    one = "<tool_call>[f(a=1)]</tool_call>"
+    assert parse_tool_calls(one) == [ToolCall("f", {"a": 1})]
+    # Each block costs about 40 units; the budget reads about AST_BUDGET / 40 of them.
+    calls = parse_tool_calls("".join(f"<tool_call>[f(a={n})]</tool_call>" for n in range(5000)))
+    assert 500 < len(calls) < 5000
+    assert calls[:3] == [ToolCall("f", {"a": n}) for n in range(3)]
