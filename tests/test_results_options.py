@@ -31,3 +31,16 @@ def test_case_timeout_must_be_positive(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--punie-case-timeout=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--punie-case-timeout=0: must be a positive number*"])
+
+
+def test_a_baseline_from_a_newer_pytest_punie_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    from pytest_punie.results.document import FORMAT_VERSION
+
+    baseline = pytester.path / "newer.json"
+    baseline.write_text(json.dumps({"format_version": FORMAT_VERSION + 1, "cases": []}))
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(f"--punie-baseline={baseline}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--punie-baseline=*newer.json: *written by a newer pytest-punie*"]
+    )

@@ -304,3 +304,29 @@ def test_statistics_of_an_older_history_row_read_without_judge_errors() -> None:
     stats = category_statistics([entry("t::a", "tools", 1.0)])["tools"]
     older = {k: v for k, v in stats.to_json().items() if k != "judge_errors"}
     assert CategoryStats.from_json({**older, "new_field": 1}) == stats
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 4), unit_scores, st.booleans()),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_a_judge_error_never_moves_a_mean(rows: list[tuple[str, int, float, bool]]) -> None:
+    """Whatever the judge errors, the figures are those of the scored samples alone."""
+    cases = [
+        no_verdict(f"t::{c}{n}", c, repeat=i) if failed else entry(f"t::{c}{n}", c, s, repeat=i)
+        for i, (c, n, s, failed) in enumerate(rows)
+    ]
+    scored = [case for case in cases if not case.judge_error]
+    with_errors = category_statistics(cases, resamples=100)
+    without = category_statistics(scored, resamples=100)
+    assert list(with_errors) == list(without)
+    for name, stats in with_errors.items():
+        assert stats.judge_errors == sum(c.judge_error and c.category == name for c in cases)
+        assert stats == CategoryStats(
+            **{**without[name].to_json(), "judge_errors": stats.judge_errors}
+        )
+    assert overall_mean(cases) == overall_mean(scored)

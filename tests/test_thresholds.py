@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_punie.cli.compare import parse_max_regression
 from pytest_punie.results.run import CaseResult, category_scores, gate_failures
@@ -106,3 +108,23 @@ def test_min_retention_is_a_fraction_for_the_option_and_punie_train(
         with pytest.raises(SystemExit):
             parser.parse_args(["train", "data", "--out", "a", "--min-retention", bad])
         assert "is not a fraction from 0 to 1" in capsys.readouterr().err
+
+
+@given(st.text(max_size=12))
+def test_any_fraction_text_is_a_fraction_or_refused(text: str) -> None:
+    try:
+        value = parse_fraction(text)
+    except ValueError as error:
+        message = str(error)
+        value = None
+    if value is None:
+        assert "is not a fraction from 0 to 1" in message
+    else:
+        assert 0.0 <= value <= 1.0
+
+
+@given(st.sampled_from(["*", "all", " all ", "tools", "a=b"]), st.floats(0.0, 1.0))
+def test_every_category_is_one_key_whatever_it_is_called(name: str, value: float) -> None:
+    parsed_name, parsed = parse_threshold(f"{name}={value!r}")
+    assert parsed == pytest.approx(value)
+    assert parsed_name == ("*" if name.strip() in ("*", "all") else name.strip())

@@ -265,7 +265,8 @@ def category_statistics(
         by_category.setdefault(samples.category, []).append(samples)
     result = {}
     for name, members in sorted(by_category.items()):
-        scored = [m for m in members if m.scored]
+        # by nodeid: the interval does not depend on the order results arrived in (xdist)
+        scored = sorted((m for m in members if m.scored), key=lambda m: m.nodeid)
         if not scored:
             continue
         scores = [m.score for m in scored]
