@@ -387,7 +387,7 @@ def test_import_alpaca_and_openai(punie: Run, tmp_path: Path) -> None:
     assert (code, stdout) == (0, f"imported 1 of 1 records into {out}\n")
     assert rows(out) == [chat("Add 2 and 3.", "5")]
     assert rows(tmp_path / "out.rejects.jsonl") == []
-    code, _, _ = punie("import", openai, alpaca, "--format", "openai", "--out", out)
+    code, _, _ = punie("import", openai, alpaca, "--format", "openai", "--out", out, "--force")
     assert code == 1  # the alpaca file has no messages
     assert rows(out) == [chat("Hello?", "Hi there.")]
 
@@ -461,3 +461,93 @@ def test_a_5000_digit_integer_is_an_invalid_line(punie: Run, tmp_path: Path, com
     else:
         assert f"{data}:2: " in out + err
         assert "Exceeds the limit" in out + err
+
+
+# No command replaces a file in --out without --force -----------------------------------------
+
+# command -> its arguments, given an input JSONL file, an --out folder and a seed
+WRITERS: dict[str, Callable[[Path, Path, int], list[object]]] = {
+    "filter": lambda data, out, _: ["filter", data, "--out", out],
+    "merge": lambda data, out, _: ["merge", data, "--out", out / "all.jsonl"],
+    "split": lambda data, out, seed: ["split", data, "--out", out, "--seed", seed],
+    "import": lambda data, out, _: [
+        "import", data, "--format", "openai", "--out", out / "all.jsonl",
+    ],
+    "generate-tools": lambda _, out, seed: [
+        "generate-tools", "--out", out, "--train", 5, "--valid", 2, "--test", 2, "--seed", seed,
+    ],
+}  # fmt: skip
+
+# command -> one file it writes (a sidecar or a rejects file, not the main output)
+ONE_OF_ITS_FILES = {
+    "filter": "rejects.jsonl",
+    "merge": "all.provenance.jsonl",
+    "split": "test.provenance.jsonl",
+    "import": "all.rejects.jsonl",
+    "generate-tools": "test.jsonl",
+}
+
+
+def snapshot_folder(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def two_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    first = write(
+        tmp_path / "first" / "data.jsonl", *[chat(f"Question {n}?", "Yes.") for n in range(10)]
+    )
+    second = write(
+        tmp_path / "second" / "data.jsonl", *[chat(f"Other {n}?", "No.") for n in range(10)]
+    )
+    return first, second
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_a_command_replaces_its_output_only_with_force(
+    punie: Run, tmp_path: Path, command: str
+) -> None:
+    first, second = two_inputs(tmp_path)
+    out = tmp_path / "out"
+    code, _, err = punie(*WRITERS[command](first, out, 1))
+    assert (code, err) == (0, "")
+    before = snapshot_folder(out)
+
+    code, stdout, err = punie(*WRITERS[command](second, out, 2))
+    assert code == 2
+    assert stdout == ""
+    assert err.startswith("punie dataset: --out would replace ")
+    assert err.rstrip().endswith("pass --force to replace them")
+    for name in before:
+        assert str(out / name) in err
+    assert snapshot_folder(out) == before
+
+    code, _, err = punie(*WRITERS[command](second, out, 2), "--force")
+    assert (code, err) == (0, "")
+    after = snapshot_folder(out)
+    assert after.keys() == before.keys()
+    assert after != before
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_one_existing_file_stops_a_command_before_it_writes(
+    punie: Run, tmp_path: Path, command: str
+) -> None:
+    first, _ = two_inputs(tmp_path)
+    out = tmp_path / "out"
+    planted = write(out / ONE_OF_ITS_FILES[command], {"keep": "me"})
+
+    code, _, err = punie(*WRITERS[command](first, out, 1))
+
+    assert code == 2
+    assert err == f"punie dataset: --out would replace {planted}; pass --force to replace it\n"
+    assert snapshot_folder(out) == {planted.name: b'{"keep": "me"}\n'}
+    assert punie(*WRITERS[command](first, out, 1), "--force")[0] == 0
+    assert rows(planted) != [{"keep": "me"}]
+
+
+def test_force_never_replaces_an_input(punie: Run, tmp_path: Path) -> None:
+    raw = write(tmp_path / "raw.jsonl", GOOD)
+    code, _, err = punie("merge", raw, "--out", raw, "--force")
+    assert code == 2
+    assert "would replace the input" in err
+    assert rows(raw) == [GOOD]

@@ -2,12 +2,16 @@
 
 Exit status: 0 on success, 1 when the data is invalid or a filter kept too little (every
 problem is listed first), 2 for usage problems such as a missing file (told on stderr).
+
+A command that writes never replaces a file that exists (its sidecars included) unless given
+``--force``, and never an input's file even then; both are checked before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections import Counter
@@ -115,6 +119,27 @@ def _refuse_replacing_inputs(inputs: Sequence[str], out: Path, written: Sequence
                     "choose another folder"
                 )
             raise _UsageError(f"--out {out} would replace the input {source}; choose another path")
+
+
+def _outputs(*files: Path) -> list[Path]:
+    """``files`` and the provenance sidecar ``write_examples`` writes next to each."""
+    return [path for file in files for path in (file, provenance_path(file))]
+
+
+def _refuse_replacing(written: Sequence[Path], *, force: bool) -> None:
+    """One rule for every command that writes: an existing file is replaced only with --force.
+
+    All the files a command writes are checked before it writes any, so a refusal leaves
+    everything as it was.
+    """
+    if force:
+        return
+    existing = [str(path) for path in dict.fromkeys(written) if os.path.lexists(path)]
+    if existing:
+        them = "it" if len(existing) == 1 else "them"
+        raise _UsageError(
+            f"--out would replace {', '.join(existing)}; pass --force to replace {them}"
+        )
 
 
 def _print_problems(problems: Sequence[Rejection], limit: int | None = None) -> None:
@@ -281,9 +306,9 @@ def _filter(args: argparse.Namespace) -> int:
     _check_paths([args.path])
     inputs = dataset_files(args.path)
     out = Path(args.out)
-    _refuse_replacing_inputs(
-        [args.path], out, [*(out / file.name for file in inputs), out / REJECTS_NAME]
-    )
+    written = [*_outputs(*(out / file.name for file in inputs)), out / REJECTS_NAME]
+    _refuse_replacing_inputs([args.path], out, written)
+    _refuse_replacing(written, force=args.force)
     if args.min_retention is not None and not 0 <= args.min_retention <= 1:
         raise _UsageError(f"--min-retention must be between 0 and 1, got {args.min_retention}")
     report = validate_paths(inputs)
@@ -328,7 +353,9 @@ def _valid_or_report(paths: Sequence[str]) -> list[list[Example]] | None:
 def _merge(args: argparse.Namespace) -> int:
     """Concatenate datasets into one file; provenance goes to its sidecar."""
     _check_paths(args.paths)
-    _refuse_replacing_inputs(args.paths, Path(args.out), [Path(args.out)])
+    written = _outputs(Path(args.out))
+    _refuse_replacing_inputs(args.paths, Path(args.out), written)
+    _refuse_replacing(written, force=args.force)
     datasets = _valid_or_report(args.paths)
     if datasets is None:
         return EXIT_INVALID
@@ -346,7 +373,9 @@ def _split(args: argparse.Namespace) -> int:
     """Divide a dataset into train, valid and test files by a seeded shuffle."""
     _check_paths([args.path])
     out = Path(args.out)
-    _refuse_replacing_inputs([args.path], out, [out / f"{name}.jsonl" for name in SPLITS])
+    written = _outputs(*(out / f"{name}.jsonl" for name in SPLITS))
+    _refuse_replacing_inputs([args.path], out, written)
+    _refuse_replacing(written, force=args.force)
     fractions = (1 - args.valid - args.test, args.valid, args.test)
     if min(fractions) < 0 or max(fractions) > 1:
         raise _UsageError(f"--valid {args.valid} and --test {args.test} must sum to at most 1")
@@ -373,7 +402,9 @@ def _import(args: argparse.Namespace) -> int:
     """Convert ShareGPT, Alpaca or OpenAI data to mlx_lm chat/tools lines; rejects alongside."""
     _check_paths(args.paths)
     out = Path(args.out)
-    _refuse_replacing_inputs(args.paths, out, [out, out.with_name(f"{out.stem}.rejects.jsonl")])
+    written = [*_outputs(out), out.with_name(f"{out.stem}.rejects.jsonl")]
+    _refuse_replacing_inputs(args.paths, out, written)
+    _refuse_replacing(written, force=args.force)
     examples: list[Example] = []
     rejections: list[Rejection] = []
     records = 0
@@ -415,9 +446,10 @@ def _generate_tools(args: argparse.Namespace) -> int:
     """Write train/valid/test.jsonl of tool calls; never over a dataset without --force."""
 
     out = Path(args.out)
-    existing = [f.name for f in out.glob("*.jsonl")] if out.is_dir() else []
-    if existing and not args.force:
-        raise _UsageError(f"{out} already holds {', '.join(sorted(existing))}; pass --force")
+    # Any JSONL in the folder, not only the three it writes: a new split among the files of
+    # another dataset would mix the two.
+    existing = sorted(out.glob("*.jsonl")) if out.is_dir() else []
+    _refuse_replacing([*existing, *(out / f"{name}.jsonl" for name in SPLITS)], force=args.force)
     try:
         spec = load_spec(Path(args.spec)) if args.spec else tool_calling_spec()
     except ValueError as exc:
@@ -468,11 +500,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="F",
         help="exit 1 when less than this fraction of the lines is kept",
     )
+    _add_force(command)
     command.set_defaults(handler=_guarded(_filter))
 
     command = commands.add_parser("merge", help="concatenate datasets into one JSONL file")
     command.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
     command.add_argument("--out", required=True, metavar="FILE")
+    _add_force(command)
     command.set_defaults(handler=_guarded(_merge))
 
     command = commands.add_parser("split", help="write train/valid/test.jsonl from one dataset")
@@ -481,6 +515,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     command.add_argument("--valid", type=_fraction, default=0.1, metavar="F")
     command.add_argument("--test", type=_fraction, default=0.1, metavar="F")
     command.add_argument("--seed", type=int, default=0)
+    _add_force(command)
     command.set_defaults(handler=_guarded(_split))
 
     command = commands.add_parser("import", help="convert ShareGPT, Alpaca or OpenAI data")
@@ -489,6 +524,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     command.add_argument("--format", required=True, choices=sorted(IMPORTERS))
     command.add_argument("--out", required=True, metavar="FILE")
+    _add_force(command)
     command.set_defaults(handler=_guarded(_import))
 
     command = commands.add_parser(
@@ -502,6 +538,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     command.add_argument("--valid", type=_count, default=40, metavar="N")
     command.add_argument("--test", type=_count, default=40, metavar="N", help="held-out tools")
     command.add_argument("--seed", type=int, default=0)
-    command.add_argument("--force", action="store_true", help="replace an existing dataset")
+    _add_force(command)
     command.set_defaults(handler=_guarded(_generate_tools))
     return parser
+
+
+def _add_force(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--force", action="store_true", help="replace files that exist in --out (never an input)"
+    )
