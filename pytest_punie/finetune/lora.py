@@ -4,6 +4,10 @@ Facts from mlx_lm 0.32 this module is built around: its LoRA config takes ``scal
 ``alpha`` (so a user's alpha becomes scale = alpha / rank, and both are recorded);
 ``lora.run`` replaces the callback it is given, so training goes through ``lora.train_model``
 with a ``TrainingCallback`` that records every train and validation loss report.
+
+With hosts (``--punie-train-hosts``) the same child runs once per rank under ``mlx.launch``
+(see ``finetune.distributed``): mlx_lm averages the gradients over the ranks, rank 0 alone
+reports progress and writes the adapter folder and its manifest.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +40,7 @@ from pytest_punie.system import blas
 
 MANIFEST = "punie-manifest.json"
 PROGRESS_PREFIX = "[punie train] "
+RING_PREFIX = "[punie ring] "
 
 
 class TrainingError(Exception):
@@ -236,6 +241,7 @@ def train_adapter(
     chat_template: str | None = None,
     dataset_hash: str | None = None,
     progress: Callable[[str], None] | None = None,
+    hosts: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Train a LoRA adapter on ``data_dir`` (train.jsonl, valid.jsonl) and write it to
     ``out_dir`` with a manifest; return the folder and the manifest.
@@ -243,6 +249,9 @@ def train_adapter(
     ``chat_template`` (the same one the eval server uses) renders the training examples, so
     tool calls are trained in the format the evaluation reads. The folder appears atomically; an
     adapter already at ``out_dir`` is moved aside to ``out_dir.previous-<time>``, never deleted.
+
+    In a world of several ranks (``mx.distributed``, started by ``mlx.launch`` on ``hosts``),
+    every rank trains and only rank 0 writes ``out_dir``; the others return an empty manifest.
     """
     import mlx.core as mx
     from mlx_lm import load
@@ -255,11 +264,20 @@ def train_adapter(
         if not (data_dir / split).is_file():
             raise TrainingError(f"{data_dir} has no {split}: mlx_lm trains on train and valid")
     tokenizer_config = {"chat_template": chat_template} if chat_template else {}
+    world = mx.distributed.init()
+    writes = world.rank() == 0
+    if world.size() > 1:
+        import numpy as np
+
+        np.random.seed(config.seed)  # mlx_lm's batch order: the same on every rank
     loaded = load(model, tokenizer_config=tokenizer_config)
     net, tokenizer = loaded[0], loaded[1]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    staging.chmod(0o755)
+    if writes:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+        staging.chmod(0o755)
+    else:  # mlx_lm writes its adapter_config.json on every rank: not next to rank 0's
+        staging = Path(tempfile.mkdtemp(prefix="punie-rank-"))
     args = config.mlx_args(model, data_dir, staging, len(net.layers))
     report = TrainingReport()
     try:
@@ -283,6 +301,9 @@ def train_adapter(
         report.seconds = time.perf_counter() - started
         if not report.train_losses or any(math.isnan(loss) for _, loss in report.train_losses):
             raise TrainingError("training reported no usable loss (NaN or nothing)")
+        if not writes:
+            shutil.rmtree(staging, ignore_errors=True)
+            return out_dir, {}
         manifest = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "model": model,
@@ -291,6 +312,8 @@ def train_adapter(
             "config": {**asdict(config), "scale": config.scale},
             "chat_template": "given" if chat_template else "model",
             "losses": report.to_json(),
+            "world_size": world.size(),
+            "hosts": list(hosts) or None,
             "versions": {n: package_version(n) for n in ("mlx", "mlx-lm", "pytest-punie")},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -336,11 +359,21 @@ def train_in_subprocess(
     dataset_hash: str | None = None,
     openblas: bool = True,
     progress: Callable[[str], None] | None = None,
+    hosts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``train_adapter`` in a fresh Python with OpenBLAS preloaded (as the eval server has it):
     MLX's Linux CPU wheel links reference BLAS, far slower for training's matmuls. Progress lines
-    go to ``progress`` as they come (default: this process's stdout); the manifest is returned."""
+    go to ``progress`` as they come (default: this process's stdout); the manifest is returned.
 
+    With ``hosts`` (one entry per rank, see ``distributed.parse_hosts``) the child runs once per
+    rank under ``mlx.launch``: the progress shown is rank 0's, and a rank that fails, or a ring
+    that stops making progress, stops every rank and raises ``TrainingError`` saying which."""
+
+    if hosts and config.batch_size % len(hosts):
+        raise TrainingError(
+            f"batch size {config.batch_size} does not divide among {len(hosts)} ranks: mlx_lm "
+            "gives every rank an equal share of each batch"
+        )
     job = {
         "model": model,
         "data_dir": str(data_dir),
@@ -351,18 +384,73 @@ def train_in_subprocess(
     }
     env = dict(os.environ)
     choice = blas.choose_blas(env) if openblas else None
-    returncode, stderr, answered = _run_training(job, env, progress)
+    run = _run_training if not hosts else _run_ranks
+    if hosts:
+        job = _ranks_job(job, hosts)
+    returncode, stderr, answered = run(job, env, progress)
     if returncode < 0 and not answered and choice is not None and choice.library is not None:
         # A native library must not void the run: train once more without it.
         reason = f"killed the training process with {blas.signal_name(returncode)}"
         blas.record_crash(choice.library, reason)
         (progress or print)(f"{choice.library.name} {reason}: training again with reference BLAS")
         env = blas.without_preload(env, choice.library)
-        returncode, stderr, answered = _run_training(job, env, progress)
+        returncode, stderr, answered = run(job, env, progress)
     if returncode != 0:
-        raise TrainingError(f"training failed (exit {returncode}):\n{stderr[-4000:]}")
+        message = f"training failed (exit {returncode}):\n{stderr[-4000:]}"
+        raise TrainingError(stderr if hosts else message)
     manifest: dict[str, Any] = json.loads((Path(out_dir) / MANIFEST).read_text())
     return manifest
+
+
+def _ranks_job(job: dict[str, Any], hosts: Sequence[str]) -> dict[str, Any]:
+    """The job every rank is given: absolute paths (ranks on other hosts start in the same
+    folder, if it exists there) and the hosts."""
+    absolute = {k: str(Path(job[k]).resolve()) for k in ("data_dir", "out_dir")}
+    if Path(job["model"]).exists():
+        absolute["model"] = str(Path(job["model"]).resolve())
+    return {**job, **absolute, "hosts": list(hosts)}
+
+
+def _show(line: str, progress: Callable[[str], None] | None) -> bool | None:
+    """Pass a line of the training child on; True for a loss report, False for another
+    progress line, None for anything else."""
+    for prefix in (PROGRESS_PREFIX, RING_PREFIX):
+        if line.startswith(prefix):
+            (progress or print)(line[len(prefix) :].rstrip())
+            return prefix == PROGRESS_PREFIX
+    if progress is None:
+        print(line, end="")
+    return None
+
+
+def _run_ranks(
+    job: dict[str, Any], env: dict[str, str], progress: Callable[[str], None] | None
+) -> tuple[int, str, bool]:
+    """Run the training child once per rank of ``job["hosts"]``; like ``_run_training``, but a
+    failure's stderr is the launch's explanation (``distributed.failure_text``) and a rank
+    killed by a signal gives the negative exit code."""
+    import sys
+
+    from pytest_punie.finetune import distributed
+
+    answered = False
+
+    def on_line(line: str) -> bool:
+        nonlocal answered
+        shown = _show(line, progress)
+        answered = answered or bool(shown)
+        return shown is not None
+
+    command = [sys.executable, "-m", "pytest_punie.finetune.lora", "--job", json.dumps(job)]
+    try:
+        result = distributed.launch(job["hosts"], command, env=env, on_line=on_line)
+    except OSError as exc:
+        return 1, f"training on {', '.join(job['hosts'])} could not start: {exc}", False
+    if result.ok:
+        return 0, result.stderr, answered
+    signalled = result.killed_by_signal
+    returncode = signalled.code if signalled is not None and signalled.code else 1
+    return returncode, distributed.failure_text(result), answered
 
 
 def _run_training(
@@ -388,38 +476,82 @@ def _run_training(
         process.stdin.write(json.dumps(job))
         process.stdin.close()
         for line in process.stdout:
-            if line.startswith(PROGRESS_PREFIX):
-                answered = True
-                (progress or print)(line[len(PROGRESS_PREFIX) :].rstrip())
-            elif progress is None:
-                print(line, end="")
+            answered = bool(_show(line, progress)) or answered
         returncode = process.wait()
         errors.seek(0)
         stderr = errors.read()
     return returncode, stderr, answered
 
 
-def _main() -> int:
+def _main(argv: Sequence[str]) -> int:
+    """The training child: the job as JSON on stdin, or (a rank) after ``--job``."""
     import sys
 
-    job = json.loads(sys.stdin.read())
-    values = dict(job["config"])
-    values["keys"] = tuple(values["keys"]) if values.get("keys") else None
+    job = json.loads(argv[1] if argv[:1] == ["--job"] else sys.stdin.read())
+    if len(job.get("hosts") or ()) > 1:
+        return _main_rank(job)
     try:
-        train_adapter(
-            job["model"],
-            Path(job["data_dir"]),
-            Path(job["out_dir"]),
-            LoraConfig(**values),
-            chat_template=job["chat_template"],
-            dataset_hash=job["dataset_hash"],
-            progress=lambda line: print(f"{PROGRESS_PREFIX}{line}", flush=True),
-        )
+        _train_job(job, _say)
     except (TrainingError, ValueError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     return 0
 
 
+def _say(line: str) -> None:
+    """A progress line, marked for the parent to show."""
+    print(f"{PROGRESS_PREFIX}{line}", flush=True)
+
+
+def _train_job(job: dict[str, Any], progress: Callable[[str], None] | None) -> None:
+    values = dict(job["config"])
+    values["keys"] = tuple(values["keys"]) if values.get("keys") else None
+    train_adapter(
+        job["model"],
+        Path(job["data_dir"]),
+        Path(job["out_dir"]),
+        LoraConfig(**values),
+        chat_template=job["chat_template"],
+        dataset_hash=job["dataset_hash"],
+        progress=progress,
+        hosts=job.get("hosts") or (),
+    )
+
+
+def _main_rank(job: dict[str, Any]) -> int:
+    """One rank of a ring: join the ring, then train. Rank 0 alone writes to stdout (the
+    launcher interleaves the ranks' output); every error line names its rank on stderr."""
+    import sys
+    import traceback
+
+    import mlx.core as mx
+
+    from pytest_punie.finetune.distributed import RANK_PREFIX
+
+    hosts = job["hosts"]
+    prefix = RANK_PREFIX.format(rank=os.environ.get("MLX_RANK", "?"))
+    try:
+        world = mx.distributed.init(strict=True, backend="ring")
+        prefix = RANK_PREFIX.format(rank=world.rank())
+        if world.size() != len(hosts):
+            raise TrainingError(f"the ring has {world.size()} ranks, not {len(hosts)}")
+        if world.rank() == 0:
+            print(f"{RING_PREFIX}{len(hosts)} ranks connected: {', '.join(hosts)}", flush=True)
+        else:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _train_job(job, _say if world.rank() == 0 else None)
+    except (TrainingError, ValueError) as exc:
+        text = str(exc)
+    except Exception:
+        text = traceback.format_exc()
+    else:
+        return 0
+    print("\n".join(prefix + line for line in text.rstrip().splitlines()), file=sys.stderr)
+    sys.stderr.flush()
+    return 1
+
+
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))
