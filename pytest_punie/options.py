@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_punie.conversation.agent import Sampling
+from pytest_punie.finetune.distributed import parse_hosts
 from pytest_punie.finetune.lora import LoraConfig, sweep_configs
 from pytest_punie.finetune.recipes import find_recipe
 from pytest_punie.results.document import load_run
@@ -475,6 +476,14 @@ RECIPE_OPTION = Option(
     None,
     "NAME",
 )
+TRAIN_HOSTS_OPTION = Option(
+    "train-hosts",
+    "Train LoRA over several ranks with mlx.launch (ring backend), one rank per host listed, "
+    "e.g. 127.0.0.1,127.0.0.1 (two ranks here); other hosts are reached by ssh and the first "
+    "must be this machine.",
+    None,
+    "HOSTS",
+)
 
 TRAINING_OPTIONS = (
     TRAIN_DATA_OPTION,
@@ -496,6 +505,7 @@ TRAINING_OPTIONS = (
     SWEEP_OPTION,
     SEEDS_OPTION,
     RECIPE_OPTION,
+    TRAIN_HOSTS_OPTION,
 )
 
 _LORA_FIELDS = {
@@ -523,6 +533,7 @@ class TrainingSettings:
     sweep: str | None = None
     recipe: str | None = None
     seeds: tuple[int, ...] = ()
+    train_hosts: tuple[str, ...] = ()  # one per rank; () trains in one process
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -591,6 +602,11 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         seeds = parse_seeds(str(seeds_raw)) if seeds_raw else ()
     except ValueError as exc:
         raise pytest.UsageError(f"{SEEDS_OPTION.flag}={seeds_raw}: {exc}") from None
+    hosts_raw = raw_value(config, TRAIN_HOSTS_OPTION)
+    try:
+        train_hosts = parse_hosts(str(hosts_raw)) if hosts_raw is not None else ()
+    except ValueError as exc:
+        raise pytest.UsageError(f"{TRAIN_HOSTS_OPTION.flag}={hosts_raw}: {exc}") from None
     recipe = raw_value(config, RECIPE_OPTION)
     if recipe:
         try:
@@ -607,6 +623,7 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         eval_after=bool(raw_value(config, EVAL_AFTER_OPTION)),
         sweep=str(sweep) if sweep else None,
         seeds=seeds,
+        train_hosts=train_hosts,
     )
 
 
