@@ -184,6 +184,7 @@ class TrainingJob:
     config: LoraConfig
     chat_template: str | None = None
     evals: Path | None = None  # the eval suite the data must not leak into
+    hosts: tuple[str, ...] = ()  # one per rank of the LoRA step (mlx.launch); () one process
 
     @property
     def data_folder(self) -> Path:
@@ -224,6 +225,7 @@ def train_job(
         chat_template=job.chat_template,
         dataset_hash=prepared.source_hash,
         progress=progress,
+        hosts=job.hosts,
     )
 
 
