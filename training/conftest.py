@@ -118,6 +118,7 @@ def training_job(source_data, adapter_out, model_path, chat_template, punie_trai
         config=base_config(punie_training),
         chat_template=chat_template,
         evals=EVALS if EVALS.is_dir() else None,
+        hosts=punie_training.train_hosts,
     )
 
 
