@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.finetune.distributed import parse_hosts
 from pytest_punie.finetune.leakage import LeakageError
 from pytest_punie.finetune.lora import LoraConfig, TrainingError
 from pytest_punie.finetune.pipeline import TrainingJob, prepare_job, train_job, training_config
@@ -33,6 +34,11 @@ def config_from_args(args: argparse.Namespace) -> LoraConfig:
 def _run(args: argparse.Namespace) -> int:
 
     try:
+        hosts = parse_hosts(args.hosts) if args.hosts else ()
+    except ValueError as exc:
+        print(f"punie train: --hosts {args.hosts}: {exc}", file=sys.stderr)
+        return 2
+    try:
         config = config_from_args(args)
         model = resolve_model(args.model)
     except (ValueError, OSError, ModelError) as exc:
@@ -54,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         config=config,
         chat_template=template.template,
         evals=evals,
+        hosts=hosts,
     )
     try:
         prepared = prepare_job(job)
@@ -132,5 +139,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="fraction of lines each filter must keep, 0.5 or 50%% (default 0.5)",
     )
     parser.add_argument("--skip-invalid", action="store_true", help="train on the valid lines")
+    parser.add_argument(
+        "--hosts",
+        metavar="HOSTS",
+        help="train over several ranks with mlx.launch, one per host listed, e.g. "
+        "127.0.0.1,127.0.0.1 (as --punie-train-hosts)",
+    )
     parser.set_defaults(handler=_run)
     return parser
