@@ -86,9 +86,8 @@ def parse_hosts(text: str) -> tuple[str, ...]:
             raise ValueError(f"{host!r} is not a host name or address")
         if host == "localhost":
             host = LOOPBACK
-        with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(host).is_loopback and host != LOOPBACK:
-                raise ValueError(f"{host}: use {LOOPBACK} for ranks on this machine")
+        if _is_address(host) and ipaddress.ip_address(host).is_loopback and host != LOOPBACK:
+            raise ValueError(f"{host}: use {LOOPBACK} for ranks on this machine")
         hosts.append(host)
     if LOOPBACK in hosts and any(h != LOOPBACK for h in hosts):
         raise ValueError(
@@ -339,6 +338,7 @@ def launch(
                         process.stdin.close()
                 returncode = process.wait()
                 reader.join(timeout=5)
+                process.stdout.close()
             errors.seek(0)
             stderr = errors.read()
     return LaunchResult(hosts, returncode, stderr, rank_exits(stderr, hosts), timed_out)
