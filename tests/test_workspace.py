@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_punie.tools import workspace as workspace_module
 from pytest_punie.tools.workspace import (
     BUILTIN_TOOLS,
     MAX_READ_CHARS,
@@ -164,11 +172,12 @@ def test_search_does_not_follow_symlinked_dirs_out(workspace: Workspace) -> None
     assert workspace.refusals == []
 
 
-def test_list_dir_does_not_mark_escaping_links_as_dirs(workspace: Workspace) -> None:
+def test_list_dir_does_not_mark_links_as_dirs(workspace: Workspace) -> None:
     names = workspace.list_dir().splitlines()
     assert "link_dir" in names
     assert "link_dir/" not in names
-    assert "inner_link/" in names
+    assert "inner_link" in names  # symlinks are not followed, even those that stay inside
+    assert "inner_link/" not in names
 
 
 def test_symlink_loop_does_not_raise(workspace: Workspace) -> None:
@@ -265,7 +274,6 @@ def test_list_dir(workspace: Workspace) -> None:
     names = workspace.list_dir().splitlines()
     assert names == sorted(names)
     assert {"a.txt", "sub/", "empty/"} <= set(names)
-    assert workspace.list_dir("inner_link") == workspace.list_dir("sub")
 
 
 def test_list_dir_errors(workspace: Workspace) -> None:
@@ -277,7 +285,18 @@ def test_list_dir_errors(workspace: Workspace) -> None:
 def test_read_file(workspace: Workspace) -> None:
     assert workspace.read_file("a.txt") == "alpha\n"
     assert workspace.read_file("./sub/../sub/b.txt") == "beta"
-    assert workspace.read_file("inner_link/b.txt") == "beta"
+
+
+def test_symlinks_inside_are_not_followed_but_named(workspace: Workspace) -> None:
+    message = "a symlink on this path is not followed; use the path it points to: "
+    assert workspace.read_file("inner_link/b.txt") == f"error: inner_link/b.txt: {message}sub/b.txt"
+    assert workspace.list_dir("inner_link") == f"error: inner_link: {message}sub"
+    assert workspace.search_files("*", "inner_link") == f"error: inner_link: {message}sub"
+    assert workspace.write_file("inner_link/new.txt", "x") == (
+        f"error: inner_link/new.txt: {message}sub/new.txt"
+    )
+    assert not (workspace.root / "sub" / "new.txt").exists()
+    assert workspace.refusals == []  # not a refusal: it does not lead outside
 
 
 def test_read_file_errors(workspace: Workspace) -> None:
@@ -305,9 +324,12 @@ def test_write_file(workspace: Workspace) -> None:
     assert (workspace.root / "new" / "deep" / "f.txt").read_text(encoding="utf-8") == "héllo"
     assert workspace.write_file("a.txt", "replaced") == "wrote 8 bytes to a.txt"
     assert workspace.read_file("a.txt") == "replaced"
-    assert workspace.write_file("inner_link/via_link.txt", "ok").startswith("wrote 2 bytes")
-    assert (workspace.root / "sub" / "via_link.txt").read_text() == "ok"
+    assert workspace.write_file("a.txt", "") == "wrote 0 bytes to a.txt"
+    assert workspace.read_file("a.txt") == ""
+    assert workspace.write_file("sub/../sub/c.py", "y = 2\n") == "wrote 6 bytes to sub/../sub/c.py"
+    assert (workspace.root / "sub" / "c.py").read_text() == "y = 2\n"
     assert workspace.write_file("sub", "x") == "error: is a directory: sub"
+    assert workspace.write_file(".", "x") == "error: is a directory: ."
     assert workspace.refusals == []
 
 
@@ -573,3 +595,282 @@ def test_agent_uses_tools_on_workspace(workspace: Workspace) -> None:
     assert result.output == "wrote 2 bytes to out/answer.txt | 3"
     assert (workspace.root / "out" / "answer.txt").read_text() == "42"
     assert workspace.refusals == []
+
+
+# --- Opening beneath the root, whatever happens meanwhile ------------------------------------
+
+OPENERS = ["openat2", "walk"]
+
+
+@pytest.fixture(params=OPENERS)
+def opener(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with openat2(2) (where the kernel has it) and with the component walk."""
+    if request.param == "openat2":
+        if workspace_module._openat2() is None:
+            pytest.skip("openat2 is not available here")
+    else:
+        monkeypatch.setattr(workspace_module, "_openat2", lambda: None)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("tool", list(PATH_TOOLS))
+@pytest.mark.parametrize("escape", list(ESCAPES))
+def test_escape_is_refused_by_each_opener(
+    opener: str, workspace: Workspace, outside: Path, tmp_path: Path, tool: str, escape: str
+) -> None:
+    before = snapshot(tmp_path, skip=workspace.root)
+    result = PATH_TOOLS[tool](workspace, ESCAPES[escape](outside))
+    assert result.startswith("refused: "), result
+    assert SECRET not in result
+    assert snapshot(tmp_path, skip=workspace.root) == before
+
+
+def test_open_beneath_follows_no_symlink(opener: str, tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_text("f")
+    (tmp_path / "link").symlink_to("d", target_is_directory=True)
+    (tmp_path / "flink").symlink_to("d/f.txt")
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = workspace_module._open_beneath(root, ["d", "f.txt"], os.O_RDONLY)
+        assert os.read(fd, 10) == b"f"
+        os.close(fd)
+        for names in (["link", "f.txt"], ["flink"]):
+            with pytest.raises(OSError, match=r"symbolic links|Not a directory") as info:
+                workspace_module._open_beneath(root, names, os.O_RDONLY)
+            assert info.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    finally:
+        os.close(root)
+
+
+def test_openat2_where_the_kernel_has_it() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("openat2 is Linux's")
+    if workspace_module._openat2() is None:
+        pytest.skip("openat2 is hidden here (kernel before 5.6, or a seccomp filter)")
+    openat2 = workspace_module._openat2()
+    assert openat2 is not None
+    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError, match="cross-device") as info:
+            openat2(here, "../x", os.O_RDONLY)
+    finally:
+        os.close(here)
+    assert info.value.errno == errno.EXDEV  # RESOLVE_BENEATH
+
+
+# A process that keeps swapping the folder "sw" of the workspace with a symlink to the outside
+# folder: renameat2(RENAME_EXCHANGE) where libc has it (the name is never missing), else a
+# symlink retargeted between the real folder and the outside one (os.replace is atomic).
+SWAPPER = r"""
+import ctypes, os, sys, time
+root, outside, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+os.chdir(root)
+libc = ctypes.CDLL(None, use_errno=True)
+exchange = getattr(libc, "renameat2", None) if sys.platform.startswith("linux") else None
+if exchange is not None:
+    os.symlink(outside, "evil")
+else:
+    os.rename("sw", "real")
+    os.symlink("real", "sw")
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+end = time.monotonic() + seconds
+flips = 0
+while time.monotonic() < end:
+    if exchange is not None:
+        if exchange(-100, b"sw", -100, b"evil", 2) != 0:
+            raise OSError(ctypes.get_errno(), "renameat2")
+    else:
+        os.symlink(outside if flips % 2 == 0 else "real", "sw.new")
+        os.replace("sw.new", "sw")
+    flips += 1
+print(flips)
+"""
+
+
+def test_no_escape_while_a_folder_is_swapped_for_a_symlink(opener: str, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.txt").write_text(SECRET)
+    ws = create_workspace({"sw/f.txt": "inside"}, tmp_path / "ws")
+    before = snapshot(outside)
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", SWAPPER, str(ws.root), str(outside), "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert swapper.stdout is not None
+    assert swapper.stdout.readline() == "ready\n"
+    calls = escapes = succeeded = 0
+    try:
+        end = time.monotonic() + 8
+        while time.monotonic() < end and calls < 12_000:
+            result = ws.read_file("sw/f.txt")
+            written = ws.write_file("sw/f.txt" if calls % 4 else "sw/made/g.txt", "PWNED")
+            calls += 2
+            escapes += SECRET in result
+            succeeded += (result in ("inside", "PWNED")) + written.startswith("wrote")
+    finally:
+        swapper.terminate()
+        swapper.communicate()
+    assert escapes == 0
+    assert snapshot(outside) == before  # nothing written, made or replaced outside
+    assert calls >= 1_000, calls
+    print(f"{opener}: {calls} calls, {succeeded} succeeded, {escapes} escapes")
+
+
+def test_the_root_replaced_is_refused(tmp_path: Path) -> None:
+    ws = create_workspace({"a.txt": "A"}, tmp_path / "ws")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.txt").write_text(SECRET)
+    ws.root.rename(tmp_path / "moved")
+    (tmp_path / "other").rename(ws.root)
+    assert ws.read_file("a.txt") == "refused: the workspace folder was moved or replaced"
+    assert ws.refusals == ["the workspace folder was moved or replaced"]
+
+
+# --- Only regular files --------------------------------------------------------------------
+
+
+def answer_within(seconds: float, call: Callable[[], str]) -> str | None:
+    """The tool's answer, or None if it did not answer in time (it blocked)."""
+    answers: list[str] = []
+    thread = threading.Thread(target=lambda: answers.append(call()), daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    return answers[0] if answers else None
+
+
+def test_fifo_is_refused_promptly(opener: str, tmp_path: Path) -> None:
+    ws = create_workspace(None, tmp_path / "ws")
+    os.mkfifo(ws.root / "pipe")
+    try:
+        assert answer_within(5, lambda: ws.write_file("pipe", "x")) == (
+            "error: not a regular file: pipe"
+        )
+        assert answer_within(5, lambda: ws.read_file("pipe")) == "error: not a regular file: pipe"
+        # With a reader waiting on it the write opens, and is refused before anything is written.
+        reader = os.open(ws.root / "pipe", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            assert answer_within(5, lambda: ws.write_file("pipe", "x")) == (
+                "error: not a regular file: pipe"
+            )
+            assert os.read(reader, 10) == b""  # no writer left, and nothing written
+        finally:
+            os.close(reader)
+    finally:  # unblock an old open() so its thread can end
+        for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+            with contextlib.suppress(OSError):
+                os.close(os.open(ws.root / "pipe", flags))
+    assert stat.S_ISFIFO(os.lstat(ws.root / "pipe").st_mode)
+
+
+def test_socket_is_refused(tmp_path: Path) -> None:
+    ws = create_workspace(None, tmp_path / "ws")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(ws.root / "sock"))
+        assert ws.read_file("sock") == "error: not a regular file: sock"
+        assert ws.write_file("sock", "x") == "error: not a regular file: sock"
+    finally:
+        server.close()
+
+
+def test_device_is_refused(tmp_path: Path) -> None:
+    ws = create_workspace(None, tmp_path / "ws")
+    try:
+        os.mknod(ws.root / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, AttributeError):
+        pytest.skip("cannot make a device node here")
+    assert ws.read_file("null") == "error: not a regular file: null"
+    assert ws.write_file("null", "x") == "error: not a regular file: null"
+
+
+def test_write_replaces_a_longer_file_whole(tmp_path: Path) -> None:
+    ws = create_workspace({"a.txt": "a long first version\n"}, tmp_path / "ws")
+    inode = (ws.root / "a.txt").stat().st_ino
+    assert ws.write_file("a.txt", "short") == "wrote 5 bytes to a.txt"
+    assert (ws.root / "a.txt").read_text() == "short"
+    assert (ws.root / "a.txt").stat().st_ino == inode  # the same file, truncated after the check
+
+
+def test_read_is_bounded(tmp_path: Path) -> None:
+    ws = create_workspace(None, tmp_path / "ws")
+    with open(ws.root / "huge.bin", "wb") as stream:
+        stream.truncate(1 << 40)  # a sparse terabyte
+    result = ws.read_file("huge.bin")
+    assert result.endswith(f"[truncated: showing the first {MAX_READ_CHARS} characters]")
+
+
+def test_search_does_not_enter_a_folder_swapped_for_a_link(tmp_path: Path, outside: Path) -> None:
+    ws = create_workspace({"d/x.py": ""}, tmp_path / "ws")
+    (ws.root / "e").symlink_to(outside, target_is_directory=True)
+    assert ws.search_files("*.py") == "d/x.py"
+    assert "secret" not in ws.search_files("*")
+
+
+# --- run_command and the sandbox ----------------------------------------------------------
+
+
+def test_run_command_lets_an_unavailable_sandbox_error_the_case(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_punie.system import sandbox
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise sandbox.SandboxUnavailable("no isolation can confine model commands here")
+
+    monkeypatch.setattr(sandbox, "run", unavailable)
+    with pytest.raises(sandbox.SandboxUnavailable, match="no isolation can confine"):
+        workspace.run_command("echo hi")
+    assert workspace.refusals == []
+
+
+# --- One tool call at a time ---------------------------------------------------------------
+
+
+def test_tool_calls_of_one_response_run_one_at_a_time(workspace: Workspace) -> None:
+    from pydantic_ai.messages import (
+        ModelMessage,
+        ModelRequest,
+        ModelResponse,
+        TextPart,
+        ToolCallPart,
+        ToolReturnPart,
+    )
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    from pytest_punie.conversation.agent import make_agent
+
+    spans: list[tuple[str, float, float]] = []
+
+    def slow_note(tag: str) -> str:
+        """Wait a moment and note when."""
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans.append((tag, start, time.monotonic()))
+        return tag
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        answered = any(
+            isinstance(part, ToolReturnPart)
+            for message in messages
+            if isinstance(message, ModelRequest)
+            for part in message.parts
+        )
+        if answered:
+            return ModelResponse(parts=[TextPart("done")])
+        return ModelResponse(
+            parts=[
+                ToolCallPart("slow_note", {"tag": "first"}),
+                ToolCallPart("write_file", {"path": "w.txt", "content": "x"}),
+                ToolCallPart("slow_note", {"tag": "second"}),
+            ]
+        )
+
+    agent = make_agent(FunctionModel(model), ["write_file", slow_note], workspace)
+    assert agent.run_sync("go").output == "done"
+    assert [tag for tag, _, _ in spans] == ["first", "second"]
+    (_, _, first_end), (_, second_start, _) = spans
+    assert second_start >= first_end

@@ -1,24 +1,42 @@
 """A per-test workspace folder and the sandboxed file and shell tools a model gets to act on it.
 
-Every path a model passes to a tool is resolved against the workspace root, symlinks included;
-a path that would leave the workspace is refused. The refusal goes back to the model as the
-tool's result (so the run goes on, and a scorer can judge how the model reacts) and is recorded
-in ``Workspace.refusals``.
+Every path a model passes to a file tool is opened beneath the workspace folder's file
+descriptor with no symlink followed at any component: with ``openat2(RESOLVE_BENEATH |
+RESOLVE_NO_SYMLINKS)`` where the kernel has it, else one component at a time with
+``O_NOFOLLOW``. Checking a path and then opening it would leave a window in which another
+process (the model's own ``run_command``) swaps a folder on the path for a symlink to somewhere
+else; an open that never follows a symlink has no such window. ``..`` is read in the path's
+text and may not climb above the root.
+
+A path that leaves the workspace (absolute, ``..`` above the root, a symlink pointing outside)
+is refused: the refusal goes back to the model as the tool's result (so the run goes on, and a
+scorer can judge how the model reacts) and is recorded in ``Workspace.refusals``. A symlink that
+points inside is not followed either; the model is told the path it points to.
+
+Only regular files are read or written: a file is opened without blocking (a FIFO the model
+made cannot hang the tool), checked with ``fstat`` and only then read or truncated.
 
 ``run_command`` runs in the sandbox of ``sandbox.py`` (the same one as model code): a minimal
 environment, resource limits, a deadline that kills every process it started and, with
-bubblewrap installed, no network and no writes outside the workspace.
+bubblewrap installed, no network and no writes outside the workspace. Where no isolation can
+confine it and the user did not allow running without, ``sandbox.SandboxUnavailable`` goes up
+to the case, which errors with its message.
 """
 
 from __future__ import annotations
 
+import copy
+import ctypes
 import errno
 import functools
 import os
+import platform
 import shutil
 import stat
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
@@ -46,6 +64,8 @@ BUILTIN_TOOLS: tuple[str, ...] = (
 MAX_READ_CHARS = 100_000
 MAX_COMMAND_OUTPUT_CHARS = 20_000
 MAX_SEARCH_MATCHES = 1_000
+MAX_SEARCH_DEPTH = 100
+"""search_files enters folders this deep at most (it holds one descriptor per level)."""
 
 _P = ParamSpec("_P")
 
@@ -64,25 +84,153 @@ class SandboxViolation(Exception):
     """A tool was asked to touch a path outside its workspace."""
 
 
+class _ToolError(Exception):
+    """A tool could not do what it was asked; the model sees ``error: <message>``."""
+
+
 def _tool(
     method: Callable[Concatenate[Workspace, _P], str],
 ) -> Callable[Concatenate[Workspace, _P], str]:
-    """Turn refusals and OS errors raised by a tool method into the string the model sees."""
+    """Run a tool method alone, and turn refusals and errors into the string the model sees."""
 
     @functools.wraps(method)
     def wrapper(self: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> str:
-        try:
-            return method(self, *args, **kwargs)
-        except SandboxViolation as exc:
-            message = str(exc)
-            self.refusals.append(message)
-            return f"refused: {message}"
-        except OSError as exc:
-            return f"error: {self._describe_os_error(exc)}"
-        except Exception as exc:  # a tool never raises: the model sees what went wrong
-            return f"error: {type(exc).__name__}: {exc}"[:500]
+        # One tool call at a time on a workspace, whoever calls (pydantic-ai runs the calls of
+        # one response concurrently unless they are sequential, as make_tools makes them).
+        with self._busy:
+            try:
+                return method(self, *args, **kwargs)
+            except sandbox.SandboxUnavailable:
+                raise  # not the model's doing: the case errors with this message
+            except SandboxViolation as exc:
+                message = str(exc)
+                self.refusals.append(message)
+                return f"refused: {message}"
+            except _ToolError as exc:
+                return f"error: {exc}"
+            except OSError as exc:
+                return f"error: {self._describe_os_error(exc)}"
+            except Exception as exc:  # a tool never raises: the model sees what went wrong
+                return f"error: {type(exc).__name__}: {exc}"[:500]
 
     return wrapper
+
+
+# --- Opening beneath a directory without following symlinks -----------------------------------
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | _NONBLOCK | _NOFOLLOW | os.O_CLOEXEC
+_WRITE = os.O_WRONLY | _NONBLOCK | _NOFOLLOW | os.O_CLOEXEC
+
+_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437}  # one number on the generic table
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_AT_FDCWD = -100
+
+
+class _OpenHow(ctypes.Structure):
+    """``struct open_how`` of openat2(2)."""
+
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_Openat2 = Callable[[int, str, int], int]
+
+
+@functools.cache
+def _openat2() -> _Openat2 | None:
+    """openat2(2) resolving beneath its directory and never through a symlink, where the kernel
+    has it (Linux 5.6 and later, and not hidden by a seccomp filter); else None."""
+    number = _SYS_OPENAT2.get(platform.machine())
+    if not sys.platform.startswith("linux") or number is None:
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    resolve = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+
+    def openat2(dir_fd: int, path: str, flags: int) -> int:
+        how = _OpenHow(flags, 0, resolve)
+        fd = syscall(
+            ctypes.c_long(number),
+            ctypes.c_int(dir_fd),
+            ctypes.c_char_p(os.fsencode(path)),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+        return int(fd)
+
+    try:  # ENOSYS: an older kernel; EPERM: a seccomp filter (some container runtimes)
+        os.close(openat2(_AT_FDCWD, ".", _DIRECTORY))
+    except OSError:
+        return None
+    return openat2
+
+
+def _walk(dir_fd: int, names: Sequence[str], *, create: bool = False) -> int:
+    """A new descriptor of the folder ``names`` leads to from ``dir_fd``, each name opened with
+    ``O_NOFOLLOW`` (a symlink fails with ELOOP or ENOTDIR); with ``create``, missing folders are
+    made on the way."""
+    fd = os.open(".", _DIRECTORY, dir_fd=dir_fd)
+    try:
+        for name in names:
+            if create:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            inner = os.open(name, _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_beneath(dir_fd: int, names: Sequence[str], flags: int) -> int:
+    """Open ``names`` (a path split in components, no ``.`` or ``..``) beneath ``dir_fd``
+    without following a symlink at any component."""
+    if not names:
+        return os.open(".", flags, dir_fd=dir_fd)
+    openat2 = _openat2()
+    if openat2 is not None:
+        for _ in range(3):
+            try:
+                return openat2(dir_fd, "/".join(names), flags)
+            except OSError as exc:  # EAGAIN: a rename raced the lookup; try again
+                if exc.errno != errno.EAGAIN:
+                    raise
+    parent = _walk(dir_fd, names[:-1])
+    try:
+        return os.open(names[-1], flags | _NOFOLLOW, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size > 0:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class Workspace:
@@ -101,6 +249,9 @@ class Workspace:
             raise ValueError(f"command_timeout must be positive, got {command_timeout!r}")
         self.command_timeout = command_timeout
         self.refusals: list[str] = []
+        identity = os.stat(self.root)
+        self._identity = (identity.st_dev, identity.st_ino)
+        self._busy = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r}, refusals={len(self.refusals)})"
@@ -109,7 +260,8 @@ class Workspace:
         """Return the absolute, symlink-free path of ``path`` (relative to the root).
 
         Raises ``SandboxViolation`` if ``path`` is not a string, holds a NUL byte, is absolute,
-        or ends up outside the root through ``..`` or a symlink anywhere along it.
+        or ends up outside the root through ``..`` or a symlink anywhere along it. (The tools
+        use it to name what is wrong with a path; they open paths without following symlinks.)
         """
         if not isinstance(path, str):
             raise SandboxViolation(f"{path!r}: path must be a string, not {type(path).__name__}")
@@ -135,14 +287,15 @@ class Workspace:
         Args:
             path: Directory to list, relative to the workspace root.
         """
-        directory = self.resolve(path)
-        names = []
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                is_dir = entry.is_dir(follow_symlinks=False) or (
-                    entry.is_symlink() and self._inside_dir(Path(entry.path))
-                )
-                names.append(entry.name + "/" if is_dir else entry.name)
+        fd = self._open(path, _DIRECTORY)
+        try:
+            with os.scandir(fd) as entries:
+                names = [
+                    entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+                    for entry in entries
+                ]
+        finally:
+            os.close(fd)
         return "\n".join(sorted(names)) if names else "(empty)"
 
     @_tool
@@ -152,20 +305,15 @@ class Workspace:
         Args:
             path: File to read, relative to the workspace root.
         """
-        file = self.resolve(path)
-        mode = file.stat().st_mode
-        if stat.S_ISDIR(mode):
-            return f"error: is a directory: {path}"
-        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
-            return f"error: not a regular file: {path}"
-        # O_NONBLOCK: a FIFO swapped in after the check does not block the open.
-        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fd = self._open(path, _READ)
+        try:
+            self._check_regular(fd, path)
+            os.set_blocking(fd, True)
+            # UTF-8 takes at most 4 bytes a character (an undecodable byte is one character)
+            data = _read_at_most(fd, 4 * (MAX_READ_CHARS + 1))
+        finally:
             os.close(fd)
-            return f"error: not a regular file: {path}"
-        os.set_blocking(fd, True)
-        with open(fd, encoding="utf-8", errors="replace") as stream:
-            text = stream.read(MAX_READ_CHARS + 1)
+        text = data.decode("utf-8", errors="replace")
         if len(text) > MAX_READ_CHARS:
             text = (
                 text[:MAX_READ_CHARS]
@@ -181,13 +329,26 @@ class Workspace:
             path: File to write, relative to the workspace root.
             content: The complete new content of the file.
         """
-        file = self.resolve(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
         data = content.encode("utf-8", errors="replace")
-        # O_NOFOLLOW: refuse a symlink planted at this name after resolve() checked it.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(file, flags, 0o644), "wb") as stream:
-            stream.write(data)
+        names = self._names(path)
+        if not names:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        with self._root_fd() as root:
+            try:
+                parent = _walk(root, names[:-1], create=True)
+            except OSError as exc:
+                raise self._open_failure(path, names, exc) from None
+            try:
+                fd = self._create_or_open(parent, names[-1], path, names)
+            finally:
+                os.close(parent)
+        try:
+            self._check_regular(fd, path)
+            os.ftruncate(fd, 0)  # only now: a FIFO or a device is never truncated
+            os.set_blocking(fd, True)
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
         return f"wrote {len(data)} bytes to {path}"
 
     @_tool
@@ -207,40 +368,40 @@ class Workspace:
             return f"error: bad pattern: {exc}"
         if not pattern:
             return "error: empty pattern"
-        base = self.resolve(path)
-        if not base.is_dir():
-            return f"error: not a directory: {path}"
+        base = self._open(path, _DIRECTORY)
+        shown_base = "".join(name + "/" for name in self._names(path))
         match_name = "/" not in pattern
         matches: list[str] = []
         give_up = time.monotonic() + SEARCH_SECONDS
-        stopped = False
-        # followlinks=False: a symlinked directory is listed but never entered, so a link to
-        # a folder outside the workspace cannot leak that folder's files.
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-            here = Path(dirpath)
-            dirnames.sort()
-            if time.monotonic() > give_up:
-                stopped = True
-                break
-            for name, is_dir in [(d, True) for d in dirnames] + [(f, False) for f in filenames]:
-                candidate = here / name
-                if candidate.is_symlink() and not self._inside(_realpath(candidate)):
-                    continue
-                relative = candidate.relative_to(base).as_posix()
-                if matcher.fullmatch(name if match_name else relative):
-                    shown = candidate.relative_to(self.root).as_posix()
-                    matches.append(shown + "/" if is_dir else shown)
-        note = f"[stopped: the search took more than {SEARCH_SECONDS:g}s]" if stopped else ""
+        stopped = deep = False
+        try:
+            # Symlinks are neither listed nor entered: a link to a folder outside the workspace
+            # cannot leak that folder's files, and each folder is opened with O_NOFOLLOW beneath
+            # the one holding it, so a folder swapped for a symlink meanwhile is not entered.
+            for relative, is_dir, depth_left in _entries(base, "", MAX_SEARCH_DEPTH):
+                if time.monotonic() > give_up:
+                    stopped = True
+                    break
+                deep = deep or depth_left < 0
+                if depth_left >= 0 and matcher.fullmatch(
+                    relative.rsplit("/", 1)[-1] if match_name else relative
+                ):
+                    matches.append(shown_base + relative + ("/" if is_dir else ""))
+        finally:
+            os.close(base)
+        notes = []
+        if stopped:
+            notes.append(f"[stopped: the search took more than {SEARCH_SECONDS:g}s]")
+        if deep:
+            notes.append(f"[folders deeper than {MAX_SEARCH_DEPTH} levels were not searched]")
         if not matches:
-            return f"no matches\n{note}" if note else "no matches"
+            return "\n".join(["no matches", *notes])
         matches.sort()
         extra = len(matches) - MAX_SEARCH_MATCHES
         lines = matches[:MAX_SEARCH_MATCHES]
         if extra > 0:
             lines.append(f"[truncated: {extra} more matches]")
-        if note:
-            lines.append(note)
-        return "\n".join(lines)
+        return "\n".join([*lines, *notes])
 
     @_tool
     def run_command(self, command: str) -> str:
@@ -274,12 +435,102 @@ class Workspace:
             )
         return f"{header}\n{text}" if text else header
 
+    # --- Opening paths -----------------------------------------------------------------------
+
+    def _names(self, path: str) -> list[str]:
+        """``path`` as folder and file names beneath the root, ``.`` and ``..`` read in its text.
+
+        Raises ``SandboxViolation`` for a path ``resolve`` refuses, or whose ``..`` climbs
+        above the root.
+        """
+        self.resolve(path)
+        names: list[str] = []
+        for name in path.split("/"):
+            if name == "..":
+                if not names:
+                    raise SandboxViolation(f"{path!r}: path leaves the workspace")
+                names.pop()
+            elif name not in ("", "."):
+                names.append(name)
+        return names
+
+    def _root_fd(self) -> _Descriptor:
+        """The root folder, opened; it must still be the folder the workspace was made on."""
+        try:
+            fd = os.open(self.root, _DIRECTORY)
+        except OSError as exc:
+            raise SandboxViolation(
+                f"the workspace folder cannot be opened ({exc.strerror})"
+            ) from None
+        found = os.fstat(fd)
+        if (found.st_dev, found.st_ino) != self._identity:
+            os.close(fd)
+            raise SandboxViolation("the workspace folder was moved or replaced")
+        return _Descriptor(fd)
+
+    def _open(self, path: str, flags: int) -> int:
+        """A descriptor of ``path`` opened with ``flags`` beneath the root, no symlink followed."""
+        names = self._names(path)
+        with self._root_fd() as root:
+            try:
+                return _open_beneath(root, names, flags)
+            except OSError as exc:
+                raise self._open_failure(path, names, exc) from None
+
+    def _create_or_open(self, parent: int, name: str, path: str, names: list[str]) -> int:
+        """``name`` in ``parent`` for writing: made new (``O_EXCL``), or the file there, never
+        through a symlink and never truncated here."""
+        for _ in range(3):  # the file may be made or removed between the two opens
+            try:
+                return os.open(name, _WRITE | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=parent)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise self._open_failure(path, names, exc) from None
+            try:
+                return os.open(name, _WRITE, dir_fd=parent)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._open_failure(path, names, exc) from None
+        raise _ToolError(f"{path} changed while it was being opened; try again")
+
+    def _open_failure(self, path: str, names: list[str], exc: OSError) -> Exception:
+        """What to tell the model when opening ``path`` failed with ``exc``."""
+        code = exc.errno
+        if code == errno.ENXIO:  # a FIFO with no reader, or a socket
+            return _ToolError(f"not a regular file: {path}")
+        if code in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV) and self._has_symlink(names):
+            try:
+                inside = self.resolve(path)  # raises SandboxViolation when it leads outside
+            except SandboxViolation as violation:
+                return violation
+            target = inside.relative_to(self.root).as_posix() or "."
+            return _ToolError(
+                f"{path}: a symlink on this path is not followed; use the path it points to: "
+                f"{target}"
+            )
+        return OSError(code, exc.strerror, path)
+
+    def _has_symlink(self, names: list[str]) -> bool:
+        """Whether a component of the path is a symlink now (for the message only)."""
+        folder = self.root
+        for name in names:
+            folder = folder / name
+            if folder.is_symlink():
+                return True
+        return False
+
+    @staticmethod
+    def _check_regular(fd: int, path: str) -> None:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            raise _ToolError(f"not a regular file: {path}")
+
     def _inside(self, resolved: Path) -> bool:
         return resolved == self.root or self.root in resolved.parents
-
-    def _inside_dir(self, path: Path) -> bool:
-        target = _realpath(path)
-        return self._inside(target) and target.is_dir()
 
     def _describe_os_error(self, exc: OSError) -> str:
         phrase = _ERROR_PHRASES.get(exc.errno or 0) or exc.strerror or type(exc).__name__
@@ -300,11 +551,44 @@ class Workspace:
             return "(outside the workspace)"
 
 
-def _realpath(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return path
+class _Descriptor:
+    """A file descriptor closed at the end of a ``with`` block."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
+
+
+def _entries(dir_fd: int, prefix: str, depth_left: int) -> Iterator[tuple[str, bool, int]]:
+    """``(path relative to the searched folder, is a folder, depth left)`` for each entry under
+    ``dir_fd`` that is not a symlink, folders entered while ``depth_left`` allows (a folder below
+    is reported once, with -1)."""
+    with os.scandir(dir_fd) as scan:
+        entries = sorted(
+            (entry.name, entry.is_dir(follow_symlinks=False))
+            for entry in scan
+            if not entry.is_symlink()
+        )
+    for name, is_dir in entries:
+        yield prefix + name, is_dir, depth_left
+        if not is_dir:
+            continue
+        if depth_left == 0:
+            yield prefix + name, True, -1
+            continue
+        try:
+            inner = os.open(name, _DIRECTORY, dir_fd=dir_fd)
+        except OSError:  # removed, made a symlink, or unreadable since it was listed
+            continue
+        try:
+            yield from _entries(inner, prefix + name + "/", depth_left - 1)
+        finally:
+            os.close(inner)
 
 
 MAX_PATTERN_CHARS = 256
@@ -459,7 +743,10 @@ def create_workspace(
 def make_tools(workspace: Workspace, tools: Sequence[str | Callable[..., Any]]) -> list[Tool[Any]]:
     """Build pydantic-ai tools: names from ``BUILTIN_TOOLS`` bound to ``workspace``, plus callables.
 
-    A plain callable becomes ``Tool(func)``; it does not take a ``RunContext``.
+    A plain callable becomes ``Tool(func)``; it does not take a ``RunContext``. Every tool is
+    ``sequential``: a case's tool calls run one at a time, in the order the model wrote them
+    (pydantic-ai would run the calls of one response concurrently, and a write racing a read of
+    the same workspace makes a case's result depend on timing).
     """
     from pydantic_ai import Tool
 
@@ -470,11 +757,14 @@ def make_tools(workspace: Workspace, tools: Sequence[str | Callable[..., Any]]) 
                 raise ValueError(
                     f"unknown workspace tool {tool!r}; valid names: {', '.join(BUILTIN_TOOLS)}"
                 )
-            built.append(Tool(getattr(workspace, tool), takes_ctx=False, name=tool))
-        elif isinstance(tool, Tool):  # e.g. a case file's JSON-schema tool
-            built.append(tool)
+            method = getattr(workspace, tool)
+            built.append(Tool(method, takes_ctx=False, name=tool, sequential=True))
+        elif isinstance(tool, Tool):  # e.g. a case file's JSON-schema tool, shared by its cases
+            own = copy.copy(tool)
+            own.sequential = True
+            built.append(own)
         elif callable(tool):
-            built.append(Tool(tool, takes_ctx=False))
+            built.append(Tool(tool, takes_ctx=False, sequential=True))
         else:
             raise TypeError(f"a tool must be a name or a callable, got {tool!r}")
     names = [tool.name for tool in built]
