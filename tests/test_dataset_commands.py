@@ -25,7 +25,11 @@ def punie(capsys: pytest.CaptureFixture[str]) -> Run:
     dataset_commands.add_parser(parser.add_subparsers(dest="command", required=True))
 
     def run(*argv: object) -> tuple[int, str, str]:
-        args = parser.parse_args(["dataset", *map(str, argv)])
+        try:
+            args = parser.parse_args(["dataset", *map(str, argv)])
+        except SystemExit as exit_:  # argparse refused a value: exit 2, its message on stderr
+            out, err = capsys.readouterr()
+            return int(exit_.code or 0), out, err
         code = args.handler(args)
         out, err = capsys.readouterr()
         return code, out, err
@@ -271,7 +275,19 @@ def test_filter_usage_errors(punie: Run, messy: Path) -> None:
     assert "is the input's folder" in err
     code, _, err = punie("filter", messy, "--out", messy / "x", "--min-retention", 2)
     assert code == 2
-    assert "--min-retention must be between 0 and 1" in err
+    assert "--min-retention: '2' is not a fraction from 0 to 1 (0.05) or a percentage (5%)" in err
+
+
+def test_fractions_are_written_as_the_pytest_options_take_them(punie: Run, messy: Path) -> None:
+    """0.9 and 90% are one value for every command, as for --punie-min-retention."""
+    code, _, err = punie(
+        "filter", messy, "--out", messy / "p", "--dedupe", "--min-retention", "90%"
+    )
+    assert code == 1
+    assert "less than --min-retention 90.0%" in err
+    code, _, err = punie("split", messy / "train.jsonl", "--out", messy / "s", "--valid", "150%")
+    assert code == 2
+    assert "'150%' is not a fraction" in err
 
 
 # merge, split ----------------------------------------------------------------------------------

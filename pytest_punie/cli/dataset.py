@@ -52,6 +52,7 @@ from pytest_punie.finetune.validation import (
     validate_examples,
     validate_paths,
 )
+from pytest_punie.results.thresholds import argument_type, parse_fraction
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "add_parser", "dataset_stats"]
 from pytest_punie.finetune.recipes import tool_calling_spec
@@ -309,8 +310,6 @@ def _filter(args: argparse.Namespace) -> int:
     written = [*_outputs(*(out / file.name for file in inputs)), out / REJECTS_NAME]
     _refuse_replacing_inputs([args.path], out, written)
     _refuse_replacing(written, force=args.force)
-    if args.min_retention is not None and not 0 <= args.min_retention <= 1:
-        raise _UsageError(f"--min-retention must be between 0 and 1, got {args.min_retention}")
     report = validate_paths(inputs)
     total = len(report.valid) + len(report.problems)
     results = [FilterResult("validate", report.valid, report.problems)]
@@ -428,11 +427,7 @@ def _import(args: argparse.Namespace) -> int:
 # The parser ------------------------------------------------------------------------------------
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
+_fraction = argument_type(parse_fraction)  # 0.05 or 5%, as the pytest options take it
 
 
 def _count(text: str) -> int:
@@ -496,7 +491,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     command.add_argument("--dedupe", action="store_true", help="remove duplicate conversations")
     command.add_argument(
         "--min-retention",
-        type=float,
+        type=_fraction,
         metavar="F",
         help="exit 1 when less than this fraction of the lines is kept",
     )
