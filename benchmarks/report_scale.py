@@ -119,6 +119,7 @@ def measure(chromium: str, page: Path, profile: Path, blank: float) -> list[str]
 
 
 def history(folder: Path, runs: int) -> Path:
+    from pytest_punie.results.document import read_run
     from pytest_punie.results.history import history_html, record_run
 
     db = folder / "history.db"
@@ -136,7 +137,7 @@ def history(folder: Path, runs: int) -> Path:
         server = {"model": "mlx-community/Qwen2.5-Coder-1.5B", "adapter": adapter}
         started = f"2026-02-{1 + index // 4:02d}T{index % 4:02d}:00:00+00:00"
         metadata = {"started": started, "server": server}
-        record_run(db, {"metadata": metadata, "cases": cases})
+        record_run(db, read_run({"metadata": metadata, "cases": cases}))
     page = folder / "history.html"
     page.write_text(history_html(db), encoding="utf-8")
     return page
