@@ -96,3 +96,23 @@ def test_train_data_option_fails_an_eval_run_on_a_hit(pytester, tmp_path):
 def test_shipped_training_data_does_not_leak_into_the_evals():
     for name in ("sample", "tool-calling"):
         check_dataset(ROOT / "training" / "data" / name, ROOT / "evals")
+
+
+def test_case_file_prompts_and_their_earlier_user_turns_are_checked(pytester, tmp_path):
+    line = {
+        "id": "follow-up",
+        "category": "c",
+        "messages": [
+            {"role": "user", "content": "When is high tide in Brighton today?"},
+            {"role": "assistant", "content": "At 06:42."},
+            {"role": "user", "content": "And what about the harbour at Dover?"},
+        ],
+        "expected": {"regex": "."},
+    }
+    pytester.makefile(".jsonl", eval_cases=json.dumps(line))
+    checked = [p.text for p in check_dataset(_write(tmp_path / "clean", "Hi."), pytester.path)]
+    assert checked == [line["messages"][0]["content"], line["messages"][2]["content"]]
+    for prompt in ("when is high tide in brighton today", "And what about the harbour at Dover"):
+        leaky = _write(tmp_path / prompt[:4], prompt)
+        with pytest.raises(LeakageError, match=r"eval_cases.jsonl::follow-up"):
+            check_dataset(leaky, pytester.path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_punie.cli import main
-from pytest_punie.finetune.recipes import HELD_OUT, tool_calling_spec
+from pytest_punie.finetune.distill import read_answers
+from pytest_punie.finetune.recipes import BASE_ANSWERS, EVAL_TOOLS, tool_calling_spec
 from pytest_punie.finetune.toolcall_data import Task, Tool, ToolcallSpec, generate, spec_from_json
 from pytest_punie.finetune.validation import validate_paths
 
@@ -79,6 +80,47 @@ def test_parallel_multi_step_and_no_tool_conversations():
     assert plain[0]["messages"][-1] == {"role": "assistant", "content": "Hi there."}
 
 
+def _fresh(name: str) -> Tool:
+    schema = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+    return Tool(name, "A tool never seen before.", schema, "ok", "Done.")
+
+
+def test_drawing_settings_novel_tools_answers_and_bare_lines():
+    tools = {t.name: t for t in (WEATHER, ADD, _fresh("fresh_a"), _fresh("fresh_b"))}
+    pools = {"city": ["Oslo", "Lima", "Kyoto"], "n": [1, 2, 3], "total": [9]}
+    tasks = [Task("Weather in {city}?", ((("weather", {"city": "{city}"}),),)),
+             Task("Hello!", (), None, "Hi there.")]  # fmt: skip
+    spec = ToolcallSpec(tools, pools, tasks, novel=frozenset({"fresh_a", "fresh_b"}),
+                        min_distractors=1, distractors=2, answer_share=1.0,
+                        bare_share=1.0).check()  # fmt: skip
+    lines = generate(spec, count=12, seed=2)
+    calls = [line for line in lines if len(line["messages"]) > 2]
+    assert calls
+    for line in calls:  # always the answer after the result, with an unseen-looking tool
+        assert line["messages"][-1]["role"] == "assistant"
+        assert "tool_calls" not in line["messages"][-1]
+        shown = {t["function"]["name"] for t in line["tools"]}
+        assert shown & {"fresh_a", "fresh_b"}
+        assert len(shown) >= 2  # the called tool and at least one more
+    greetings = [line for line in lines if line["messages"][0]["content"] == "Hello!"]
+    assert greetings
+    assert all("tools" not in line for line in greetings)  # bare_share 1: shown no tool
+    with pytest.raises(ValueError, match="novel: unknown tool"):
+        ToolcallSpec(tools, pools, tasks, novel=frozenset({"nope"})).check()
+    with pytest.raises(ValueError, match="min_distractors"):
+        ToolcallSpec(tools, pools, tasks, min_distractors=3, distractors=2).check()
+
+
+def test_a_number_placeholder_result_becomes_text():
+    count = Tool("count", "Count.", {"type": "object", "properties": {}}, "{n}", "{n} of them.")
+    spec = ToolcallSpec({"count": count}, {"n": [4]}, [Task("How many?", ((("count", {}),),))],
+                        answer_share=1.0).check()  # fmt: skip
+    line = generate(spec, count=1, seed=0)[0]
+    assert line["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "name": "count",
+                                   "content": "4"}  # fmt: skip
+    assert line["messages"][-1]["content"] == "4 of them."
+
+
 def test_spec_errors_name_the_task():
     with pytest.raises(ValueError, match="unknown tool 'nope'"):
         small_spec(Task("x", ((("nope", {}),),)))
@@ -132,36 +174,93 @@ def _called(line: dict) -> set[str]:
     }
 
 
+def _shown(line: dict) -> set[str]:
+    return {tool["function"]["name"] for tool in line.get("tools", [])}
+
+
 def test_recipe_test_split_uses_only_tools_never_seen_in_training():
-    seen = {
-        tool["function"]["name"]
-        for split in ("train", "valid")
-        for line in _lines(split)
-        for tool in line.get("tools", [])
-    }
-    assert not seen & HELD_OUT
+    held_out = tool_calling_spec().held_out
+    seen = set().union(*(_shown(line) for split in ("train", "valid") for line in _lines(split)))
+    assert not seen & held_out
     test_calls = set().union(*(_called(line) for line in _lines("test")))
-    assert test_calls
-    assert test_calls <= HELD_OUT
+    assert len(test_calls) >= 10, sorted(test_calls)
+    assert test_calls <= held_out
+    assert {"book_hotel", "track_package"} <= test_calls  # hand-written and made-up ones
+
+
+def _kind(line: dict) -> str:
+    turns = [m for m in line["messages"] if m.get("tool_calls")]
+    if not turns:
+        return "no_tool"
+    if len(turns) > 1:
+        return "multi_step"
+    return "parallel" if len(turns[0]["tool_calls"]) > 1 else "single"
 
 
 def test_recipe_covers_every_kind_and_many_tools():
     train = _lines("train")
     kinds = {"no_tool": 0, "single": 0, "parallel": 0, "multi_step": 0}
     for line in train:
-        turns = [m for m in line["messages"] if m.get("tool_calls")]
-        if not turns:
-            kinds["no_tool"] += 1
-        elif len(turns) > 1:
-            kinds["multi_step"] += 1
-        elif len(turns[0]["tool_calls"]) > 1:
-            kinds["parallel"] += 1
-        else:
-            kinds["single"] += 1
+        kinds[_kind(line)] += 1
     assert all(count >= 30 for count in kinds.values()), kinds
+    assert kinds["no_tool"] >= len(train) // 3, kinds  # what the model knew, kept
     tools = set().union(*(_called(line) for line in train))
-    assert len(tools) >= 20, sorted(tools)
-    eval_tools = {"list_dir", "read_file", "write_file", "search_files", "get_weather",
-                  "convert_currency", "book_flight", "create_event"}  # fmt: skip
-    assert eval_tools <= tools  # the tools a user evaluates, among many others
-    assert len(tool_calling_spec().tasks) > 50
+    assert len(tools) >= 100, len(tools)
+    assert EVAL_TOOLS <= tools  # the tools a user evaluates, among many others
+    assert len(tool_calling_spec().tasks) > 300
+
+
+def test_every_recipe_line_with_tools_shows_an_unseen_looking_tool_and_several_tools():
+    spec = tool_calling_spec()
+    lines = [line for split in ("train", "valid", "test") for line in _lines(split)]
+    with_tools = [line for line in lines if line.get("tools")]
+    assert all(_shown(line) & spec.novel for line in with_tools)
+    shown = [len(_shown(line)) for line in with_tools]
+    assert sum(shown) / len(shown) >= 3.0, sum(shown) / len(shown)
+    made_up = [t for t in spec.novel if "additionalProperties" not in spec.tools[t].parameters]
+    assert len(made_up) == len(spec.novel)  # compact schemas
+
+
+def test_recipe_lines_end_in_a_plain_answer_after_tool_results():
+    """The model learns to stop: many lines end in words after the results came back."""
+    train = _lines("train")
+    after_results = [
+        line for line in train
+        if line["messages"][-2]["role"] == "tool" and not line["messages"][-1].get("tool_calls")
+    ]  # fmt: skip
+    with_calls = [line for line in train if _kind(line) != "no_tool"]
+    assert len(after_results) >= 0.35 * len(with_calls), (len(after_results), len(with_calls))
+
+
+def test_recipe_no_tool_lines_are_the_base_models_own_answers():
+    answers = {a.prompt: a for a in read_answers(BASE_ANSWERS)}
+    train = _lines("train")
+    no_tool = [line for line in train if _kind(line) == "no_tool"]
+    used = []
+    for line in no_tool:
+        prompt, reply = line["messages"][0]["content"], line["messages"][-1]["content"]
+        answer = answers[prompt]  # every one was asked to the base model
+        assert answer.usable
+        assert reply == answer.answer
+        used.append(answer)
+    kinds = {kind: sum(a.kind == kind for a in used) for kind in ("code", "arithmetic", "chat")}
+    assert min(kinds.values()) >= len(used) / 5, kinds  # each kind has its share
+    usable = [a for a in answers.values() if a.usable]
+    right_share = sum(a.passed for a in usable) / len(usable)
+    assert sum(a.passed for a in used) / len(used) > right_share  # right answers drawn more
+    bare = [line for line in no_tool if not line.get("tools")]
+    assert 0.3 * len(no_tool) <= len(bare) <= 0.7 * len(no_tool)  # as code and sums are asked
+
+
+def test_eval_only_tools_never_appear_in_the_recipe_data():
+    """The eval suite's data-file tools measure tools never trained on."""
+    eval_tools = {
+        tool["function"]["name"]
+        for path in (ROOT / "evals").glob("eval_*.jsonl")
+        for line in path.read_text().splitlines()
+        for tool in json.loads(line).get("tools", [])
+    }
+    assert len(eval_tools) >= 15
+    for split in ("train", "valid", "test"):
+        seen = set().union(*(_shown(line) for line in _lines(split)))
+        assert not seen & eval_tools, (split, sorted(seen & eval_tools))

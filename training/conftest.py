@@ -14,6 +14,7 @@ verdict and, over seeds, each category's spread.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -233,7 +234,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     groups: dict[str, list] = {}
     for row in rows:
         if row.get("verdict") is not None:
-            groups.setdefault(row["adapter"].rsplit("-seed", 1)[0], []).append(row["verdict"])
+            group = re.sub(r"-seed\d+$", "", row["adapter"])
+            groups.setdefault(group, []).append(row["verdict"])
     for group, members in groups.items():
         if len(members) < 2:
             continue

@@ -62,10 +62,10 @@ def test_training_and_evaluation_use_the_same_tool_format(prepared, chat_templat
         pytest.skip("the training data has no tool-calling example")
     messages = example["messages"]
     turn = next(i for i, m in enumerate(messages) if m.get("tool_calls"))
-    call = messages[turn]["tool_calls"][0]["function"]
-    # The request the eval sends after the model called the tool: OpenAI format, with the
-    # call's arguments as a JSON string, exactly as pydantic-ai sends it to the server.
-    eval_request = _eval_request(messages[: turn + 1], example["tools"], call)
+    calls = [call["function"] for call in messages[turn]["tool_calls"]]
+    # The request the eval sends after the model called the tools: OpenAI format, with the
+    # calls' arguments as JSON strings, exactly as pydantic-ai sends it to the server.
+    eval_request = _eval_request(messages[: turn + 1], example["tools"], calls)
     trained_text = render(template, messages[: turn + 1], example["tools"], False)
     eval_text = render_request(template, eval_request, add_generation_prompt=False)
     assert (
@@ -74,9 +74,9 @@ def test_training_and_evaluation_use_the_same_tool_format(prepared, chat_templat
     ), "the tool call renders differently in training and in evaluation"
 
 
-def _eval_request(messages, tools, call):
+def _eval_request(messages, tools, calls):
     """Replay the conversation through pydantic-ai against a fake server; return the request
-    the eval plugin sends once the model has called the tool."""
+    the eval plugin sends once the model has called the tools (one, or several at once)."""
     from pydantic_ai import Agent, Tool
 
     from pytest_punie.conversation.agent import Sampling, make_model
@@ -84,10 +84,12 @@ def _eval_request(messages, tools, call):
     from pytest_punie.testing import FakeOpenAI
 
     prompt = next(m["content"] for m in messages if m["role"] == "user")
-    arguments = call["arguments"]
-    if isinstance(arguments, str):
-        arguments = json.loads(arguments)
-    answers = {prompt: {"tool_calls": [{"name": call["name"], "arguments": arguments}]}}
+    made = [
+        {"name": call["name"], "arguments": json.loads(call["arguments"])
+         if isinstance(call["arguments"], str) else call["arguments"]}
+        for call in calls
+    ]  # fmt: skip
+    answers = {prompt: {"tool_calls": made}}
 
     def tool(spec):
         function = spec["function"]

@@ -182,13 +182,21 @@ def _message(leaks: Sequence[Leak]) -> str:
 
 
 def item_prompts(items: Iterable[pytest.Item]) -> list[Prompt]:
-    """The prompts of collected eval cases (items with a ``punie(prompt=...)`` marker)."""
+    """The prompts of collected eval cases: a ``punie(prompt=...)`` marker's prompt, and every
+    user turn of an ``eval_*.jsonl`` line (its prompt and the conversation before it)."""
+    from pytest_punie.cases.files import CASE_FILE_KEY  # lazy: collection-time import only
+
     prompts = []
     for item in items:
-        marker = item.get_closest_marker("punie")
-        prompt = marker.kwargs.get("prompt") if marker else None
-        if isinstance(prompt, str) and prompt.strip():
-            prompts.append(Prompt(prompt, item.nodeid))
+        texts: list[object] = []
+        case = item.stash.get(CASE_FILE_KEY, None)
+        if case is not None:
+            texts += [m.get("content") for m in case.history if m.get("role") == "user"]
+            texts.append(case.prompt)
+        else:
+            marker = item.get_closest_marker("punie")
+            texts.append(marker.kwargs.get("prompt") if marker else None)
+        prompts += [Prompt(t, item.nodeid) for t in texts if isinstance(t, str) and t.strip()]
     return prompts
 
 

@@ -2,22 +2,41 @@
 
 ``pytest training/ --punie-recipe=tool-calling`` trains the recipe; ``--punie-recipe`` with an
 unknown name lists the recipes. The ``tool-calling`` recipe's data is written by
-:mod:`pytest_punie.finetune.toolcall_data` from :func:`tool_calling_spec`: the eval suite's
-tool schemas (a user trains on the tools they evaluate) among many other tools, with prompts and
-arguments that are not the eval suite's, and a test split of tools never seen in training.
+:mod:`pytest_punie.finetune.toolcall_data` from :func:`tool_calling_spec`:
+
+* the eval suite's tool schemas (a user trains on the tools they evaluate) among 18 other
+  hand-written tools and some 200 made-up ones (:func:`novel_tools`), with prompts and
+  arguments that are not the eval suite's; every line that shows tools shows at least one
+  made-up tool, so the model learns to read a schema rather than remember a name;
+* the base model's own answers to code, arithmetic and chat prompts (:func:`base_prompts`, asked
+  once through :mod:`pytest_punie.finetune.distill` and shipped in ``recipe_data/``), so that
+  learning to call tools does not cost what the model knew;
+* a test split of tools never seen in training (hand-written and made-up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.finetune.distill import BaseAnswer, BasePrompt, read_answers
 from pytest_punie.finetune.lora import LoraConfig
 from pytest_punie.finetune.toolcall_data import Task, Tool, ToolcallSpec
 
-__all__ = ["RECIPES", "Recipe", "find_recipe", "tool_calling_spec"]
+__all__ = [
+    "BASE_ANSWERS",
+    "EVAL_TOOLS",
+    "RECIPES",
+    "Recipe",
+    "base_answer_tasks",
+    "base_prompts",
+    "find_recipe",
+    "novel_tools",
+    "tool_calling_spec",
+]
 from pytest_punie.tools.workspace import Workspace, make_tools
 
 
@@ -39,21 +58,25 @@ RECIPES: Mapping[str, Recipe] = {
     "tool-calling": Recipe(
         name="tool-calling",
         data="tool-calling",
-        # Sized for 2 CPU cores (about 520 tokens a line: the tool schemas fill the prompt;
-        # mask_prompt trains only the last turn: the call, the next call or the answer).
+        # Sized for about 30 minutes on 2 CPU cores: 454 tokens a line on average (the first
+        # recipe's lines had 492 and trained at 9.3 s/iteration; batch 2), so 200 iterations
+        # see two thirds of the 600 lines. Its validation loss was lowest at iterations 20-60 at
+        # lr 1e-3 and rose after, so half that rate; the base answers (40% of the lines) are the
+        # model's own text and hold it in place. mask_prompt trains only the last turn: the
+        # call, the next call, the answer after the results, or the base model's own answer.
         # See "Tool-calling recipe" in benchmarks/RESULTS.md for what was measured.
         config=LoraConfig(
             rank=8,
             alpha=16.0,
             num_layers=8,
-            iters=120,
+            iters=200,
             batch_size=2,
-            learning_rate=1e-3,
+            learning_rate=5e-4,
             max_seq_length=1024,
             mask_prompt=True,
             steps_per_report=10,
-            steps_per_eval=60,
-            val_batches=4,
+            steps_per_eval=50,
+            val_batches=8,
         ),
         about="teach the model to call tools (single, parallel, multi-step, no tool needed)",
         goal="tool_calling",
@@ -410,19 +433,6 @@ def _tasks() -> list[Task]:
             for p in ["Read {rootfile}, then create {newfile} containing: {note}"]
         ]
     )
-    # workspace: no tool needed
-    for prompt, answer in [
-        ("How many days are in a leap year?", "A leap year has 366 days."),
-        ("What is 12 times 11?", "12 times 11 is 132."),
-        (
-            "Explain in one sentence what a variable is.",
-            "A variable is a name that refers to a value stored in memory.",
-        ),
-        ("Which is larger, 0.7 or 0.65?", "0.7 is larger than 0.65."),
-        ("Say good night in French.", "Bonne nuit."),
-        ("Who wrote the play Hamlet?", "William Shakespeare wrote Hamlet."),
-    ]:
-        tasks.append(Task(prompt, (), ws, answer))
     # other tools: single calls with several arguments
     add(
         _single(
@@ -725,33 +735,6 @@ def _tasks() -> list[Task]:
             ]
         ]
     )
-    # other tools: no tool needed
-    for prompt, answer in [
-        ("Who painted the Mona Lisa?", "Leonardo da Vinci painted the Mona Lisa."),
-        ("What is the boiling point of water in Celsius?", "Water boils at 100 degrees Celsius."),
-        ("Give me a synonym for happy.", "A synonym for happy is joyful."),
-        ("How many legs does a spider have?", "A spider has eight legs."),
-        ("What is 9 minus 4?", "9 minus 4 is 5."),
-        (
-            "Write a haiku about rain.",
-            "Soft rain on the roof\nquiet streets begin to shine\npuddles hold the sky",
-        ),
-        ("Thanks, that is all for now.", "You are welcome!"),
-        ("What colour do you get by mixing blue and yellow?", "Blue and yellow make green."),
-        ("Name three primary colours.", "Red, blue and yellow."),
-        ("What is the square root of 81?", "The square root of 81 is 9."),
-        (
-            "Write a Python function that returns the square of a number.",
-            "```python\ndef square(x):\n    return x * x\n```",
-        ),
-        ("Is 17 an odd number?", "Yes, 17 is odd."),
-        (
-            "Summarise what a compiler does in one sentence.",
-            "A compiler translates source code into a program the machine can run.",
-        ),
-        ("How many minutes are in two hours?", "Two hours have 120 minutes."),
-    ]:
-        tasks.append(Task(prompt, (), None, answer))
     # held out (test split only)
     add(
         _single(
@@ -790,17 +773,604 @@ def _tasks() -> list[Task]:
     return tasks
 
 
+# Unseen-looking tools -------------------------------------------------------------------------
+# Tools made from a catalogue of business objects and the things one does with them (look up,
+# cancel, create, set a field, list, count), with compact schemas. Every line of the recipe shows
+# at least one, so the model meets new names and argument names all the time and learns to read
+# the schema; the objects in ``_HELD_OUT_OBJECTS`` give the test split's tools, never trained on.
+
+
+@dataclass(frozen=True)
+class _Field:
+    """An argument of a made-up tool: its name, JSON type, value pool and how a prompt says
+    it (``{v}`` is the value; a boolean has the phrases for true and for false)."""
+
+    name: str
+    kind: str
+    pool: str
+    phrase: str | tuple[str, str]
+    enum: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.kind}
+        if self.enum:
+            schema["enum"] = list(_NOVEL_POOLS[self.pool])
+        return schema
+
+
+_FIELDS = {
+    f.name: f
+    for f in [
+        _Field("priority", "string", "priority", "with {v} priority", enum=True),
+        _Field("assignee", "string", "first_name", "assigned to {v}"),
+        _Field("due_date", "string", "date", "due on {v}"),
+        _Field("amount", "number", "money", "for {v} dollars"),
+        _Field("quantity", "integer", "small_count", "with a quantity of {v}"),
+        _Field("colour", "string", "colour", "in {v}"),
+        _Field("size", "string", "size", "in size {v}", enum=True),
+        _Field("location", "string", "city", "in {v}"),
+        _Field("owner", "string", "person", "owned by {v}"),
+        _Field("status", "string", "status", "with status {v}", enum=True),
+        _Field("tag", "string", "tag", "tagged {v}"),
+        _Field("start_date", "string", "date", "starting on {v}"),
+        _Field("days", "integer", "day_count", "for {v} days"),
+        _Field("team", "string", "team", "for the {v} team"),
+        _Field("capacity", "integer", "seats", "for {v} people"),
+        _Field("note", "string", "short_note", "with the note {v}"),
+        _Field("level", "string", "level", "at {v} level", enum=True),
+        _Field("language", "string", "language", "in {v}"),
+        _Field("rating", "integer", "stars", "rated {v} stars"),
+        _Field("weight_kg", "number", "kilos", "weighing {v} kg"),
+        _Field("urgent", "boolean", "flag", ("marked urgent", "not marked urgent")),
+        _Field("notify", "boolean", "flag", ("and notify me", "without notifying anyone")),
+        _Field("public", "boolean", "flag", ("visible to everyone", "kept private")),
+        _Field("recurring", "boolean", "flag", ("repeating every week", "just this once")),
+    ]
+}
+
+# (noun, tool name part, id argument, id prefix, fields)
+_OBJECTS = [
+    ("support ticket", "ticket", "ticket_id", "T-", ["priority", "assignee", "urgent"]),
+    ("invoice", "invoice", "invoice_id", "INV-", ["amount", "due_date"]),
+    ("expense report", "expense", "expense_id", "EXP-", ["amount", "tag", "team"]),
+    ("room booking", "room_booking", "booking_id", "RB-", ["capacity", "start_date", "recurring"]),
+    ("playlist", "playlist", "playlist_id", "PL-", ["tag", "public"]),
+    ("purchase order", "purchase_order", "order_number", "PO-", ["quantity", "amount", "notify"]),
+    ("gym class", "gym_class", "class_id", "GC-", ["level", "capacity", "start_date"]),
+    ("library loan", "loan", "loan_id", "LN-", ["due_date", "owner"]),
+    ("parking permit", "parking_permit", "permit_id", "PP-", ["location", "days"]),
+    ("virtual machine", "vm", "vm_name", "vm-", ["location", "size", "status"]),
+    ("deployment", "deployment", "deployment_id", "DEP-", ["team", "status", "notify"]),
+    ("build job", "build", "build_id", "B-", ["status", "tag"]),
+    ("database backup", "backup", "backup_id", "BK-", ["location", "recurring"]),
+    ("user account", "account", "username", "user", ["team", "status"]),
+    ("coupon", "coupon", "coupon_code", "SAVE", ["amount", "due_date"]),
+    ("gift card", "gift_card", "card_number", "GC", ["amount", "note"]),
+    ("subscription", "subscription", "subscription_id", "SUB-", ["size", "status"]),
+    ("car service appointment", "service_appointment", "appointment_id", "SVC-",
+     ["location", "start_date"]),
+    ("bike rental", "bike_rental", "rental_id", "BR-", ["location", "days"]),
+    ("locker", "locker", "locker_number", "L", ["location", "size"]),
+    ("visitor pass", "visitor_pass", "pass_id", "VP-", ["start_date", "owner"]),
+    ("lab sample", "lab_sample", "sample_id", "LS-", ["weight_kg", "status"]),
+    ("course enrolment", "enrolment", "enrolment_id", "EN-", ["level", "language"]),
+    ("cooking recipe", "recipe", "recipe_id", "R-", ["rating", "tag"]),
+    ("feedback survey", "survey", "survey_id", "SV-", ["team", "public"]),
+    ("job posting", "job_posting", "posting_id", "JP-", ["location", "team", "public"]),
+    ("product review", "review", "review_id", "RV-", ["rating", "public"]),
+    ("bug report", "bug", "bug_id", "BUG-", ["priority", "assignee", "tag"]),
+    ("timesheet", "timesheet", "timesheet_id", "TS-", ["team", "days"]),
+    ("concert ticket", "concert_ticket", "ticket_code", "CT-", ["quantity", "amount"]),
+    ("sensor", "sensor", "sensor_id", "S-", ["location", "status"]),
+    ("work shift", "shift", "shift_id", "SH-", ["assignee", "start_date"]),
+    ("warehouse pallet", "pallet", "pallet_id", "PAL-", ["weight_kg", "location"]),
+    ("newsletter", "newsletter", "newsletter_id", "NL-", ["language", "recurring"]),
+    ("marketing campaign", "campaign", "campaign_id", "CMP-", ["amount", "team", "start_date"]),
+    ("furniture order", "furniture_order", "order_id", "FO-", ["colour", "quantity"]),
+]  # fmt: skip
+
+# only in the test split: tools made from these are never trained on
+_HELD_OUT_OBJECTS = [
+    ("insurance claim", "claim", "claim_number", "CL-", ["amount", "status"]),
+    ("warranty", "warranty", "serial_number", "SN", ["days", "owner"]),
+    ("conference talk", "talk", "talk_id", "TK-", ["level", "language"]),
+    ("printer job", "print_job", "job_id", "PJ-", ["quantity", "colour"]),
+]  # fmt: skip
+
+_NOVEL_POOLS: dict[str, list[Any]] = {
+    "priority": ["low", "normal", "high", "urgent"],
+    "first_name": ["Maya", "Jonas", "Priya", "Omar", "Lena", "Kofi", "Ines", "Tariq"],
+    "money": [12.5, 49.99, 120, 310.75, 75, 18.2, 999],
+    "small_count": [2, 3, 5, 8, 12, 20],
+    "colour": ["red", "blue", "green", "black", "white", "grey"],
+    "size": ["small", "medium", "large"],
+    "status": ["open", "closed", "pending", "active"],
+    "tag": ["billing", "travel", "hardware", "design", "onboarding", "research"],
+    "day_count": [1, 2, 3, 7, 14, 30],
+    "team": ["sales", "support", "design", "finance", "platform", "legal"],
+    "seats": [4, 6, 10, 25, 60],
+    "short_note": ["fragile", "call first", "ring twice", "leave at desk"],
+    "level": ["beginner", "intermediate", "advanced"],
+    "stars": [1, 2, 3, 4, 5],
+    "kilos": [0.5, 2.5, 12, 30.5, 7.25],
+    "flag": [True, False],
+    "items_found": [2, 3, 4, 7, 11],
+}  # fmt: skip
+
+_NOVEL_WEIGHT = 0.25  # a made-up tool's task against a hand-written one's (1): about half each
+_GET = ("get", "fetch", "lookup", "show")
+_CANCEL = ("cancel", "delete", "remove", "close")
+_CREATE = ("create", "add", "new", "open")
+_SET = ("set", "update", "change")
+_LIST = ("list", "find", "search")
+
+_GET_PROMPTS = ["Show me {noun} {key}.", "Look up {noun} {key}.",
+                "What are the details of {noun} {key}?", "Pull up {noun} {key} for me.",
+                "Can you check {noun} {key}?"]  # fmt: skip
+_CANCEL_PROMPTS = ["Cancel {noun} {key}.", "Please get rid of {noun} {key}.",
+                   "I no longer need {noun} {key}; cancel it."]  # fmt: skip
+_CREATE_PROMPTS = ["Create a {noun} {phrases}.", "Add a new {noun} {phrases}.",
+                   "I need a new {noun} {phrases}.", "Set up a {noun} {phrases}."]  # fmt: skip
+_SET_PROMPTS = ["Set the {label} of {noun} {key} to {value}.",
+                "Change the {label} on {noun} {key} to {value}.",
+                "{noun} {key} should have {label} {value}; update it."]  # fmt: skip
+_LIST_PROMPTS = ["List the {nouns} {phrase}.", "Which {nouns} are there {phrase}?",
+                 "Find every {noun} {phrase}."]  # fmt: skip
+_COUNT_PROMPTS = ["How many {nouns} are there {phrase}?", "Count the {nouns} {phrase}."]
+
+
+def _plural(word: str) -> str:
+    """The English plural of a catalogue noun (the last word of ``word``)."""
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _object_tools(
+    obj: tuple[str, str, str, str, list[str]], rng: random.Random
+) -> tuple[list[Tool], list[Task], dict[str, list[Any]]]:
+    """The tools, tasks and id pool of one catalogue object."""
+    noun, part, key_name, prefix, field_names = obj
+    nouns, parts = _plural(noun), _plural(part)
+    fields = [_FIELDS[name] for name in field_names]
+    pool = f"{part}_key"
+    pools = {pool: [f"{prefix}{rng.randint(1000, 9999)}" for _ in range(6)]}
+    key, key2 = f"{{{pool}}}", f"{{{pool}2}}"
+
+    def schema(*args: _Field | str) -> dict[str, Any]:
+        properties = {
+            a if isinstance(a, str) else a.name: {"type": "string"} if isinstance(a, str)
+            else a.schema()
+            for a in args
+        }  # fmt: skip
+        return {"type": "object", "properties": properties, "required": list(properties)}
+
+    def name(verbs: tuple[str, ...], suffix: str = "") -> str:
+        return f"{rng.choice(verbs)}_{part}{suffix}"
+
+    def phrase(field: _Field, value: Any = None) -> str:
+        if isinstance(field.phrase, tuple):
+            return field.phrase[0] if value else field.phrase[1]
+        return field.phrase.replace("{v}", f"{{{field.pool}}}")
+
+    tools: list[Tool] = []
+    tasks: list[Task] = []
+    status = "{status}"
+    get = Tool(name(_GET), f"Get a {noun} by its id.", schema(key_name),
+               f"{{{pool}}}: {status}", f"The {noun} {{{pool}}} is {status}.")  # fmt: skip
+    cancel = Tool(name(_CANCEL), f"Cancel a {noun}.", schema(key_name),
+                  f"cancelled {{{pool}}}", f"The {noun} {{{pool}}} is cancelled.")  # fmt: skip
+    tools += [get, cancel]
+    for tool, prompts in ((get, _GET_PROMPTS), (cancel, _CANCEL_PROMPTS)):
+        text = rng.choice(prompts).format(noun=noun, key=key)
+        tasks.append(Task(text, (((tool.name, {key_name: key}),),), weight=_NOVEL_WEIGHT))
+    tasks.append(Task(f"Show me {nouns} {key} and {key2}.",
+                      (((get.name, {key_name: key}), (get.name, {key_name: key2})),),
+                      weight=_NOVEL_WEIGHT))  # fmt: skip
+    tasks.append(Task(rng.choice(["Check {noun} {key}, then cancel it.",
+                                  "Look at {noun} {key} first and then cancel it."]).format(
+                          noun=noun, key=key),
+                      (((get.name, {key_name: key}),), ((cancel.name, {key_name: key}),)),
+                      weight=_NOVEL_WEIGHT))  # fmt: skip
+    plain = [f for f in fields if f.kind != "boolean"]
+    flags = [f for f in fields if f.kind == "boolean"]
+    created = Tool(name(_CREATE), f"Create a {noun}.", schema(*fields),
+                   f"created {{{pool}}}", f"I created the {noun} {{{pool}}}.")  # fmt: skip
+    tools.append(created)
+    for value in (True, False) if flags else (None,):
+        arguments: dict[str, Any] = {f.name: f"{{{f.pool}}}" for f in plain}
+        arguments.update({f.name: value for f in flags})
+        phrases = " ".join([*(phrase(f) for f in plain), *(phrase(f, value) for f in flags)])
+        text = rng.choice(_CREATE_PROMPTS).format(noun=noun, phrases=phrases)
+        tasks.append(Task(text, (((created.name, arguments),),), weight=_NOVEL_WEIGHT))
+    if plain:
+        field = rng.choice(plain)
+        given = f"{{{field.pool}}}"
+        setter = Tool(name(_SET, f"_{field.name}"), f"Set the {field.label} of a {noun}.",
+                      schema(key_name, field), "updated",
+                      f"The {noun} {{{pool}}} now has {field.label} {given}.")  # fmt: skip
+        text = rng.choice(_SET_PROMPTS).format(noun=noun, key=key, label=field.label, value=given)
+        text = text[0].upper() + text[1:]
+        lister = Tool(f"{rng.choice(_LIST)}_{parts}", f"List {nouns} by {field.label}.",
+                      schema(field),
+                      f"{{{pool}}}, {{{pool}2}}",
+                      f"I found {{{pool}}} and {{{pool}2}}.")  # fmt: skip
+        counter = Tool(f"count_{parts}", f"Count {nouns} by {field.label}.", schema(field),
+                       "{items_found}", "There are {items_found} of them.")  # fmt: skip
+        tools += [setter, lister, counter]
+        tasks.append(Task(text, (((setter.name, {key_name: key, field.name: given}),),),
+                          weight=_NOVEL_WEIGHT))  # fmt: skip
+        for tool, prompts in ((lister, _LIST_PROMPTS), (counter, _COUNT_PROMPTS)):
+            text = rng.choice(prompts).format(noun=noun, nouns=nouns, phrase=phrase(field))
+            tasks.append(Task(text, (((tool.name, {field.name: given}),),), weight=_NOVEL_WEIGHT))
+        text = f"Find the {nouns} {phrase(field)}, then show me the first one."
+        steps = (((lister.name, {field.name: given}),), ((get.name, {key_name: key}),))
+        tasks.append(Task(text, steps, weight=_NOVEL_WEIGHT))
+    return tools, tasks, pools
+
+
+def novel_tools(
+    seed: int = 0,
+) -> tuple[dict[str, Tool], list[Task], dict[str, list[Any]], frozenset[str]]:
+    """The made-up tools (trained and held out), their tasks and pools, and the held-out names."""
+    rng = random.Random(seed)
+    tools: dict[str, Tool] = {}
+    tasks: list[Task] = []
+    pools: dict[str, list[Any]] = dict(_NOVEL_POOLS)
+    held_out: set[str] = set()
+    for objects, kept_out in ((_OBJECTS, False), (_HELD_OUT_OBJECTS, True)):
+        for obj in objects:
+            made, object_tasks, object_pools = _object_tools(obj, rng)
+            for tool in made:
+                if tool.name in tools:
+                    raise ValueError(f"two made-up tools are called {tool.name}")
+                tools[tool.name] = tool
+            tasks += object_tasks
+            pools.update(object_pools)
+            if kept_out:
+                held_out.update(t.name for t in made)
+    return tools, tasks, pools, frozenset(held_out)
+
+
 HELD_OUT = frozenset({"book_hotel", "get_forecast", "send_sms", "track_package"})
 
 
-def tool_calling_spec() -> ToolcallSpec:
-    """The ``tool-calling`` recipe's spec (see the module docstring)."""
+# the tools the eval suite shows, with the schemas it sends (pydantic-ai's, from functions)
+EVAL_TOOLS = frozenset({"list_dir", "read_file", "write_file", "search_files", "get_weather",
+                        "convert_currency", "book_flight", "create_event"})  # fmt: skip
+BASE_ANSWERS = Path(__file__).resolve().parent / "recipe_data" / "tool-calling-base-answers.jsonl"
+
+
+def _compact(tool: Tool) -> Tool:
+    """The tool without ``additionalProperties`` (the eval suite's own tools keep theirs)."""
+    if tool.name in EVAL_TOOLS:
+        return tool
+    parameters = {k: v for k, v in tool.parameters.items() if k != "additionalProperties"}
+    return replace(tool, parameters=parameters)
+
+
+def _literal(text: str) -> str:
+    """``text`` as a template that fills to itself (code has braces)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def base_answer_tasks(answers: Sequence[BaseAnswer]) -> list[Task]:
+    """No-tool tasks from the base model's usable answers: the prompt and its own answer, shown
+    with no tools, other tools, or (every fourth) the workspace tools, as the evals ask. Each
+    kind (code, arithmetic, chat) is drawn as often as the others, and within a kind an answer
+    that passed its check twice as often as one that did not."""
+    usable = [a for a in answers if a.usable]
+    weights = [2.0 if a.passed else 1.0 for a in usable]
+    totals: dict[str, float] = {}
+    for answer, weight in zip(usable, weights, strict=True):
+        totals[answer.kind] = totals.get(answer.kind, 0.0) + weight
+    tasks = []
+    for n, (answer, weight) in enumerate(zip(usable, weights, strict=True)):
+        shown = _WORKSPACE if n % 4 == 3 else None
+        share = 100 * weight / totals[answer.kind]
+        tasks.append(Task(_literal(answer.prompt), (), shown, _literal(answer.answer), share))
+    return tasks
+
+
+def tool_calling_spec(base_answers: Path | None = None) -> ToolcallSpec:
+    """The ``tool-calling`` recipe's spec (see the module docstring); ``base_answers`` is the
+    file of the base model's answers (default: the shipped ones, made from :func:`base_prompts`
+    with the default model)."""
     workspace = _workspace_tools()
-    tools = {t.name: t for t in (*workspace, *_TOOLS)}
+    made, made_tasks, made_pools, made_held_out = novel_tools()
+    tools = {t.name: _compact(t) for t in (*workspace, *_TOOLS)}
+    clash = sorted(tools.keys() & made.keys())
+    clash += sorted(k for k in _POOLS.keys() & made_pools.keys() if _POOLS[k] != made_pools[k])
+    if clash:
+        raise ValueError(f"made-up tools or pools clash with the recipe's: {', '.join(clash)}")
+    answers = read_answers(base_answers or BASE_ANSWERS)
     return ToolcallSpec(
-        tools=tools,
-        pools=_POOLS,
-        tasks=_tasks(),
-        held_out=HELD_OUT,
+        tools={**tools, **made},
+        pools={**_POOLS, **made_pools},
+        tasks=[*_tasks(), *made_tasks, *base_answer_tasks(answers)],
+        held_out=HELD_OUT | made_held_out,
         toolboxes={"workspace": [t.name for t in workspace]},
+        distractors=3,
+        min_distractors=1,
+        novel=frozenset(made),
+        answer_share=0.45,
+        bare_share=0.5,
+        weights={"single": 3, "parallel": 1, "multi_step": 2, "no_tool": 4},
     ).check()
+
+
+# The tool-calling recipe's self-distillation prompts --------------------------------------------
+# Prompts that need no tool, none of them an eval prompt (the leakage check runs on the recipe's
+# data, these included): the base model's own answers to them keep code, arithmetic and chat
+# in the adapter (see ``finetune.distill``). Each has a check, so only right answers are kept.
+
+_CODE_TASKS = [
+    ("cube(x)", "returns x cubed", ["cube(3) == 27", "cube(-2) == -8"]),
+    ("is_odd(n)", "returns True when the integer n is odd", ["is_odd(3)", "not is_odd(4)"]),
+    ("middle_char(text)", "returns the middle character of a string of odd length",
+     ["middle_char('abc') == 'b'", "middle_char('x') == 'x'"]),
+    ("repeat_each(items)", "returns a list in which every element appears twice in a row",
+     ["repeat_each([1, 2]) == [1, 1, 2, 2]", "repeat_each([]) == []"]),
+    ("product(numbers)", "multiplies all the numbers of a list together (1 for an empty list)",
+     ["product([2, 3, 4]) == 24", "product([]) == 1"]),
+    ("km_to_miles(km)", "converts kilometres to miles (1 km is 0.621371 miles)",
+     ["abs(km_to_miles(10) - 6.21371) < 0.001", "km_to_miles(0) == 0"]),
+    ("count_uppercase(text)", "counts the uppercase letters in a string",
+     ["count_uppercase('Hello World') == 2", "count_uppercase('abc') == 0"]),
+    ("double_all(numbers)", "returns a new list with every number doubled",
+     ["double_all([1, 2, 3]) == [2, 4, 6]", "double_all([]) == []"]),
+    ("keep_positive(numbers)", "returns only the numbers greater than zero",
+     ["keep_positive([3, -1, 0, 5]) == [3, 5]", "keep_positive([-2]) == []"]),
+    ("word_lengths(words)", "returns the length of each word in a list",
+     ["word_lengths(['hi', 'there']) == [2, 5]", "word_lengths([]) == []"]),
+    ("max_of_three(a, b, c)", "returns the largest of three numbers",
+     ["max_of_three(1, 9, 4) == 9", "max_of_three(-1, -5, -3) == -1"]),
+    ("distance(a, b)", "returns the absolute difference between two numbers",
+     ["distance(3, 10) == 7", "distance(10, 3) == 7"]),
+    ("is_leap_year(year)", "returns True for a leap year in the Gregorian calendar",
+     ["is_leap_year(2024)", "not is_leap_year(1900)", "is_leap_year(2000)"]),
+    ("count_of(items, target)", "counts how many times target appears in a list",
+     ["count_of([1, 2, 1, 1], 1) == 3", "count_of([], 5) == 0"]),
+    ("merge(a, b)", "merges two dicts into a new dict, the values of b winning",
+     ["merge({'x': 1}, {'y': 2}) == {'x': 1, 'y': 2}", "merge({'x': 1}, {'x': 3}) == {'x': 3}"]),
+    ("swap(a, b)", "returns the two values as a tuple in the opposite order",
+     ["swap(1, 2) == (2, 1)", "swap('a', 'b') == ('b', 'a')"]),
+    ("repeat_text(text, times)", "returns the text repeated the given number of times",
+     ["repeat_text('ab', 3) == 'ababab'", "repeat_text('x', 0) == ''"]),
+    ("initials(name)", "returns the uppercase first letters of each part of a full name",
+     ["initials('Ada Lovelace') == 'AL'", "initials('grace brewster hopper') == 'GBH'"]),
+    ("longest_word(words)", "returns the longest word in a list (the first one on a tie)",
+     ["longest_word(['a', 'abc', 'ab']) == 'abc'", "longest_word(['xy', 'zw']) == 'xy'"]),
+    ("one_to_n(n)", "returns the list of whole numbers from 1 to n",
+     ["one_to_n(4) == [1, 2, 3, 4]", "one_to_n(0) == []"]),
+    ("squares(numbers)", "returns the square of every number in a list",
+     ["squares([1, 2, 3]) == [1, 4, 9]", "squares([]) == []"]),
+    ("is_sorted(numbers)", "returns True when a list is in ascending order",
+     ["is_sorted([1, 2, 2, 5])", "not is_sorted([3, 1])", "is_sorted([])"]),
+    ("count_spaces(text)", "counts the space characters in a string",
+     ["count_spaces('a b c') == 2", "count_spaces('abc') == 0"]),
+    ("shout(text)", "returns the text in uppercase followed by an exclamation mark",
+     ["shout('hi') == 'HI!'", "shout('ok go') == 'OK GO!'"]),
+    ("starts_with_vowel(word)", "returns True when a word starts with a, e, i, o or u",
+     ["starts_with_vowel('apple')", "not starts_with_vowel('pear')"]),
+    ("minutes_to_seconds(minutes)", "converts minutes to seconds",
+     ["minutes_to_seconds(2) == 120", "minutes_to_seconds(0) == 0"]),
+    ("percent_of(part, whole)", "returns what percentage part is of whole",
+     ["percent_of(25, 200) == 12.5", "percent_of(3, 3) == 100"]),
+    ("middle_value(a, b, c)", "returns the median of three different numbers",
+     ["middle_value(3, 1, 2) == 2", "middle_value(10, 30, 20) == 20"]),
+    ("join_with_dashes(words)", "joins a list of words with '-' between them",
+     ["join_with_dashes(['a', 'b', 'c']) == 'a-b-c'", "join_with_dashes([]) == ''"]),
+    ("split_commas(line)", "splits a line of text on commas into a list of strings",
+     ["split_commas('a,b,c') == ['a', 'b', 'c']", "split_commas('x') == ['x']"]),
+    ("strip_spaces(text)", "removes every space character from a string",
+     ["strip_spaces(' a b ') == 'ab'", "strip_spaces('') == ''"]),
+    ("digit_count(text)", "counts the characters of a string that are digits",
+     ["digit_count('a1b22') == 3", "digit_count('none') == 0"]),
+    ("sorted_keys(mapping)", "returns the keys of a dict as a sorted list",
+     ["sorted_keys({'b': 1, 'a': 2}) == ['a', 'b']", "sorted_keys({}) == []"]),
+    ("invert(mapping)", "swaps the keys and values of a dict",
+     ["invert({'a': 1, 'b': 2}) == {1: 'a', 2: 'b'}", "invert({}) == {}"]),
+    ("safe_divide(a, b)", "returns a divided by b, or None when b is zero",
+     ["safe_divide(9, 3) == 3", "safe_divide(1, 0) is None"]),
+    ("is_empty(items)", "returns True when a list has no elements",
+     ["is_empty([])", "not is_empty([0])"]),
+    ("count_true(values)", "counts the values in a list that are True",
+     ["count_true([True, False, True]) == 2", "count_true([]) == 0"]),
+    ("sign(n)", "returns -1 for a negative number, 0 for zero and 1 for a positive number",
+     ["sign(-4) == -1", "sign(0) == 0", "sign(9) == 1"]),
+    ("triangle_area(base, height)", "returns the area of a triangle",
+     ["triangle_area(4, 5) == 10", "triangle_area(3, 3) == 4.5"]),
+    ("circle_area(radius)", "returns the area of a circle",
+     ["abs(circle_area(1) - 3.14159) < 0.001", "circle_area(0) == 0"]),
+    ("rectangle_perimeter(width, height)", "returns the perimeter of a rectangle",
+     ["rectangle_perimeter(2, 3) == 10", "rectangle_perimeter(5, 5) == 20"]),
+    ("evens_up_to(n)", "returns the even numbers from 0 to n inclusive",
+     ["evens_up_to(6) == [0, 2, 4, 6]", "evens_up_to(1) == [0]"]),
+    ("two_to_the(n)", "returns 2 raised to the power n",
+     ["two_to_the(3) == 8", "two_to_the(0) == 1"]),
+    ("divides(a, b)", "returns True when a is divisible by b",
+     ["divides(10, 5)", "not divides(10, 3)"]),
+    ("underscores(text)", "replaces every space in a string with an underscore",
+     ["underscores('a b c') == 'a_b_c'", "underscores('ab') == 'ab'"]),
+    ("total_letters(words)", "returns the total number of characters in a list of words",
+     ["total_letters(['ab', 'cde']) == 5", "total_letters([]) == 0"]),
+    ("countdown(n)", "returns the list of numbers from n down to 1",
+     ["countdown(3) == [3, 2, 1]", "countdown(0) == []"]),
+    ("distinct_count(items)", "returns how many different values a list holds",
+     ["distinct_count([1, 1, 2, 3, 3]) == 3", "distinct_count([]) == 0"]),
+    ("position(items, target)", "returns the index of target in a list, or -1 when absent",
+     ["position([5, 6, 7], 6) == 1", "position([5], 9) == -1"]),
+    ("count_negative(numbers)", "counts the numbers below zero in a list",
+     ["count_negative([-1, 2, -3]) == 2", "count_negative([]) == 0"]),
+    ("without_first(items)", "returns a list without its first element",
+     ["without_first([1, 2, 3]) == [2, 3]", "without_first([1]) == []"]),
+    ("greet(name)", "returns the string 'Hello, ' followed by the name and '!'",
+     ["greet('Sam') == 'Hello, Sam!'", "greet('') == 'Hello, !'"]),
+    ("average_length(words)", "returns the mean length of the words in a non-empty list",
+     ["average_length(['ab', 'abcd']) == 3", "average_length(['x']) == 1"]),
+    ("nth_square(n)", "returns the n-th square number, n times n",
+     ["nth_square(4) == 16", "nth_square(0) == 0"]),
+    ("has_duplicates(items)", "returns True when some value appears more than once in a list",
+     ["has_duplicates([1, 2, 1])", "not has_duplicates([1, 2, 3])"]),
+    ("only_strings(values)", "returns the elements of a list that are strings",
+     ["only_strings([1, 'a', None, 'b']) == ['a', 'b']", "only_strings([]) == []"]),
+    ("pounds_to_kg(pounds)", "converts pounds to kilograms (1 pound is 0.453592 kg)",
+     ["abs(pounds_to_kg(10) - 4.53592) < 0.001", "pounds_to_kg(0) == 0"]),
+    ("seconds_to_hours(seconds)", "converts seconds to hours",
+     ["seconds_to_hours(7200) == 2", "seconds_to_hours(1800) == 0.5"]),
+]  # fmt: skip
+
+_CODE_STYLES = [
+    "Write a Python function {signature} that {what}.",
+    "Implement {signature} in Python: it {what}.",
+    "Create a Python function named {name} ({signature}) that {what}.",
+]
+
+_ARITHMETIC: list[tuple[str, Callable[[int, int], int]]] = [
+    ("Compute {a} + {b}.", lambda a, b: a + b),
+    ("Calculate {a} plus {b}.", lambda a, b: a + b),
+    ("What do you get when you add {a} and {b}?", lambda a, b: a + b),
+    ("What is the sum of {a} and {b}?", lambda a, b: a + b),
+    ("Subtract {b} from {a}.", lambda a, b: a - b),
+    ("What is {a} take away {b}?", lambda a, b: a - b),
+    ("Calculate {a} times {b}.", lambda a, b: a * b),
+    ("What is the product of {a} and {b}?", lambda a, b: a * b),
+    ("Multiply {a} by {b}.", lambda a, b: a * b),
+]
+_DIVISION = ["Divide {total} by {b}.", "What is {total} shared equally into {b} parts?"]
+_WORD_PROBLEMS: list[tuple[str, Callable[[int, int], int]]] = [
+    ("A bag holds {a} marbles and {b} more are put in. How many marbles are in the bag now?",
+     lambda a, b: a + b),
+    ("There are {a} rows with {b} chairs in each row. How many chairs are there?",
+     lambda a, b: a * b),
+    ("A book has {a} pages and Lena has read {b} of them. How many pages are left to read?",
+     lambda a, b: a - b),
+    ("A bus carries {a} people and {b} get off at the first stop. How many people stay on?",
+     lambda a, b: a - b),
+    ("Each box of crayons has {b} crayons. How many crayons are in {a} boxes?",
+     lambda a, b: a * b),
+    ("A farmer has {a} cows and buys {b} more. How many cows does the farmer have?",
+     lambda a, b: a + b),
+    ("A runner runs {b} kilometres every day for {a} days. How far is that in kilometres?",
+     lambda a, b: a * b),
+]  # fmt: skip
+
+_CHAT = [
+    ("Name the largest planet in our solar system.", ["Jupiter"]),
+    ("Which animal is called the king of the jungle?", ["lion"]),
+    ("What is the opposite of cold?", ["hot"]),
+    ("What is the plural of mouse?", ["mice"]),
+    ("Which ocean is the largest on Earth?", ["Pacific"]),
+    ("How many continents are there on Earth?", 7),
+    ("At what temperature in Celsius does water freeze?", 0),
+    ("Who wrote Romeo and Juliet?", ["Shakespeare"]),
+    ("What language do people speak in Brazil?", ["Portuguese"]),
+    ("What is the chemical symbol for gold?", ["Au"]),
+    ("Say hello in Spanish.", ["hola"]),
+    ("What is the capital city of Japan?", ["Tokyo"]),
+    ("Which city is the capital of Canada?", ["Ottawa"]),
+    ("Tell me the capital of Spain.", ["Madrid"]),
+    ("Which planet is closest to the sun?", ["Mercury"]),
+    ("What sweet food do bees make?", ["honey"]),
+    ("How many days does a week have?", 7),
+    ("What does CPU stand for?", ["processing", "unit"]),
+    ("What does HTML stand for?", ["markup", "language"]),
+    ("What is the tallest mountain in the world?", ["Everest"]),
+    ("Which river is the longest in Africa?", ["Nile"]),
+    ("What is the main ingredient of guacamole?", ["avocado"]),
+    ("What do you call a young cat?", ["kitten"]),
+    ("What do you call a young dog?", ["puppy"]),
+    ("What is H2O better known as?", ["water"]),
+    ("Is the sun a star? Answer yes or no.", ["yes"]),
+    ("Which season comes after winter?", ["spring"]),
+    ("What colour is fresh grass?", ["green"]),
+    ("In which country are the pyramids of Giza?", ["Egypt"]),
+    ("Which instrument has 88 black and white keys?", ["piano"]),
+    ("What is the past tense of the verb run?", ["ran"]),
+    ("What is the opposite of early?", ["late"]),
+    ("Which metal is liquid at room temperature?", ["mercury"]),
+    ("What does a caterpillar turn into?", r"(?i)butterfl|moth"),
+    ("How many wheels does a bicycle have?", 2),
+    ("What is the freezing point of water in Fahrenheit?", 32),
+    ("Which animal gives us wool?", ["sheep"]),
+    ("What is the capital of Germany?", ["Berlin"]),
+    ("What is the largest mammal on Earth?", ["whale"]),
+    ("Which organ pumps blood around the body?", ["heart"]),
+    ("Write one sentence about the sea.", r"\w+ \w+"),
+    ("Suggest a name for a pet goldfish.", r"\w"),
+    ("Describe a rainbow in one sentence.", r"\w+ \w+"),
+    ("Tell me a fun fact about dolphins.", r"\w+ \w+"),
+    ("Give me a synonym for big.", r"\w"),
+    ("Give me two tips for sleeping better.", r"\w+ \w+"),
+    ("What is Python used for? Answer briefly.", r"\w+ \w+"),
+    ("Good morning! Can you help me with something?", r"\w"),
+    ("Thank you for your help earlier.", r"\w"),
+    ("Explain in one sentence what a computer does.", r"\w+ \w+"),
+    ("Write a short sentence wishing a friend luck on a test.", r"\w+ \w+"),
+    ("What is a noun? Answer in one sentence.", r"\w+ \w+"),
+    ("Give an example of a fruit that is red.", r"\w"),
+    ("Explain what a list is in Python in one sentence.", r"\w+ \w+"),
+    ("What is the difference between a for loop and a while loop? Be brief.", r"\w+ \w+"),
+    ("Why do we need sleep? Answer in one sentence.", r"\w+ \w+"),
+    ("What is recursion in programming? One sentence, please.", r"\w+ \w+"),
+    ("Write a friendly one-line greeting for a new colleague.", r"\w+ \w+"),
+]  # fmt: skip
+
+
+def _expected(check: Any) -> dict[str, Any]:
+    if isinstance(check, int):
+        return {"number": check}
+    if isinstance(check, str):
+        return {"regex": check}
+    return {"keywords": list(check)}
+
+
+def base_prompts(seed: int = 0) -> list[BasePrompt]:
+    """The tool-calling recipe's self-distillation prompts: code tasks with asserts,
+    arithmetic and word problems with their numbers, short chat with keywords (or any text
+    where any answer will do)."""
+    rng = random.Random(seed)
+    prompts = []
+    for number, (signature, what, tests) in enumerate(_CODE_TASKS):
+        name = signature.partition("(")[0]
+        style = _CODE_STYLES[number % len(_CODE_STYLES)]
+        prompts.append(
+            BasePrompt(
+                f"code-{name}",
+                "code",
+                style.format(signature=signature, name=name, what=what),
+                {"python_tests": [f"assert {test}" for test in tests]},
+            )
+        )
+    for number in range(90):
+        template, operation = _ARITHMETIC[number % len(_ARITHMETIC)]
+        a, b = rng.randint(11, 99), rng.randint(2, 60)
+        if number % 9 in (4, 5):  # subtraction stays non-negative
+            a, b = max(a, b), min(a, b)
+        if number % 9 >= 6:  # products of a 2-digit and a 1-digit number
+            b = rng.randint(2, 9)
+        text = template.format(a=a, b=b)
+        prompts.append(BasePrompt(f"arithmetic-{number}", "arithmetic", text,
+                                  {"number": operation(a, b)}))  # fmt: skip
+    for number in range(16):
+        b = rng.randint(2, 9)
+        total = b * rng.randint(3, 15)
+        text = _DIVISION[number % len(_DIVISION)].format(total=total, b=b)
+        prompts.append(BasePrompt(f"division-{number}", "arithmetic", text,
+                                  {"number": total // b}))  # fmt: skip
+    for number in range(35):
+        template, operation = _WORD_PROBLEMS[number % len(_WORD_PROBLEMS)]
+        a, b = rng.randint(12, 60), rng.randint(2, 11)
+        text = template.format(a=a, b=b)
+        prompts.append(BasePrompt(f"word-problem-{number}", "arithmetic", text,
+                                  {"number": operation(a, b)}))  # fmt: skip
+    for number, (text, check) in enumerate(_CHAT):
+        prompts.append(BasePrompt(f"chat-{number}", "chat", text, _expected(check)))
+    return prompts

@@ -13,6 +13,14 @@ Placeholders are ``{pool}`` or ``{pool2}`` (a second, different value from the s
 argument template that is exactly one placeholder keeps the pool value's type (numbers stay
 numbers). Tools listed in ``held_out`` appear only in the test split, so the test split measures
 calling tools never seen in training.
+
+How a line is drawn is the spec's to say: how many other tools it shows (``min_distractors`` to
+``distractors``), at least one of the ``novel`` tools in every line that shows tools (tools that
+look new, so the model learns to read a schema rather than remember a name), how often a line
+ends on the answer after the results (``answer_share``: the model learns to stop), how often a
+line that needs no tool shows none (``bare_share``: as a code or arithmetic question is asked),
+and how often each kind of task is drawn (``weights``). A task's ``weight`` weighs it within its
+kind.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ class Task:
     steps: tuple[tuple[tuple[str, Mapping[str, Any]], ...], ...] = ()
     shown: tuple[str, ...] | None = None
     answer: str | None = None
+    weight: float = 1.0
 
     @property
     def kind(self) -> str:
@@ -90,9 +99,21 @@ class ToolcallSpec:
     held_out: frozenset[str] = frozenset()
     toolboxes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     distractors: int = 2
+    min_distractors: int = 0
+    novel: frozenset[str] = frozenset()
+    answer_share: float = 1 / 3
+    bare_share: float = 0.0
+    weights: Mapping[str, int] = field(default_factory=lambda: dict(_WEIGHTS))
 
     def check(self) -> ToolcallSpec:
         """Return self, or raise ``ValueError`` naming the first unknown tool, pool or box."""
+        if not 0 <= self.min_distractors <= self.distractors:
+            raise ValueError("distractors: need 0 <= min_distractors <= distractors")
+        if not (0 <= self.answer_share <= 1 and 0 <= self.bare_share <= 1):
+            raise ValueError("answer_share and bare_share are fractions from 0 to 1")
+        unknown = sorted(self.novel - set(self.tools))
+        if unknown:
+            raise ValueError(f"novel: unknown tool(s) {', '.join(unknown)}")
         for task in self.tasks:
             shown = self._box(task.shown) if task.shown else ()
             for name in (*task.tool_names(), *shown):
@@ -154,18 +175,30 @@ def _fill(template: Any, values: _Values) -> Any:
     return string.Formatter().vformat(template, (), values)
 
 
-def _conversations(spec: ToolcallSpec, task: Task, rng: random.Random) -> list[dict[str, Any]]:
-    """Every training conversation a task gives: one per turn to learn."""
-    values = _Values(spec.pools, rng)
-    prompt = _fill(task.prompt, values)
+def _shown(spec: ToolcallSpec, task: Task, rng: random.Random) -> list[str]:
+    """The tools a line of ``task`` shows (see the module docstring)."""
+    if not task.steps and spec.bare_share and rng.random() < spec.bare_share:
+        return []
     called = sorted(task.tool_names())
     if task.shown:
         shown = spec._box(task.shown)
     else:
         others = [n for n in spec.tools if n not in called and n not in spec.held_out]
         others = [n for n in others if not any(n in box for box in spec.toolboxes.values())]
-        shown = called + rng.sample(others, min(len(others), rng.randint(0, spec.distractors)))
+        count = rng.randint(spec.min_distractors, spec.distractors)
+        shown = called + rng.sample(others, min(len(others), count))
         rng.shuffle(shown)
+    novel = sorted(spec.novel - spec.held_out - set(shown))
+    if novel and not spec.novel & set(shown):
+        shown.insert(rng.randint(0, len(shown)), rng.choice(novel))
+    return shown
+
+
+def _conversations(spec: ToolcallSpec, task: Task, rng: random.Random) -> list[dict[str, Any]]:
+    """Every training conversation a task gives: one per turn to learn."""
+    values = _Values(spec.pools, rng)
+    prompt = _fill(task.prompt, values)
+    shown = _shown(spec, task, rng)
     tools = [spec.tools[name].schema() for name in shown]
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     if not task.steps:
@@ -185,10 +218,10 @@ def _conversations(spec: ToolcallSpec, task: Task, rng: random.Random) -> list[d
                 {"id": call_id, "type": "function",
                  "function": {"name": name, "arguments": filled}}
             )  # fmt: skip
-            result = _fill(spec.tools[name].result, scope)
+            result = str(_fill(spec.tools[name].result, scope))  # "{n}" alone fills to a number
             results.append({"role": "tool", "tool_call_id": call_id, "name": name,
                             "content": result})  # fmt: skip
-            answers.append(_fill(spec.tools[name].answer, scope))
+            answers.append(str(_fill(spec.tools[name].answer, scope)))
             values.update({k: v for k, v in scope.items() if k not in values})
         messages.append({"role": "assistant", "content": "", "tool_calls": calls})
         lines.append({"messages": list(messages), "tools": tools})
@@ -220,18 +253,19 @@ def generate(
     for task in tasks:
         by_kind.setdefault(task.kind, []).append(task)
     # single calls are the most common request; each kind still gets its share
-    kinds = [k for k in sorted(by_kind) for _ in range(_WEIGHTS.get(k, 1))]
+    kinds = [k for k in sorted(by_kind) for _ in range(spec.weights.get(k, 1))]
     lines: list[dict[str, Any]] = []
     seen: set[str] = set()
     attempts = 0
     while len(lines) < count and attempts < count * 50:
         attempts += 1
         kind = kinds[attempts % len(kinds)]
-        task = rng.choice(by_kind[kind])
+        candidates = by_kind[kind]
+        task = rng.choices(candidates, weights=[t.weight for t in candidates])[0]
         conversations = _conversations(spec, task, rng)
-        # learning to call matters most: the answer after the results is a third of the lines
+        # the call, the next call after a result, or the answer once the results are back
         calls, answer = conversations[:-1], conversations[-1]
-        line = rng.choice(calls) if calls and rng.random() < 2 / 3 else answer
+        line = rng.choice(calls) if calls and rng.random() >= spec.answer_share else answer
         key = json.dumps(line, sort_keys=True)  # the same prompt with other tools is new
         if key in seen:
             continue
@@ -275,8 +309,10 @@ def _user_prompt(line: Mapping[str, Any]) -> str:
 
 def load_spec(path: Path) -> ToolcallSpec:
     """A spec from a JSON file: ``{"tools": [{"name", "description", "parameters", "result",
-    "answer"}], "pools": {...}, "tasks": [{"prompt", "steps", "shown", "answer"}],
-    "held_out": [...], "toolboxes": {...}}``."""
+    "answer"}], "pools": {...}, "tasks": [{"prompt", "steps", "shown", "answer", "weight"}],
+    "held_out": [...], "toolboxes": {...}}``, and optionally the drawing settings
+    ``distractors``, ``min_distractors``, ``novel``, ``answer_share``, ``bare_share``,
+    ``weights`` (see :class:`ToolcallSpec`)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return spec_from_json(data)
@@ -293,13 +329,21 @@ def spec_from_json(data: Mapping[str, Any]) -> ToolcallSpec:
             steps=tuple(tuple((c[0], c[1]) for c in turn) for turn in t.get("steps", ())),
             shown=tuple(t["shown"]) if t.get("shown") else None,
             answer=t.get("answer"),
+            weight=float(t.get("weight", 1.0)),
         )
         for t in data["tasks"]
     ]
+    drawing: dict[str, Any] = {
+        key: data[key]
+        for key in ("distractors", "min_distractors", "answer_share", "bare_share", "weights")
+        if key in data
+    }
     return ToolcallSpec(
         tools=tools,
         pools=data["pools"],
         tasks=tasks,
         held_out=frozenset(data.get("held_out", ())),
         toolboxes=data.get("toolboxes", {}),
+        novel=frozenset(data.get("novel", ())),
+        **drawing,
     ).check()
