@@ -115,20 +115,23 @@ def check_server_alive(config: pytest.Config, session: pytest.Session | None = N
     """Fail the current test with the server log's tail when the server has died."""
 
     served = config.stash.get(SERVER_KEY, None)
-    if served is None or not served.started:
+    if served is None or served.alive():
         return
-    info, server = served.info, served.process
-    alive = server.alive() if server is not None else (not info.pid or process_alive(info.pid))
-    if not alive:
-        if session is not None:  # nothing more can be answered: stop with one message
-            session.shouldstop = (
-                f"pytest-punie stopped the run: the mlx_lm server died (log: {info.log_path})"
-            )
-        pytest.fail(
-            f"the mlx_lm server died during the run. Last lines of {info.log_path}:\n"
-            + log_tail(info.log_path),
-            pytrace=False,
+    info = served.info
+    if served.several:  # a server that died is out of rotation; here every one has
+        died = served.pool.out_of_rotation() or "their processes died"
+        if session is not None:
+            session.shouldstop = f"pytest-punie stopped the run: every server died ({died})"
+        pytest.fail(f"every server of the run died: {died}", pytrace=False)
+    if session is not None:  # nothing more can be answered: stop with one message
+        session.shouldstop = (
+            f"pytest-punie stopped the run: the mlx_lm server died (log: {info.log_path})"
         )
+    pytest.fail(
+        f"the mlx_lm server died during the run. Last lines of {info.log_path}:\n"
+        + log_tail(info.log_path),
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -147,13 +150,17 @@ def punie_runner(
     config = request.config
     settings = config.stash[SETTINGS_KEY]
     served = _punie_served
-    cache = _response_cache(config, served.info)
+    cache = _response_cache(config, served.cache_identity())
     if cache is None:  # every request goes to the server
         request.getfixturevalue("punie_server")
+    pool = served.pool if served.several else None
     runner = CaseRunner(
-        lambda: make_model(served.info, settings.request_spec(), cache=cache, server=served),
+        lambda: make_model(
+            served.info, settings.request_spec(), cache=cache, server=served, pool=pool
+        ),
         config.stash[RUN_DIR_KEY] / "workspaces",
-        concurrency=settings.concurrency,
+        # each server keeps --punie-concurrency in flight; the pool spreads them
+        concurrency=settings.concurrency * settings.servers,
         case_timeout=settings.case_timeout,
         repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
     )
@@ -317,14 +324,20 @@ def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def punie_model(
-    request: pytest.FixtureRequest, punie_server: ServerInfo
+    request: pytest.FixtureRequest, punie_server: ServerInfo, _punie_served: OnDemandServer
 ) -> AsyncIterator[Any]:
-    """The pydantic-ai model on the server, with the run's sampling settings."""
+    """The pydantic-ai model on the server(s), with the run's sampling settings."""
 
     check_server_alive(request.config, request.session)
     case = request.node.stash.get(CASE_KEY, None)
-    cache = _response_cache(request.config, punie_server, case.repeat if case else 0)
-    model = make_model(punie_server, request.config.stash[SETTINGS_KEY].request_spec(), cache=cache)
+    served = _punie_served
+    cache = _response_cache(request.config, served.cache_identity(), case.repeat if case else 0)
+    model = make_model(
+        punie_server,
+        request.config.stash[SETTINGS_KEY].request_spec(),
+        cache=cache,
+        pool=served.pool if served.several else None,
+    )
     try:
         yield model
     finally:

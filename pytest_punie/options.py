@@ -39,6 +39,7 @@ __all__ = [
     "MODEL_OPTION",
     "RESULTS_OPTION",
     "SANDBOX_OPTION",
+    "START_SERVERS_OPTION",
     "Option",
     "Settings",
     "add_options",
@@ -76,8 +77,16 @@ ADAPTER_OPTION = Option("adapter", "LoRA adapter folder (with adapter_config.jso
 BASE_URL_OPTION = Option(
     "base-url",
     "Use a running OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1) instead of "
-    "starting mlx_lm server.",
+    "starting mlx_lm server (repeatable: several servers of the same model share the cases).",
     metavar="URL",
+    repeatable=True,
+)
+START_SERVERS_OPTION = Option(
+    "start-servers",
+    "Start N mlx_lm servers (each its own port and log) and spread the cases over them, "
+    "--punie-concurrency each.",
+    1,
+    "N",
 )
 PORT_OPTION = Option("port", "Port for the mlx_lm server (default: a free port).", metavar="PORT")
 MAX_TOKENS_OPTION = Option("max-tokens", "Most tokens a response may have.", 256, "N")
@@ -164,6 +173,7 @@ OPTIONS = (
     MODEL_OPTION,
     ADAPTER_OPTION,
     BASE_URL_OPTION,
+    START_SERVERS_OPTION,
     PORT_OPTION,
     MAX_TOKENS_OPTION,
     TEMPERATURE_OPTION,
@@ -193,6 +203,8 @@ class Settings:
     model: str | None = None
     adapter: Path | None = None
     base_url: str | None = None
+    extra_base_urls: tuple[str, ...] = ()  # more --punie-base-url servers after the first
+    start_servers: int = 1
     port: int | None = None
     max_tokens: int = 256
     temperature: float = 0.0
@@ -232,11 +244,18 @@ class Settings:
             model=self.model,
             adapter=self.adapter,
             base_url=self.base_url,
+            extra_base_urls=self.extra_base_urls,
+            servers=self.start_servers,
             port=self.port,
             chat_template=self.chat_template,
             startup_timeout=self.startup_timeout,
             timeout=self.timeout,
         )
+
+    @property
+    def servers(self) -> int:
+        """How many servers share the cases (each with ``concurrency`` in flight)."""
+        return 1 + len(self.extra_base_urls) if self.base_url else self.start_servers
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -303,6 +322,27 @@ def _base_url(text: str) -> str:
     if not re.match(r"^https?://[^/\s]+", text):
         raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080/v1")
     return text.rstrip("/")
+
+
+def base_urls_from_config(config: pytest.Config) -> tuple[str, ...]:
+    """Every ``--punie-base-url`` (an ini value may list several, by line or space), checked."""
+    raw = raw_value(config, BASE_URL_OPTION) or []
+    urls: list[str] = []
+    for text in (part for value in raw for part in str(value).split()):
+        try:
+            url = _base_url(text)
+        except ValueError as exc:
+            raise pytest.UsageError(f"{BASE_URL_OPTION.flag}={text}: {exc}") from None
+        if url in urls:
+            raise pytest.UsageError(f"{BASE_URL_OPTION.flag}={text}: given twice")
+        urls.append(url)
+    start = raw_value(config, START_SERVERS_OPTION)
+    if urls and start != START_SERVERS_OPTION.default:
+        raise pytest.UsageError(
+            f"{START_SERVERS_OPTION.flag}={start}: not with {BASE_URL_OPTION.flag} "
+            "(servers are either started here or already running)"
+        )
+    return tuple(urls)
 
 
 def _adapter(text: str) -> Path:
@@ -399,10 +439,13 @@ def settings_from_config(config: pytest.Config) -> Settings:
             f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag} (or, on a training run, "
             f"{EVAL_AFTER_OPTION.flag})"
         )
+    base_urls = base_urls_from_config(config)
     return Settings(
         model=value(MODEL_OPTION, _model),
         adapter=value(ADAPTER_OPTION, _adapter),
-        base_url=value(BASE_URL_OPTION, _base_url),
+        base_url=base_urls[0] if base_urls else None,
+        extra_base_urls=base_urls[1:],
+        start_servers=value(START_SERVERS_OPTION, _positive_int),
         port=value(PORT_OPTION, _port),
         max_tokens=value(MAX_TOKENS_OPTION, _positive_int),
         temperature=value(TEMPERATURE_OPTION, _temperature),

@@ -27,6 +27,7 @@ from pytest_punie.cases.marker import (
 )
 from pytest_punie.finetune.leakage import check_items
 from pytest_punie.options import (
+    BASE_URL_OPTION,
     TRAIN_DATA_OPTION,
     add_options,
     judge_settings_from_config,
@@ -44,6 +45,8 @@ from pytest_punie.results.run import (
 )
 from pytest_punie.scoring.framework import ScoreFailure, collecting_scores
 from pytest_punie.scoring.judge import JUDGE_ERROR, JudgeError, verdict_lines
+from pytest_punie.serving.pool import served_tallies
+from pytest_punie.serving.server import ServerError
 from pytest_punie.serving.shared import stop_shared
 from pytest_punie.stash import (
     CASE_KEY,
@@ -107,6 +110,37 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:
     """Give xdist workers the run folder, where the shared server is recorded."""
     node.workerinput[WORKER_RUN_DIR] = str(node.config.stash[RUN_DIR_KEY])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Several ``--punie-base-url`` servers must serve the same model: checked before any case
+    runs, and a server that does not stops the run naming it."""
+    config = session.config
+    spec = config.stash[SETTINGS_KEY].server_spec()
+    if is_worker(config) or len(spec.base_urls) < 2:
+        return
+    from pytest_punie.serving.pool import connect_several
+
+    try:
+        connect_several(spec.base_urls, spec.model, spec.timeout)
+    except ServerError as exc:
+        raise pytest.UsageError(f"{BASE_URL_OPTION.flag}: {exc}") from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """Before the summary and the results are written: how many requests each of several
+    servers answered (summed over the processes that asked them)."""
+    config = session.config
+    results = config.stash.get(RESULTS_KEY, None)
+    if results is not None and results.metadata.servers:
+        served = config.stash.get(SERVER_KEY, None)
+        if served is not None:  # this process's own requests (without xdist)
+            served.pool.flush()
+        members = results.metadata.servers
+        results.metadata.record_servers(served_tallies(config.stash[RUN_DIR_KEY], members))
+    return (yield)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
     from pytest_punie.conversation.cache import CacheUse
     from pytest_punie.conversation.text_calls import TextToolCallModel
+    from pytest_punie.serving.pool import ServerPool
     from pytest_punie.serving.server import ServerInfo
     from pytest_punie.serving.shared import OnDemandServer
     from pytest_punie.tools.workspace import Workspace
@@ -46,11 +48,30 @@ def model_settings(settings: Sampling) -> ModelSettings:
     return values
 
 
+class PoolClock(ProgressClock):
+    """A progress clock over several local servers: any of them computing is progress."""
+
+    def __init__(self, pool: ServerPool) -> None:
+        super().__init__(None)
+        self._pool = pool
+        self._clocks: dict[int, ProgressClock] = {}
+
+    def _computing(self, now: float) -> None:
+        for pid in self._pool.pids():
+            clock = self._clocks.get(pid)
+            if clock is None:
+                clock = self._clocks[pid] = ProgressClock(pid)
+                clock.last = float("-inf")  # only its CPU time counts
+            clock._computing(now)
+            self.last = max(self.last, clock.last)
+
+
 def make_model(
     info: ServerInfo,
     settings: Sampling,
     cache: CacheUse | None = None,
     server: OnDemandServer | None = None,
+    pool: ServerPool | None = None,
 ) -> TextToolCallModel:
     """An OpenAI-compatible chat model on the server ``info`` describes, requesting the name it
     serves, whose tool calls written as text are executed like structured ones; with ``cache``,
@@ -62,17 +83,27 @@ def make_model(
     (``TextToolCallModel`` sends again only what a reset connection lost). Requests are streamed
     and time out after ``settings.timeout`` seconds without progress, never while they wait
     their turn inside the server (``pytest_punie.conversation.progress``).
+
+    With a ``pool`` of several servers of the model, each request goes to the one with the
+    fewest requests in flight, and to another when it fails without answering
+    (``pytest_punie.serving.pool``).
     """
     from openai import AsyncOpenAI, DefaultAsyncHttpxClient
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
     from pytest_punie.conversation.text_calls import TextToolCallModel  # lazy: pydantic-ai
+    from pytest_punie.serving.pool import RoutingTransport
 
-    clock = ProgressClock(info.pid)  # a local server's CPU time is progress too
+    # a local server's CPU time is progress too
+    clock = PoolClock(pool) if pool is not None else ProgressClock(info.pid)
     http = DefaultAsyncHttpxClient()
     # every chunk the server sends ticks the clock (the SDK's own transport, wrapped)
-    http._transport = WatchedTransport(http._transport, clock)  # type: ignore[assignment]
+    transport: Any = WatchedTransport(http._transport, clock)
+    if pool is not None:  # each request sent to a server of the pool
+        library = sys.modules[type(http._transport).__module__.split(".")[0]]  # httpx or httpx2
+        transport = RoutingTransport(transport, pool, library)
+    http._transport = transport
     client = AsyncOpenAI(
         base_url=info.base_url or NOT_STARTED_URL,
         api_key="punie",
@@ -91,7 +122,8 @@ def make_model(
         if server is not None and not info.base_url and str(client.base_url) == NOT_STARTED_URL:
             started = await server.start_async()
             client.base_url = started.base_url  # the SDK parses it into a URL
-            clock.pid = started.pid
+            if pool is None:
+                clock.pid = started.pid
 
     return TextToolCallModel(
         cache.wrap(chat_model, before_miss=connect) if cache is not None else chat_model,

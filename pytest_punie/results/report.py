@@ -416,6 +416,22 @@ def served_lines(server: Mapping[str, Any] | None, all_cached: bool = False) -> 
             if all_cached
             else "server: not started (no case asked the model)"
         )
+    elif len(members := server.get("servers") or []) > 1:
+        where = (
+            "started here"
+            if server.get("started_here")
+            else f"external, model {server.get('model_name')}"
+        )
+        lines.append(f"servers: {len(members)} of the same model ({where}), requests answered:")
+        for member in members:
+            line = f"  {member.get('base_url')}: {member.get('answered', 0)}"
+            if member.get("failed"):
+                line += f", out of rotation ({member.get('failure') or 'failed'})"
+            if member.get("log_path"):
+                line += f", log {member.get('log_path')}"
+            lines.append(line)
+        if server.get("started_here"):
+            lines.append(f"BLAS: {server.get('blas')}")
     elif server.get("started_here"):
         lines.append(f"server: {server.get('base_url')} (started here)")
         lines.append(f"BLAS: {server.get('blas')}")

@@ -365,6 +365,17 @@ class RunMetadata:
     cache: dict[str, Any] = field(default_factory=dict)  # mode, path, cases answered from it
     sandbox: str | None = None  # the isolation model code and run_command ran under
 
+    @property
+    def servers(self) -> list[dict[str, Any]]:
+        """The servers of a run spread over several (empty for one), as the results file keeps
+        them in ``server.servers``: each one's ``base_url``, how many requests it ``answered``
+        and whether it ``failed`` (was taken out of rotation)."""
+        return list((self.server or {}).get("servers") or [])
+
+    def record_servers(self, servers: Sequence[Mapping[str, Any]]) -> None:
+        """Record what each of several servers answered (at the end of the run)."""
+        self.server = {**(self.server or {}), "servers": [dict(s) for s in servers]}
+
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

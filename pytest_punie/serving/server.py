@@ -67,6 +67,9 @@ class ServerInfo:
     blas: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)
     start_error: str | None = None  # why the server could not start (it then has no URL)
+    # several servers of one model (``serving.pool``): each one's base_url, pid, log_path, and
+    # at the end of a run how many requests it answered and whether it failed; empty for one
+    servers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

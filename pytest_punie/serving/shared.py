@@ -1,8 +1,10 @@
-"""The one server a run uses: started here, shared between xdist workers, or already running.
+"""The server a run uses: started here, shared between xdist workers, or already running; or
+several of them serving one model (``--punie-start-servers``, several ``--punie-base-url``),
+whose requests ``serving.pool`` spreads.
 
-Without xdist, the session fixture starts the server and stops it at session end. Under xdist,
-the first worker that needs it starts it under a file lock and records it in the run's state
-folder; the others reuse it; the controller stops it when the whole run ends.
+Without xdist, the session fixture starts the server(s) and stops them at session end. Under
+xdist, the first worker that needs them starts them under a file lock and records them in the
+run's state folder; the others reuse them; the controller stops them when the whole run ends.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_punie.serving.adapter_check import check_adapter_changes_model
 from pytest_punie.serving.chat_template import TemplateChoice, choose_template
 from pytest_punie.serving.models import content_hash, resolve_model
+from pytest_punie.serving.pool import ServerPool, connect_several, member_json, tally_file
 from pytest_punie.serving.server import (
     SERVED_MODEL_NAME,
     MlxServer,
@@ -36,7 +39,7 @@ from pytest_punie.system.processes import process_alive, stop_process_group
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["OnDemandServer", "ServerSpec", "planned", "serve", "stop_shared"]
+__all__ = ["OnDemandServer", "ServerSpec", "planned", "serve", "serve_several", "stop_shared"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,23 @@ class ServerSpec:
     model: str | None = None
     adapter: Path | None = None
     base_url: str | None = None
-    port: int | None = None
+    port: int | None = None  # with several servers started, the first's (the next ones +1...)
     chat_template: str = "auto"
     startup_timeout: float = 600.0
     timeout: float = 120.0
     log_path: Path | None = None  # where the server's output goes (default: the run folder)
+    extra_base_urls: tuple[str, ...] = ()  # more running servers of the same model
+    servers: int = 1  # how many mlx_lm servers to start, each on its own port with its own log
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every running server to use (none: start them)."""
+        return (self.base_url, *self.extra_base_urls) if self.base_url else ()
+
+    @property
+    def count(self) -> int:
+        """How many servers the run uses."""
+        return len(self.base_urls) or self.servers
 
 
 STATE_FILE = "server.json"
@@ -83,20 +98,29 @@ def _template_facts(template: TemplateChoice) -> dict[str, Any]:
     }
 
 
+def _log_path(settings: ServerSpec, run_dir: Path, index: int) -> Path:
+    """The log of the ``index``-th server started (``-2``, ``-3``... after the first's name)."""
+    path = settings.log_path or run_dir / "mlx-server.log"
+    return path if index == 0 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
+
+
 def _start(
     settings: ServerSpec,
     run_dir: Path,
     *,
     die_with_parent: bool,
     on_spawn: Callable[[int], None] | None = None,
+    prepared: tuple[str, TemplateChoice] | None = None,
+    index: int = 0,
 ) -> tuple[ServerInfo, MlxServer]:
-    """Prepare the model and its chat template, start the server, describe what it serves."""
-    model, template = _prepare(settings)
+    """Prepare the model and its chat template, start the server, describe what it serves
+    (the ``index``-th of several: its own port and log; the adapter is checked on the first)."""
+    model, template = prepared or _prepare(settings)
     server = MlxServer(
         model,
         str(settings.adapter) if settings.adapter else None,
-        log_path=settings.log_path or run_dir / "mlx-server.log",
-        port=settings.port,
+        log_path=_log_path(settings, run_dir, index),
+        port=settings.port + index if settings.port else None,
         chat_template=template.template,
         startup_timeout=settings.startup_timeout,
         die_with_parent=die_with_parent,
@@ -104,7 +128,7 @@ def _start(
     )
     server.start()
     extra = _template_facts(template)
-    if server.adapter:
+    if server.adapter and index == 0:
         try:
             effect = check_adapter_changes_model(server.base_url, model, server.adapter)
         except BaseException:
@@ -113,6 +137,38 @@ def _start(
         extra["adapter_effect"] = effect if effect != float("inf") else "greedy text differs"
     info = server.info(content_hash(server.model), content_hash(server.adapter))
     return dataclasses.replace(info, extra=extra), server
+
+
+def _start_several(
+    settings: ServerSpec,
+    run_dir: Path,
+    *,
+    die_with_parent: bool,
+    on_spawn: Callable[[int], None] | None = None,
+) -> tuple[ServerInfo, list[MlxServer]]:
+    """Start ``settings.servers`` servers of the same model one after the other (a child asked
+    to die with its parent dies with the thread that started it: they share this one), and
+    describe them as one: the first's URL, and every member in ``servers``."""
+    prepared = _prepare(settings)
+    started: list[tuple[ServerInfo, MlxServer]] = []
+    try:
+        for index in range(settings.servers):
+            started.append(
+                _start(
+                    settings,
+                    run_dir,
+                    die_with_parent=die_with_parent,
+                    on_spawn=on_spawn,
+                    prepared=prepared,
+                    index=index,
+                )
+            )
+    except BaseException:
+        for _, process in started:
+            process.stop()
+        raise
+    info = dataclasses.replace(started[0][0], servers=[member_json(i) for i, _ in started])
+    return info, [process for _, process in started]
 
 
 def planned(settings: ServerSpec) -> ServerInfo:
@@ -132,11 +188,12 @@ def planned(settings: ServerSpec) -> ServerInfo:
 
 
 class OnDemandServer:
-    """The run's server, started the first time something needs it (thread-safe), so a run
+    """The run's server(s), started the first time something needs them (thread-safe), so a run
     answered entirely from the response cache never loads the model.
 
-    ``info`` is the started server's description, or until then ``planned(settings)``; a server
-    reached with a URL is connected at once (there is nothing to start).
+    ``info`` is the started server's description, or until then ``planned(settings)``; servers
+    reached with URLs are connected at once (there is nothing to start). With several, ``pool``
+    is the process's view of them (``serving.pool``).
     """
 
     def __init__(self, settings: ServerSpec, run_dir: Path, *, shared: bool = False) -> None:
@@ -148,13 +205,28 @@ class OnDemandServer:
         # from an event loop runs in this one thread, which lives until the server is stopped.
         self._starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="punie-server")
         self._failure: ServerError | None = None
-        self.process: MlxServer | None = None
+        self.processes: list[MlxServer] = []
         self.started = False
-        if settings.base_url:
+        self.pool = ServerPool(tally_path=tally_file(run_dir))
+        if len(settings.base_urls) > 1:
+            self.info = connect_several(settings.base_urls, settings.model, settings.timeout)
+            self.started = True
+        elif settings.base_url:
             self.info = connect(settings.base_url, settings.model, timeout=settings.timeout)
             self.started = True
         else:
             self.info = planned(settings)
+        self.pool.set_members(self.info.servers)
+
+    @property
+    def several(self) -> bool:
+        """True when the run spreads its requests over several servers."""
+        return self._settings.count > 1
+
+    @property
+    def process(self) -> MlxServer | None:
+        """The (first) server process started here, if any."""
+        return self.processes[0] if self.processes else None
 
     def start(self) -> ServerInfo:
         """The running server (started now if it was not); a failed start raises every time."""
@@ -163,12 +235,19 @@ class OnDemandServer:
                 raise self._failure
             if not self.started:
                 try:
-                    self.info, self.process = serve(
-                        self._settings, self._run_dir, shared=self._shared
-                    )
+                    if self.several:
+                        self.info, self.processes = serve_several(
+                            self._settings, self._run_dir, shared=self._shared
+                        )
+                    else:
+                        self.info, process = serve(
+                            self._settings, self._run_dir, shared=self._shared
+                        )
+                        self.processes = [process] if process is not None else []
                 except ServerError as exc:
                     self._failure = exc
                     raise
+                self.pool.set_members(self.info.servers)
                 self.started = True
             return self.info
 
@@ -179,11 +258,22 @@ class OnDemandServer:
         return await asyncio.wrap_future(self._starter.submit(self.start))
 
     def stop(self) -> None:
+        self.pool.flush()
         with self._lock:
-            if self.process is not None:
-                self.process.stop()
-                self.process = None
+            for process in self.processes:
+                process.stop()
+            self.processes = []
         self._starter.shutdown(wait=False)
+
+    def alive(self) -> bool:
+        """False once the server has died (with several: every one of them)."""
+        if not self.started:
+            return True
+        if self.pool.members:
+            return self.pool.alive()
+        if self.processes:
+            return self.processes[0].alive()
+        return not self.info.pid or process_alive(self.info.pid)
 
     def known(self) -> ServerInfo:
         """What is known of the server without starting it: under xdist, the shared server
@@ -197,15 +287,37 @@ class OnDemandServer:
                     return ServerInfo.from_json(json.loads(state.read_text()))
         return self.info
 
+    def cache_identity(self) -> ServerInfo:
+        """What the response cache keys on: ``info``, except that several running servers
+        (checked to serve the same model) are known by the model they serve, not by a URL."""
+        if len(self._settings.base_urls) > 1 and not self.info.model_hash:
+            return dataclasses.replace(
+                self.info, base_url="", model_name=self.info.model or self.info.model_name
+            )
+        return self.info
+
 
 def serve(
     settings: ServerSpec, run_dir: Path, *, shared: bool = False
 ) -> tuple[ServerInfo, MlxServer | None]:
     """The server to evaluate against, and the process to stop afterwards (None: not ours)."""
+    info, processes = serve_several(
+        dataclasses.replace(settings, servers=1), run_dir, shared=shared
+    )
+    return info, processes[0] if processes else None
+
+
+def serve_several(
+    settings: ServerSpec, run_dir: Path, *, shared: bool = False
+) -> tuple[ServerInfo, list[MlxServer]]:
+    """The server(s) to evaluate against (``settings.servers`` started, or the running ones),
+    and the processes to stop afterwards (none: not ours)."""
+    if len(settings.base_urls) > 1:
+        return connect_several(settings.base_urls, settings.model, settings.timeout), []
     if settings.base_url:
-        return connect(settings.base_url, settings.model, timeout=settings.timeout), None
+        return connect(settings.base_url, settings.model, timeout=settings.timeout), []
     if not shared:
-        return _start(settings, run_dir, die_with_parent=True)
+        return _launch(settings, run_dir, die_with_parent=True)
 
     from filelock import FileLock
 
@@ -217,19 +329,19 @@ def serve(
             raise ServerError(json.loads(failed.read_text())["message"])
         if state.is_file():
             info = ServerInfo.from_json(json.loads(state.read_text()))
-            if (
-                process_alive(info.pid)
-                and probe_completion(info.base_url, info.model_name)[0] == 200
-            ):
-                return info, None
-            raise ServerError(
-                f"the shared mlx_lm server (pid {info.pid}) has died; see {info.log_path}"
-            )
+            members = info.servers or [member_json(info)]
+            for member in members:
+                pid, url = member.get("pid"), str(member["base_url"])
+                if not (process_alive(pid) and probe_completion(url, info.model_name)[0] == 200):
+                    raise ServerError(
+                        f"the shared mlx_lm server (pid {pid}) has died; see {member['log_path']}"
+                    )
+            return info, []
         starting = run_dir / STARTING_FILE
         if starting.is_file():  # the worker that held the lock died while the server started
-            orphan = json.loads(starting.read_text()).get("pid")
-            if isinstance(orphan, int) and process_alive(orphan):
-                stop_process_group(orphan)
+            for orphan in _starting_pids(starting):
+                if process_alive(orphan):
+                    stop_process_group(orphan)
             message = (
                 "the xdist worker starting the shared mlx_lm server died during start-up; "
                 f"see {settings.log_path or run_dir / 'mlx-server.log'}"
@@ -240,20 +352,45 @@ def serve(
         # Its pid is recorded before it is ready, so the controller can stop it even if this
         # worker is killed during start-up; a watchdog stops it if the controller is killed.
         controller = os.getppid()  # xdist workers are the controller's children
+        spawned_pids: list[int] = []
 
         def spawned(pid: int) -> None:
-            _write_json(starting, {"pid": pid})
+            spawned_pids.append(pid)
+            _write_json(starting, {"pid": spawned_pids[0], "pids": spawned_pids})
             _watch(controller, pid)
 
         try:
-            info, _ = _start(settings, run_dir, die_with_parent=False, on_spawn=spawned)
+            info, _ = _launch(settings, run_dir, die_with_parent=False, on_spawn=spawned)
         except ServerError as exc:
             _write_json(failed, {"message": str(exc)})
             starting.unlink(missing_ok=True)
             raise
         _write_json(state, info.to_json())
         starting.unlink(missing_ok=True)
-        return info, None
+        return info, []
+
+
+def _launch(
+    settings: ServerSpec,
+    run_dir: Path,
+    *,
+    die_with_parent: bool,
+    on_spawn: Callable[[int], None] | None = None,
+) -> tuple[ServerInfo, list[MlxServer]]:
+    if settings.servers > 1:
+        return _start_several(settings, run_dir, die_with_parent=die_with_parent, on_spawn=on_spawn)
+    info, process = _start(settings, run_dir, die_with_parent=die_with_parent, on_spawn=on_spawn)
+    return info, [process]
+
+
+def _starting_pids(starting: Path) -> list[int]:
+    """The pids a worker recorded while it started the shared server(s)."""
+    try:
+        data = json.loads(starting.read_text())
+    except (OSError, ValueError):
+        return []
+    pids = data.get("pids") or [data.get("pid")]
+    return [pid for pid in pids if isinstance(pid, int)]
 
 
 _WATCHDOG = (
@@ -277,18 +414,18 @@ def _watch(controller: int, server: int) -> None:
 
 
 def stop_shared(run_dir: Path) -> None:
-    """Stop the server xdist workers shared, if one was started (the controller calls this)."""
+    """Stop the server(s) xdist workers shared, if started (the controller calls this)."""
     starting = run_dir / STARTING_FILE
     if starting.is_file():  # its worker died during start-up
-        with contextlib.suppress(ValueError, OSError):
-            pid = json.loads(starting.read_text()).get("pid")
-            if isinstance(pid, int) and process_alive(pid):
+        for pid in _starting_pids(starting):
+            if process_alive(pid):
                 stop_process_group(pid)
         starting.unlink(missing_ok=True)
     state = run_dir / STATE_FILE
     if not state.is_file():
         return
     info = ServerInfo.from_json(json.loads(state.read_text()))
-    if info.pid is not None:
-        stop_process_group(info.pid)
+    for member in info.servers or [member_json(info)]:
+        if isinstance(member.get("pid"), int):
+            stop_process_group(member["pid"])
     state.unlink(missing_ok=True)
