@@ -1,0 +1,38 @@
+"""``--punie-start-servers 2`` on the default model: two real mlx_lm servers, each with its own
+port and log, share two cases; a second, fully cached run starts none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import TWO_CASES
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_started_servers_share_the_cases(pytester, model_path):
+    pytester.makepyfile(TWO_CASES)
+    args = (f"--punie-model={model_path}", "--punie-start-servers=2", "--punie-results=r.json")
+    # one conversation in flight per server: the two cases go one to each
+    result = pytester.runpytest_subprocess(*args, "--punie-concurrency=1")
+    result.assert_outcomes(passed=2)
+    server = json.loads((pytester.path / "r.json").read_text())["metadata"]["server"]
+    servers = server["servers"]
+    assert len(servers) == 2
+    assert len({s["base_url"] for s in servers}) == 2  # each its own port
+    assert [s["answered"] for s in servers] == [1, 1]
+    assert not any(s["failed"] for s in servers)
+    logs = [Path(s["log_path"]) for s in servers]
+    assert len(set(logs)) == 2
+    assert all(log.stat().st_size > 0 for log in logs)
+    assert server["model"] == str(model_path)
+    result.stdout.fnmatch_lines(
+        ["servers: 2 of the same model (started here), requests answered:", "  http*: 1, log *"]
+    )
+
+    again = pytester.runpytest_subprocess(*args)  # the same cases: the cache answers them all
+    again.assert_outcomes(passed=2)
+    again.stdout.fnmatch_lines(["server: not started (the response cache answered every request)"])
