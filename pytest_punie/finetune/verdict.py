@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_punie.results.compare import ALPHA, Comparison, compare, regressions
+from pytest_punie.results.document import RunDocument, read_run
 
 __all__ = [
     "DEFAULT_MAX_DROP",
@@ -32,13 +33,8 @@ __all__ = [
 DEFAULT_MAX_DROP: Mapping[str, float] = {"*": 0.1}
 
 
-def _run(document: Mapping[str, Any]) -> Any:
-    """A results document (its JSON) in the form ``compare`` takes: the typed ``RunDocument``
-    where ``results.document`` exists, else the JSON itself."""
-    try:
-        from pytest_punie.results.document import read_run
-    except ImportError:  # pragma: no cover - results not yet typed
-        return document
+def _run(document: Mapping[str, Any]) -> RunDocument:
+    """A results document (its JSON) as the typed ``RunDocument`` that ``compare`` takes."""
     return read_run(document)
 
 
