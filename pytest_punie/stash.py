@@ -28,6 +28,9 @@ SHEET_KEY: pytest.StashKey[ScoreSheet] = pytest.StashKey()
 RESPONSE_KEY: pytest.StashKey[Response] = pytest.StashKey()
 RUNNER_KEY: pytest.StashKey[CaseRunner] = pytest.StashKey()
 SHARED_KEY: pytest.StashKey[SharedOutcomes] = pytest.StashKey()
+CASE_FILE_KEY: pytest.StashKey[Case] = pytest.StashKey()  # the case of an eval_*.jsonl line
+REPEATS_KEY: pytest.StashKey[int] = pytest.StashKey()  # how many times each case runs
+INFRA_KEY: pytest.StashKey[list[str]] = pytest.StashKey()  # the run's infrastructure errors
 WORKER_RUN_DIR = "punie_run_dir"  # the key of xdist's workerinput holding the run folder
 REPEAT_FIXTURE = "_punie_repeat"
 

@@ -26,18 +26,23 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_punie.cases.marker import MARKER, REPEAT_ID, REPEATS_KEY, Case
+from pytest_punie.cases.marker import MARKER, REPEAT_ID, Case
+from pytest_punie.finetune.validation import chat_problems
 from pytest_punie.scoring import code as code_scorers
 from pytest_punie.scoring import framework
 from pytest_punie.scoring import text as text_scorers
 from pytest_punie.scoring import tool_calls as tool_scorers
 from pytest_punie.scoring.bfcl import ExpectedCall
 
+# stash.py is the keys' home; ``CASE_FILE_KEY`` is re-exported while plugin.py and leakage.py
+# import it from here
+from pytest_punie.stash import CASE_FILE_KEY as CASE_FILE_KEY
+from pytest_punie.stash import REPEATS_KEY
+
 if TYPE_CHECKING:
     from pytest_punie.conversation.response import Response
 
 __all__ = [
-    "CASE_FILE_KEY",
     "CaseFileError",
     "CaseLine",
     "EvalFile",
@@ -67,11 +72,8 @@ EXPECTED_KEYS = frozenset(
     }
 )
 CHECK_KEYS = ("number", "keywords", "regex", "tool_calls", "no_tool_call", "python_tests", "scorer")
-ROLES = ("system", "user", "assistant", "tool")
 STUB_RESULT = "ok"  # what a tool call gets when the line gives no tool_results entry for it
 _ID = re.compile(r"^[\w.-]+$")
-
-CASE_FILE_KEY = pytest.StashKey[Case]()
 
 
 class CaseFileError(ValueError):
@@ -168,41 +170,18 @@ def is_case_file(path: Path) -> bool:
     return bool(FILE_PATTERN.match(path.name))
 
 
-def _check_messages(messages: Any, where: str) -> tuple[dict[str, Any], ...]:
-    if not isinstance(messages, list) or not messages:
-        raise CaseFileError(f"{where}: 'messages' must be a non-empty list of chat turns")
-    for n, message in enumerate(messages, start=1):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise CaseFileError(
-                f"{where}: message {n} must be an object whose role is one of {', '.join(ROLES)}"
-            )
-        content = message.get("content")
-        if message["role"] in ("system", "user") and (
-            not isinstance(content, str) or not content.strip()
-        ):
-            raise CaseFileError(f"{where}: message {n} ({message['role']}) has no text content")
-    if not any(m["role"] == "user" for m in messages):
-        raise CaseFileError(f"{where}: 'messages' has no user turn (the last one is the prompt)")
-    return tuple(messages)
-
-
-def _check_tools(tools: Any, where: str) -> tuple[dict[str, Any], ...]:
-    if not isinstance(tools, list):
-        raise CaseFileError(f"{where}: 'tools' must be a list of JSON tool schemas")
-    names: list[str] = []
-    for n, tool in enumerate(tools, start=1):
-        function = _function_of(tool) if isinstance(tool, Mapping) else {}
-        name = function.get("name")
+def _check_chat(messages: Any, tools: Any, where: str) -> None:
+    """The line's turns and tools by the one rule of chat lines (``chat_problems``), and what a
+    case needs besides: a prompt (a user turn) and tool names pydantic-ai accepts."""
+    problems = chat_problems(messages, tools or None)
+    if not problems and not any(m["role"] == "user" for m in messages):
+        problems.append("'messages' has no user turn (the last one is the prompt)")
+    for n, tool in enumerate(tools if isinstance(tools, list) else [], start=1):
+        name = _function_of(tool).get("name") if isinstance(tool, Mapping) else None
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w-]*", name):
-            raise CaseFileError(f"{where}: tool {n} needs a 'name' (letters, digits, _ or -)")
-        parameters = function.get("parameters", {})
-        if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
-            raise CaseFileError(f"{where}: tool {name!r}: 'parameters' must be an object schema")
-        names.append(name)
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise CaseFileError(f"{where}: duplicate tool names {', '.join(duplicates)}")
-    return tuple(tools)
+            problems.append(f"tool {n} needs a 'name' (letters, digits, _ or -)")
+    if problems:
+        raise CaseFileError(f"{where}: {'; '.join(problems)}")
 
 
 def _check_expected(expected: Any, tool_names: Sequence[str], where: str) -> dict[str, Any]:
@@ -307,8 +286,8 @@ def parse_line(text: str, source: Path, number: int) -> CaseLine | None:
     category = data.get("category", "general")
     if not isinstance(category, str) or not category.strip():
         raise CaseFileError(f"{where}: 'category' must be a non-empty string")
-    messages = _check_messages(data.get("messages"), where)
-    tools = _check_tools(data.get("tools", []), where)
+    messages, tools = data.get("messages", []), data.get("tools", [])
+    _check_chat(messages, tools, where)
     tool_names = [str(_function_of(t)["name"]) for t in tools]
     tool_results = data.get("tool_results", {})
     if not isinstance(tool_results, dict):
@@ -329,8 +308,8 @@ def parse_line(text: str, source: Path, number: int) -> CaseLine | None:
         line=number,
         id=case_id,
         category=category.strip(),
-        messages=messages,
-        tools=tools,
+        messages=tuple(messages),
+        tools=tuple(tools),
         tool_results=dict(tool_results),
         expected=expected,
         marks=tuple(marks),

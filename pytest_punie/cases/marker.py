@@ -8,22 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 __all__ = [
     "MARKER",
-    "REPEATS_KEY",
     "REPEAT_ID",
     "Case",
     "CaseError",
     "case_from_marker",
     "case_tool_schemas",
 ]
+from pytest_punie.stash import REPEATS_KEY as REPEATS_KEY  # its home; plugin.py imports it here
 from pytest_punie.tools.workspace import Workspace, make_tools
 
 MARKER = "punie"
 REPEAT_ID = "repeat"  # ids of repeated cases end in repeat0, repeat1, ...
-REPEATS_KEY = pytest.StashKey[int]()  # how many times each case runs (--punie-repeat)
 MARKER_HELP = (
     "punie(category='general', prompt=None, tools=(), workspace=None, system_prompt=None, "
     "reference=None): "

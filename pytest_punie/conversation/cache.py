@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pydantic_ai.models import ModelRequestParameters, StreamedResponse
     from pydantic_ai.settings import ModelSettings
 
+    from pytest_punie.conversation.transcript import Message
     from pytest_punie.serving.server import ServerInfo
 
 __all__ = [
@@ -177,8 +178,9 @@ def request_key(
     return _sha256(text)
 
 
-def is_cached(response: ModelResponse) -> bool:
-    """True when ``response`` was served from the cache rather than the model."""
+def is_cached(response: ModelResponse | Message) -> bool:
+    """True when ``response`` (a pydantic-ai one or a transcript's) was served from the cache
+    rather than the model."""
     return bool((response.provider_details or {}).get(CACHED_DETAIL))
 
 

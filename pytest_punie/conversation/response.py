@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pytest_punie.conversation.transcript import dump_messages, transcript
 from pytest_punie.tools.parsing import ToolCall, parse_tool_calls
 
 if TYPE_CHECKING:
@@ -89,30 +90,27 @@ def from_messages(
     stopped: str | None = None,
 ) -> Response:
     """Build a ``Response`` from pydantic-ai messages (``result.all_messages()``)."""
-    from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, TextPart, ToolCallPart
-
     from pytest_punie.conversation.cache import is_cached  # lazy: pydantic-ai
     from pytest_punie.conversation.text_calls import TEXT_CALL_PREFIX  # lazy: pydantic-ai
 
-    messages = list(messages)
+    dumped = dump_messages(messages)
     names = tuple(tool_names) if tool_names is not None else ()
     calls: list[ToolCall] = []
     input_tokens = output_tokens = requests = cached = 0
-    for message in messages:
-        if not isinstance(message, ModelResponse):
+    for message in transcript(dumped):
+        if message.kind != "response":
             continue
         requests += 1
         cached += is_cached(message)
-        input_tokens += message.usage.input_tokens or 0
-        output_tokens += message.usage.output_tokens or 0
+        input_tokens += message.input_tokens
+        output_tokens += message.output_tokens
         for part in message.parts:
-            if isinstance(part, ToolCallPart):
+            if part.kind == "tool-call":
                 from_text = part.tool_call_id.startswith(TEXT_CALL_PREFIX)
                 source: Literal["structured", "text"] = "text" if from_text else "structured"
-                calls.append(ToolCall(part.tool_name, _safe_args(part), source, part.tool_call_id))
-            elif isinstance(part, TextPart):
-                calls.extend(parse_tool_calls(part.content, tool_names=names or None))
-    dumped = ModelMessagesTypeAdapter.dump_python(messages, mode="json")
+                calls.append(ToolCall(part.tool_name, part.arguments, source, part.tool_call_id))
+            elif part.kind == "text":
+                calls.extend(parse_tool_calls(str(part.content), tool_names=names or None))
     return Response(
         text=_text_of(output),
         tool_calls=tuple(calls),
@@ -126,14 +124,6 @@ def from_messages(
         stopped=stopped,
         cached_requests=cached,
     )
-
-
-def _safe_args(part: Any) -> dict[str, Any]:
-    try:
-        args = part.args_as_dict()
-    except (ValueError, TypeError):
-        return {"_unparsed": part.args}
-    return args if isinstance(args, dict) else {"_unparsed": args}
 
 
 def as_response(result: Any) -> Response:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_punie.conversation.agent import close_model, make_agent
+from pytest_punie.conversation.loop import BackgroundLoop
 from pytest_punie.conversation.response import Response, from_messages
 from pytest_punie.system.files import atomic_write_bytes
 from pytest_punie.tools.workspace import create_workspace
@@ -65,11 +66,8 @@ class CaseRunner:
         self._command_timeout = command_timeout
         self._futures: dict[str, Future[CaseOutcome]] = {}
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="punie-runner", daemon=True
-        )
-        self._thread.start()
+        self._loop = BackgroundLoop("punie-runner")
+        self._loop.start()
         self._semaphore: asyncio.Semaphore | None = None
         self._model: Any = None
 
@@ -85,7 +83,7 @@ class CaseRunner:
             return future
 
     def _schedule(self, coroutine: Coroutine[Any, Any, CaseOutcome]) -> Future[CaseOutcome]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return self._loop.submit(coroutine)
 
     def workspace_for(self, nodeid: str) -> Path:
         """The folder a case's tools act on: a readable name plus a hash of the whole test id,
@@ -163,29 +161,8 @@ class CaseRunner:
             for future in self._futures.values():
                 future.cancel()
 
-        async def _shutdown() -> None:
-            # As asyncio.run ends: cancel what is left, again while cancelling starts more
-            # (pydantic-graph's task groups do), so no task is left pending when the loop
-            # closes; a pending task's coroutine would raise, as an "unraisable" exception,
-            # in whatever test the garbage collector happens to run in.
-            loop = asyncio.get_running_loop()
-            for _ in range(20):
-                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                if not tasks:
-                    break
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            closing = close_model(self._model)
-            if closing is not None:
-                await closing
-            await loop.shutdown_asyncgens()
-
-        if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(timeout=30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
-        self._loop.close()
+        # as asyncio.run ends (no task left pending), closing the model's HTTP client last
+        self._loop.close(lambda: close_model(self._model))
         self._collect_cancelled()
 
     def _collect_cancelled(self) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.conversation.transcript import transcript
 from pytest_punie.finetune.datasets import provenance_path, write_jsonl
 from pytest_punie.results.document import RunDocument, load_run
 from pytest_punie.results.run import CaseResult
@@ -31,27 +32,18 @@ class ExportError(Exception):
 def transcript_to_chat(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """pydantic-ai messages (as the results JSON holds them) in mlx_lm's chat format."""
     chat: list[dict[str, Any]] = []
-    for message in messages:
-        if message.get("kind") == "request":
-            for part in message.get("parts", []):
-                kind = part.get("part_kind")
-                if kind == "system-prompt":
-                    chat.append({"role": "system", "content": str(part.get("content", ""))})
-                elif kind == "user-prompt":
-                    chat.append({"role": "user", "content": _text(part.get("content"))})
-                elif kind in ("tool-return", "retry-prompt"):
-                    chat.append({"role": "tool", "content": _text(part.get("content"))})
+    for message in transcript(messages):
+        if message.kind == "request":
+            for part in message.parts:
+                if part.kind == "system-prompt":
+                    chat.append({"role": "system", "content": str(part.content or "")})
+                elif part.kind == "user-prompt":
+                    chat.append({"role": "user", "content": _text(part.content)})
+                elif part.kind in ("tool-return", "retry-prompt"):
+                    chat.append({"role": "tool", "content": _text(part.content)})
             continue
-        text = "".join(
-            str(p.get("content", ""))
-            for p in message.get("parts", [])
-            if p.get("part_kind") == "text"
-        )
-        calls = [
-            _call(p.get("tool_name"), p.get("args"))
-            for p in message.get("parts", [])
-            if p.get("part_kind") == "tool-call"
-        ]
+        text = "".join(str(p.content or "") for p in message.parts if p.kind == "text")
+        calls = [_call(p.tool_name, p.args) for p in message.parts if p.kind == "tool-call"]
         turn: dict[str, Any] = {"role": "assistant", "content": text}
         if calls:
             turn["tool_calls"] = calls

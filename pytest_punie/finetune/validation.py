@@ -28,10 +28,11 @@ from pytest_punie.finetune.datasets import (
     read_provenance,
     text_parts,
 )
-from pytest_punie.tools.schema import argument_problems, type_name
+from pytest_punie.tools.schema import schema_problems, type_name
 
 __all__ = [
     "ValidationReport",
+    "chat_problems",
     "check_data",
     "token_counter",
     "validate",
@@ -100,6 +101,29 @@ def _check_text(value: Any, what: str) -> str | None:
     return None
 
 
+def _openai_function(
+    item: Any, what: str, problems: list[str], note: str = ""
+) -> dict[str, Any] | None:
+    """The ``function`` of an OpenAI ``{"type": "function", "function": {...}}`` object (a tool
+    or a tool call); None, with a problem naming ``what``, when ``item`` is not one."""
+    function = item.get("function") if isinstance(item, dict) else None
+    if not isinstance(function, dict) or item.get("type", "function") != "function":
+        problems.append(f'{what} is not {{"type": "function", "function": {{...}}}}{note}')
+        return None
+    return function
+
+
+def _function_name(function: dict[str, Any] | None, what: str, problems: list[str]) -> str | None:
+    """The function's name; None, with a problem naming ``what``, when it has none."""
+    if function is None:
+        return None
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append(f"{what} has no function name")
+        return None
+    return name
+
+
 def _declared_tools(tools: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
     """Name -> parameters schema of each well-formed tool; problems for the others."""
     declared: dict[str, dict[str, Any]] = {}
@@ -109,21 +133,15 @@ def _declared_tools(tools: Any, problems: list[str]) -> dict[str, dict[str, Any]
     if not tools:
         problems.append("'tools' is empty")
     for number, tool in enumerate(tools, start=1):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or tool.get("type", "function") != "function":
-            problems.append(
-                f'tool {number} is not {{"type": "function", "function": {{...}}}} (OpenAI form)'
-            )
-            continue
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            problems.append(f"tool {number} has no function name")
+        function = _openai_function(tool, f"tool {number}", problems, " (OpenAI form)")
+        name = _function_name(function, f"tool {number}", problems)
+        if function is None or name is None:
             continue
         if name in declared:
             problems.append(f"tool {name!r} is declared twice")
         parameters = function.get("parameters", {})
-        if not isinstance(parameters, dict):
-            problems.append(f"parameters of tool {name!r} must be an object")
+        if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
+            problems.append(f"parameters of tool {name!r} must be an object schema")
             continue
         properties = parameters.get("properties", {})
         required = parameters.get("required", [])
@@ -142,8 +160,8 @@ def _declared_tools(tools: Any, problems: list[str]) -> dict[str, dict[str, Any]
 def _check_arguments(
     arguments: dict[str, Any], name: str, schema: dict[str, Any], where: str
 ) -> list[str]:
-    """The arguments against the tool's JSON schema (``schema.argument_problems``)."""
-    return [f"call to {name!r} {where}: {p}" for p in argument_problems(arguments, schema)]
+    """The arguments against the tool's JSON schema (``schema.schema_problems``)."""
+    return [f"call to {name!r} {where}: {p}" for p in schema_problems(arguments, schema)]
 
 
 def _check_tool_calls(
@@ -158,18 +176,14 @@ def _check_tool_calls(
         problems.append(f"tool_calls of message {number} is empty")
     for index, call in enumerate(calls, start=1):
         where = f"in message {number}"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or call.get("type", "function") != "function":
-            problems.append(
-                f'tool call {index} {where} is not {{"type": "function", "function": {{...}}}}'
-            )
+        function = _openai_function(call, f"tool call {index} {where}", problems)
+        if function is None:
             continue
         if unknown := sorted(set(call) - _CALL_KEYS):
             problems.append(f"tool call {index} {where} has unknown key {unknown[0]!r}")
         ids.append(call["id"] if isinstance(call.get("id"), str) else "")
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            problems.append(f"tool call {index} {where} has no function name")
+        name = _function_name(function, f"tool call {index} {where}", problems)
+        if name is None:
             continue
         if declared is None:
             problems.append(f"call to {name!r} {where} but the line declares no tools")
@@ -194,16 +208,22 @@ def _check_tool_calls(
     return ids
 
 
-def _check_messages(data: dict[str, Any], fmt: str) -> list[str]:
+def chat_problems(messages: Any, tools: Any = None) -> list[str]:
+    """What is wrong with a conversation in mlx_lm's chat format, ``tools`` its OpenAI tool
+    schemas (None: the line has none); empty when nothing is.
+
+    The one check of chat turns, for training lines and eval case files alike: roles, keys,
+    text content, tool calls of declared tools with arguments that fit their schemas, tool
+    results that answer a call. What a line is for (a training line ends with the answer to
+    learn, a case with its prompt) is checked by its reader.
+    """
     problems: list[str] = []
-    declared = _declared_tools(data["tools"], problems) if fmt == "tools" else None
-    messages = data["messages"]
+    declared = _declared_tools(tools, problems) if tools is not None else None
     if not isinstance(messages, list):
         return [*problems, f"'messages' must be a list, not {type_name(messages)}"]
     if not messages:
         return [*problems, "'messages' is empty"]
     pending_ids: list[str] | None = None  # the calls that tool messages may still answer
-    roles: list[str] = []
     for number, message in enumerate(messages, start=1):
         if not isinstance(message, dict):
             problems.append(f"message {number} must be an object, not {type_name(message)}")
@@ -216,8 +236,6 @@ def _check_messages(data: dict[str, Any], fmt: str) -> list[str]:
             problems.append(f"role of message {number} must be a string, not {type_name(role)}")
         elif role not in ROLES:
             problems.append(f"unknown role {role!r} in message {number}")
-        else:
-            roles.append(role)
         if unknown := sorted(set(message) - MESSAGE_KEYS):
             problems.append(f"unknown key {unknown[0]!r} in message {number}")
         calls = message.get("tool_calls")
@@ -245,6 +263,16 @@ def _check_messages(data: dict[str, Any], fmt: str) -> list[str]:
                 pending_ids.pop(0)
         else:
             pending_ids = None
+    return problems
+
+
+def _check_messages(data: dict[str, Any], fmt: str) -> list[str]:
+    """A chat or tools line: its turns, and an answer to learn from at the end."""
+    messages = data["messages"]
+    problems = chat_problems(messages, data["tools"] if fmt == "tools" else None)
+    if not isinstance(messages, list) or not messages:
+        return problems
+    roles = [message.get("role") for message in messages if isinstance(message, dict)]
     if "assistant" not in roles:
         problems.append("no assistant message to learn from")
     elif isinstance(last := messages[-1], dict) and last.get("role") in ("system", "user", "tool"):

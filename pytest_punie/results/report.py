@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_punie.conversation.transcript import transcript
 from pytest_punie.results import history
 from pytest_punie.results.labels import path_name, percent
 from pytest_punie.results.render import (
@@ -132,24 +133,21 @@ def conversation(messages: Iterable[Mapping[str, Any]]) -> tuple[list[Turn], dic
     """The turns of pydantic-ai's dumped messages, and each tool call id's result."""
     turns: list[Turn] = []
     results: dict[str, str] = {}
-    for message in messages:
-        for part in message.get("parts") or ():
-            kind = part.get("part_kind", "")
-            content = part.get("content")
-            if kind == "system-prompt":
-                turns.append(Turn("system", _content(content)))
-            elif kind == "user-prompt":
-                turns.append(Turn("user", _content(content)))
-            elif kind in ("tool-return", "retry-prompt"):
-                text = _content(content)
-                turns.append(Turn("tool result", text, str(part.get("tool_name") or "")))
-                if part.get("tool_call_id"):
-                    results[str(part["tool_call_id"])] = text
-            elif kind == "text":
-                turns.append(Turn("assistant", _content(content)))
-            elif kind == "tool-call":
-                name = str(part.get("tool_name", "?"))
-                turns.append(Turn("tool call", call_text(name, part.get("args")), name))
+    for part in (part for message in transcript(messages) for part in message.parts):
+        if part.kind == "system-prompt":
+            turns.append(Turn("system", _content(part.content)))
+        elif part.kind == "user-prompt":
+            turns.append(Turn("user", _content(part.content)))
+        elif part.kind in ("tool-return", "retry-prompt"):
+            text = _content(part.content)
+            turns.append(Turn("tool result", text, part.tool_name))
+            if part.tool_call_id:
+                results[part.tool_call_id] = text
+        elif part.kind == "text":
+            turns.append(Turn("assistant", _content(part.content)))
+        elif part.kind == "tool-call":
+            name = part.tool_name or "?"
+            turns.append(Turn("tool call", call_text(name, part.args), name))
     return turns, results
 
 

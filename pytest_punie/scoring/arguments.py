@@ -23,7 +23,7 @@ __all__ = [
     "Expected",
     "Mode",
     "any_of",
-    "argument_problems",
+    "argument_mismatches",
     "exact",
     "path",
     "same_value",
@@ -150,7 +150,7 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def argument_problems(
+def argument_mismatches(
     expected: Mapping[str, Any],
     actual: Mapping[str, Any],
     *,
@@ -158,7 +158,7 @@ def argument_problems(
     schema: Mapping[str, Any] | None = None,
     allow_unknown: bool = False,
 ) -> list[str]:
-    """What is wrong with a call's ``actual`` arguments (empty: nothing).
+    """How a call's ``actual`` arguments differ from the ``expected`` ones (empty: they match).
 
     Every argument of ``expected`` not in ``optional`` must be present with an acceptable value;
     an argument outside both is unknown unless ``allow_unknown``; with the tool's ``schema``,

@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_punie.scoring import arguments
-from pytest_punie.scoring.arguments import AnyOf, any_of
+from pytest_punie.scoring.arguments import AnyOf, any_of, argument_mismatches
 from pytest_punie.tools.parsing import ToolCall, find_call_like_text
 
 __all__ = [
@@ -46,6 +45,13 @@ class ExpectedCall:
     optional: frozenset[str] = frozenset()
     schema: Mapping[str, Any] | None = None
 
+    def mismatches(self, call: ToolCall) -> list[str]:
+        """How ``call``'s arguments differ from this call's (``arguments.argument_mismatches``);
+        empty when they match."""
+        return argument_mismatches(
+            self.arguments, call.arguments, optional=self.optional, schema=self.schema
+        )
+
 
 @dataclass(frozen=True)
 class CallCheck:
@@ -61,19 +67,9 @@ class CallCheck:
         return self.failure is None
 
 
-def argument_problems(expected: ExpectedCall, actual: ToolCall) -> list[str]:
-    """What is wrong with ``actual``'s arguments (empty: nothing)."""
-    return arguments.argument_problems(
-        expected.arguments,
-        actual.arguments,
-        optional=expected.optional,
-        schema=expected.schema,
-    )
-
-
 def _match_unordered(expected: Sequence[ExpectedCall], calls: Sequence[ToolCall]) -> int:
     """The largest number of expected calls matched one-to-one (bipartite matching)."""
-    fits = [[i for i, c in enumerate(calls) if c.name == e.name and not argument_problems(e, c)]
+    fits = [[i for i, c in enumerate(calls) if c.name == e.name and not e.mismatches(c)]
             for e in expected]  # fmt: skip
     owner: dict[int, int] = {}
 
@@ -93,7 +89,7 @@ def _match_ordered(expected: Sequence[ExpectedCall], calls: Sequence[ToolCall]) 
     """How many expected calls match the calls position by position, from the start."""
     matched = 0
     for e, c in zip(expected, calls, strict=False):  # stops at the shorter
-        if c.name != e.name or argument_problems(e, c):
+        if c.name != e.name or e.mismatches(c):
             break
         matched += 1
     return matched
@@ -141,6 +137,6 @@ def check_tool_calls(
     problems: list[str] = []
     for e in expected:
         candidates = [c for c in calls if c.name == e.name]
-        best = min((argument_problems(e, c) for c in candidates), key=len, default=[])
+        best = min((e.mismatches(c) for c in candidates), key=len, default=[])
         problems.extend(f"{e.name}: {p}" for p in best)
     return CallCheck(score, WRONG_ARGUMENTS, "; ".join(problems) or "arguments differ", matched)

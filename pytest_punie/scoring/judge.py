@@ -17,11 +17,9 @@ The judge's pydantic-ai model is made in one place, :func:`make_judge_model`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,11 +29,14 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, Field, ValidationError
 
-from pytest_punie.conversation.agent import close_model
+from pytest_punie.conversation.agent import Sampling, close_model, make_model
+from pytest_punie.conversation.loop import BackgroundLoop
 from pytest_punie.conversation.response import Response, as_response
+from pytest_punie.conversation.transcript import first_prompt, last_reply
 from pytest_punie.scoring.framework import ScoreFailure, Scorer, ScoreRecord
 from pytest_punie.serving.server import connect
 from pytest_punie.serving.shared import serve
+from pytest_punie.timeouts import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -250,25 +251,11 @@ class GateDecision:
 
 
 def make_judge_model(
-    server: ServerInfo,
-    *,
-    model_name: str | None = None,
-    max_tokens: int = 200,
-    timeout: float = 120.0,
+    server: ServerInfo, *, max_tokens: int = 200, timeout: float = DEFAULT_TIMEOUT_S
 ) -> Model:
-    """The judge's pydantic-ai model on an OpenAI-compatible server: the one place it is made
-    (a response cache wraps what this returns)."""
-    from openai import AsyncOpenAI
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
-    from pydantic_ai.settings import ModelSettings
-
-    client = AsyncOpenAI(base_url=server.base_url, api_key="punie", max_retries=0, timeout=timeout)
-    return OpenAIChatModel(
-        model_name or server.model_name,
-        provider=OpenAIProvider(openai_client=client),
-        settings=ModelSettings(temperature=0.0, max_tokens=max_tokens, timeout=timeout),
-    )
+    """The judge's pydantic-ai model on an OpenAI-compatible server: the cases' model
+    (``conversation.agent.make_model``), greedy and short (a response cache wraps it)."""
+    return make_model(server, Sampling(temperature=0.0, max_tokens=max_tokens, timeout=timeout))
 
 
 def judge_prompt(criteria: str, prompt: str | None, answer: str, reference: str | None) -> str:
@@ -306,9 +293,7 @@ class Judge:
         self._model_factory = model_factory
         self._agent: Any = None
         self._model: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._loop = BackgroundLoop("punie-judge")
 
     def __repr__(self) -> str:
         return f"<Judge {self.identity.name} hash={self.identity.hash}>"
@@ -338,7 +323,7 @@ class Judge:
             try:
                 result = await agent.run(judge_prompt(criteria, prompt, answer, reference))
             except UnexpectedModelBehavior as exc:
-                last = _last_reply(messages)
+                last = last_reply(messages)
                 raise JudgeError(
                     f"judge {self.identity.name} gave no valid verdict in {self.retries + 1} "
                     f"tries ({exc}); its last reply: {last[:300]!r}"
@@ -354,34 +339,12 @@ class Judge:
         self, criteria: str, answer: str, *, prompt: str | None = None, reference: str | None = None
     ) -> Verdict:
         """``grade`` from synchronous code, run in the judge's background loop."""
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=self._loop.run_forever, name="punie-judge", daemon=True
-                )
-                self._thread.start()
-            loop = self._loop
         coroutine = self.grade(criteria, answer, prompt=prompt, reference=reference)
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+        return self._loop.submit(coroutine).result()
 
     def close(self) -> None:
         """Close the judge's HTTP client and stop its loop."""
-
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        closing = close_model(self._model) if self._model is not None else None
-        if closing is not None:
-
-            async def _close() -> None:
-                await closing
-
-            asyncio.run_coroutine_threadsafe(_close(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        loop.close()
+        self._loop.close(lambda: close_model(self._model))
 
 
 @dataclass(frozen=True)
@@ -478,15 +441,6 @@ def _model_name(info: ServerInfo) -> str:
     return Path(info.model).name if info.model else info.model_name
 
 
-def _last_reply(messages: list[Any]) -> str:
-    from pydantic_ai.messages import ModelResponse, TextPart
-
-    for message in reversed(messages):
-        if isinstance(message, ModelResponse):
-            return "".join(p.content for p in message.parts if isinstance(p, TextPart))
-    return ""
-
-
 def verdict_lines(records: Sequence[ScoreRecord]) -> str:
     """The judge verdicts among ``records``, one readable paragraph each (for the HTML report)."""
     paragraphs = []
@@ -528,15 +482,6 @@ def judge_context(context: JudgeContext) -> Iterator[JudgeContext]:
         yield context
     finally:
         _context.reset(token)
-
-
-def _prompt_of(response: Response) -> str | None:
-    """The first user prompt of the conversation the response records."""
-    for message in response.messages:
-        for part in message.get("parts", ()):
-            if part.get("part_kind") == "user-prompt" and isinstance(part.get("content"), str):
-                return str(part["content"])
-    return None
 
 
 def _judge_details(rubric: Rubric, judge: Judge, reference: str | None) -> dict[str, Any]:
@@ -599,7 +544,7 @@ def assert_judge(
             )
         judge = context.get_judge()
     response = as_response(result)
-    prompt = prompt or context.prompt or _prompt_of(response)
+    prompt = prompt or context.prompt or first_prompt(response.messages)
     reference = reference or context.reference
     scorer = Scorer(_judge_score, name=f"judge:{rubric.name}", pass_mark=rubric.pass_mark)
     chosen = rubric.pass_mark if pass_mark is None else pass_mark

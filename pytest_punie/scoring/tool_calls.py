@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_punie.conversation.response import Response
-from pytest_punie.scoring.arguments import argument_problems
+from pytest_punie.scoring.arguments import argument_mismatches
 from pytest_punie.scoring.bfcl import (
     EXTRA_CALL,
     NO_CALL,
@@ -53,7 +53,7 @@ def assert_tool_called(
     if arguments is None:
         return 1.0, details
     problems = min(
-        (argument_problems(arguments, call.arguments, allow_unknown=True) for call in named),
+        (argument_mismatches(arguments, call.arguments, allow_unknown=True) for call in named),
         key=len,
     )
     if not problems:

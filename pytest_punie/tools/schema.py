@@ -16,11 +16,11 @@ from typing import Any
 
 __all__ = [
     "JSON_TYPES",
-    "argument_problems",
     "coerce",
     "fits",
     "json_value",
     "property_types",
+    "schema_problems",
     "type_name",
     "type_problem",
 ]
@@ -70,8 +70,8 @@ def type_problem(name: str, value: Any, spec: Any) -> str | None:
     return None
 
 
-def argument_problems(arguments: Mapping[str, Any], parameters: Any) -> list[str]:
-    """What is wrong with a call's ``arguments`` for a tool whose JSON schema is ``parameters``:
+def schema_problems(arguments: Mapping[str, Any], parameters: Any) -> list[str]:
+    """How a call's ``arguments`` do not conform to its tool's JSON schema ``parameters``:
     a missing required argument, an unknown one (unless ``additionalProperties`` is true), a
     value of the wrong type or outside its enum. Empty when nothing is."""
     if not isinstance(parameters, Mapping):
