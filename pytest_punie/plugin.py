@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_punie import fixtures, hooks
-from pytest_punie.cases.files import CASE_FILE_KEY, CaseLine, EvalFile, is_case_file
+from pytest_punie.cases.files import CaseLine, EvalFile, is_case_file
 from pytest_punie.cases.marker import (
     MARKER,
     MARKER_HELP,
     REPEAT_ID,
-    REPEATS_KEY,
     Case,
     CaseError,
     case_from_marker,
@@ -49,9 +48,11 @@ from pytest_punie.serving.pool import served_tallies
 from pytest_punie.serving.server import ServerError
 from pytest_punie.serving.shared import stop_shared
 from pytest_punie.stash import (
+    CASE_FILE_KEY,
     CASE_KEY,
     JUDGE_KEY,
     REPEAT_FIXTURE,
+    REPEATS_KEY,
     RESPONSE_KEY,
     RESULTS_KEY,
     RUN_DIR_KEY,

@@ -33,11 +33,7 @@ from pytest_punie.scoring import framework
 from pytest_punie.scoring import text as text_scorers
 from pytest_punie.scoring import tool_calls as tool_scorers
 from pytest_punie.scoring.bfcl import ExpectedCall
-
-# stash.py is the keys' home; ``CASE_FILE_KEY`` is re-exported while plugin.py and leakage.py
-# import it from here
-from pytest_punie.stash import CASE_FILE_KEY as CASE_FILE_KEY
-from pytest_punie.stash import REPEATS_KEY
+from pytest_punie.stash import CASE_FILE_KEY, REPEATS_KEY
 
 if TYPE_CHECKING:
     from pytest_punie.conversation.response import Response

@@ -16,7 +16,6 @@ __all__ = [
     "case_from_marker",
     "case_tool_schemas",
 ]
-from pytest_punie.stash import REPEATS_KEY as REPEATS_KEY  # its home; plugin.py imports it here
 from pytest_punie.tools.workspace import Workspace, make_tools
 
 MARKER = "punie"

@@ -184,7 +184,7 @@ def _message(leaks: Sequence[Leak]) -> str:
 def item_prompts(items: Iterable[pytest.Item]) -> list[Prompt]:
     """The prompts of collected eval cases: a ``punie(prompt=...)`` marker's prompt, and every
     user turn of an ``eval_*.jsonl`` line (its prompt and the conversation before it)."""
-    from pytest_punie.cases.files import CASE_FILE_KEY  # lazy: collection-time import only
+    from pytest_punie.stash import CASE_FILE_KEY  # lazy: collection-time import only
 
     prompts = []
     for item in items:
