@@ -27,6 +27,7 @@ from pytest_punie.scoring.judge import JudgeSettings
 from pytest_punie.serving.chat_template import CHOICES
 from pytest_punie.serving.models import check_model_spec
 from pytest_punie.serving.shared import ServerSpec
+from pytest_punie.timeouts import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -95,7 +96,7 @@ SEED_OPTION = Option("seed", "Sampling seed sent with every request.", metavar="
 TIMEOUT_OPTION = Option(
     "timeout",
     "Seconds a model request may go without progress (waiting its turn in the server is fine).",
-    120.0,
+    DEFAULT_TIMEOUT_S,
     "SECONDS",
 )
 MIN_SCORE_OPTION = Option(
@@ -209,7 +210,7 @@ class Settings:
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None
-    timeout: float = 120.0
+    timeout: float = DEFAULT_TIMEOUT_S
     min_score: float | None = None
     min_category: Mapping[str, float] = field(default_factory=dict)
     results: Path | None = None
