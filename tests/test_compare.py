@@ -372,11 +372,12 @@ def test_format_comparison() -> None:
         "paired cases",
         "p (McNemar)",
         "p (bootstrap)",
+        "detectable",
         "significant",
     ):
         assert column in header
     tools = next(line for line in lines if line.startswith("tools "))
-    assert tools.split() == "tools 100.0% 25.0% -75.0 pts 20 <0.001 <0.001 yes".split()
+    assert tools.split() == "tools 100.0% 25.0% -75.0 pts 20 <0.001 <0.001 ±30.0 pts yes".split()
     code = next(line for line in lines if line.startswith("code "))
     assert code.split()[-1] == "no"
     assert "broken (passed -> failed): 15" in text
@@ -403,7 +404,7 @@ def test_comparison_html_is_well_formed_and_escaped() -> None:
     assert "t.py::test_x[&lt;b&gt;&amp;]" in markup
     assert tags.count("table") == 1
     assert tags.count("tr") == 1 + 3  # the header, categories a<b and tools, overall
-    assert markup.count("<th>") == 8
+    assert markup.count("<th>") == 9
     assert "broken (passed -&gt; failed): 1" in markup
 
 

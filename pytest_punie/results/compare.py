@@ -7,7 +7,12 @@ for every report: ``stats.category_statistics``, judge errors left out); a sampl
 no verdict is left out of the pairs too, and a case with no scored sample on either side is not
 compared. Per category, the exact McNemar test looks at paired pass/fail flips and a paired
 bootstrap at paired score differences; ``significant`` follows the bootstrap, since it tests the
-change the table shows (the mean score).
+change the table shows (the mean score). ``detectable_change`` says how small a change the
+paired cases could tell apart from noise (``stats.detectable_change`` with the observed paired
+differences), so "not significant" can read "too few cases to tell".
+
+``compare_runs`` sets any number of runs beside the first (the reference): a case-by-case matrix
+and each category's figures per run, with ``compare`` against the reference for each later run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pytest_punie.results.stats import (
     ALPHA,
     CaseSamples,
     case_samples,
+    detectable_change,
     mcnemar_p,
     paired_bootstrap_p,
 )
@@ -34,7 +40,12 @@ __all__ = [
     "CaseChange",
     "CategoryComparison",
     "Comparison",
+    "MatrixCase",
+    "MatrixCategory",
+    "MatrixComparison",
+    "RunFigures",
     "compare",
+    "compare_runs",
     "regressions",
 ]
 
@@ -73,6 +84,12 @@ class CategoryComparison:
     p_bootstrap: float
     baseline_judge_errors: int = 0  # samples whose judge gave no verdict (not in the mean)
     candidate_judge_errors: int = 0
+    # the smallest change the paired cases could call significant (None: no paired case)
+    detectable_change: float | None = None
+    baseline_low: float | None = None  # each run's 95% interval of its mean (None: overall)
+    baseline_high: float | None = None
+    candidate_low: float | None = None
+    candidate_high: float | None = None
 
     @property
     def difference(self) -> float | None:
@@ -85,6 +102,14 @@ class CategoryComparison:
     def significant(self) -> bool:
         """Whether the paired score change is unlikely to be noise (bootstrap p < ALPHA)."""
         return self.paired > 0 and self.p_bootstrap < ALPHA
+
+    @property
+    def too_few_to_tell(self) -> bool:
+        """Whether a non-significant change is smaller than the paired cases could see (so
+        "not significant" means "too few cases to tell", not "no change")."""
+        if self.significant or self.detectable_change is None:
+            return False
+        return abs(self.paired_difference or 0.0) < self.detectable_change
 
 
 @dataclass(frozen=True)
@@ -169,6 +194,8 @@ class _Side:
     cases: int = 0
     mean: float | None = None
     judge_errors: int = 0
+    low: float | None = None
+    high: float | None = None
 
 
 def _side(document: RunDocument, name: str) -> _Side:
@@ -181,8 +208,11 @@ def _side(document: RunDocument, name: str) -> _Side:
     category = document.category(name)
     if category is None:
         return _Side()
-    mean = category.mean if category.scored else None
-    return _Side(_scored_cases(category), mean, category.judge_errors)
+    if not category.scored:
+        return _Side(_scored_cases(category), None, category.judge_errors)
+    return _Side(
+        _scored_cases(category), category.mean, category.judge_errors, category.low, category.high
+    )
 
 
 def _scored_cases(category: CategoryScore) -> int:
@@ -207,6 +237,11 @@ def _category(
     ]
     fixed = sum(c.change == "fixed" for c in paired)
     broken = sum(c.change == "broken" for c in paired)
+    detectable = None
+    if diffs:
+        centre = math.fsum(diffs) / len(diffs)
+        variance = math.fsum((d - centre) ** 2 for d in diffs) / len(diffs)
+        detectable = detectable_change(len(diffs), difference_variance=variance)
     return CategoryComparison(
         name=name,
         baseline_cases=baseline.cases,
@@ -221,6 +256,11 @@ def _category(
         p_bootstrap=paired_bootstrap_p(diffs, resamples=resamples, seed=seed),
         baseline_judge_errors=baseline.judge_errors,
         candidate_judge_errors=candidate.judge_errors,
+        detectable_change=detectable,
+        baseline_low=baseline.low,
+        baseline_high=baseline.high,
+        candidate_low=candidate.low,
+        candidate_high=candidate.high,
     )
 
 
@@ -315,3 +355,132 @@ def regressions(comparison: Comparison, max_drop: Mapping[str, float]) -> list[s
         if name not in known
     ]
     return messages
+
+
+# -- many runs beside a reference -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatrixCase:
+    """One case across the runs: its score and pass/fail in each (None where the run does not
+    have it, or scored none of its samples), and its change against the reference in each
+    later run (``changes[k]`` is run ``k + 1``'s; None where the case is in neither)."""
+
+    nodeid: str
+    category: str
+    scores: tuple[float | None, ...]
+    passed: tuple[bool | None, ...]
+    changes: tuple[Change | None, ...]
+
+    @property
+    def changed(self) -> bool:
+        """Whether a later run fixed or broke the case."""
+        return any(change in ("fixed", "broken") for change in self.changes)
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """A category's figures in one run, as its document states them (None: not in the run)."""
+
+    cases: int
+    mean: float | None
+    low: float | None
+    high: float | None
+    detectable_change: float | None
+
+
+@dataclass(frozen=True)
+class MatrixCategory:
+    """A category's figures in each run, in the runs' order."""
+
+    name: str
+    runs: tuple[RunFigures, ...]
+
+
+@dataclass(frozen=True)
+class MatrixComparison:
+    """Several runs set beside the first (the reference): every case's score in each run, each
+    category's figures per run, and ``compare(reference, run)`` for each later run (its fixed
+    and broken cases, paired tests and detectable changes)."""
+
+    labels: tuple[str, ...]
+    cases: tuple[MatrixCase, ...]
+    categories: tuple[MatrixCategory, ...]
+    overall: tuple[float | None, ...]
+    pairs: tuple[Comparison, ...]  # pairs[k]: the reference against run k + 1
+
+    @property
+    def reference(self) -> str:
+        return self.labels[0]
+
+    def fixed(self, run: int) -> list[CaseChange]:
+        """The cases run ``run`` (1 or later) fixed against the reference."""
+        return self.pairs[run - 1].fixed
+
+    def broken(self, run: int) -> list[CaseChange]:
+        """The cases run ``run`` (1 or later) broke against the reference."""
+        return self.pairs[run - 1].broken
+
+
+def _figures(document: RunDocument, name: str) -> RunFigures:
+    category = document.category(name)
+    if category is None or not category.scored:
+        return RunFigures(0, None, None, None, None)
+    stats = category.stats
+    detectable = stats.detectable_change if stats is not None else None
+    if detectable is None:
+        detectable = detectable_change(_scored_cases(category), category.mean)
+    return RunFigures(
+        _scored_cases(category), category.mean, category.low, category.high, detectable
+    )
+
+
+def compare_runs(
+    documents: Sequence[RunDocument],
+    labels: Sequence[str] | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> MatrixComparison:
+    """Set ``documents[1:]`` beside ``documents[0]`` (the reference), case by case (paired by
+    nodeid, as ``compare`` pairs them) and per category. ``labels`` name the runs (default:
+    each document's label)."""
+    if len(documents) < 2:
+        raise ValueError(f"compare_runs needs at least two runs, got {len(documents)}")
+    names = tuple(labels) if labels is not None else tuple(d.label for d in documents)
+    if len(names) != len(documents):
+        raise ValueError(f"{len(names)} labels for {len(documents)} runs")
+    pairs = tuple(compare(documents[0], d, resamples, seed) for d in documents[1:])
+    samples = [case_samples(d.cases) for d in documents]
+    changes = [{c.nodeid: c.change for c in pair.cases} for pair in pairs]
+    categories_of: dict[str, str] = {}
+    for run in reversed(samples):  # the reference's category wins
+        categories_of.update({nodeid: s.category for nodeid, s in run.items()})
+    cases = tuple(
+        MatrixCase(
+            nodeid=nodeid,
+            category=categories_of[nodeid],
+            scores=tuple(
+                run[nodeid].score if nodeid in run and run[nodeid].scored else None
+                for run in samples
+            ),
+            passed=tuple(
+                run[nodeid].passed if nodeid in run and run[nodeid].scored else None
+                for run in samples
+            ),
+            changes=tuple(change.get(nodeid) for change in changes),
+        )
+        for nodeid in sorted(categories_of, key=lambda n: (categories_of[n], n))
+    )
+    category_names = sorted(
+        {c.name for d in documents for c in d.categories} | set(categories_of.values())
+    )
+    return MatrixComparison(
+        labels=names,
+        cases=cases,
+        categories=tuple(
+            MatrixCategory(name, tuple(_figures(d, name) for d in documents))
+            for name in category_names
+        ),
+        overall=tuple(d.overall for d in documents),
+        pairs=pairs,
+    )

@@ -22,7 +22,13 @@ from pytest_punie.results.table import Cell, Table
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-    from pytest_punie.results.compare import CaseChange, CategoryComparison, Comparison
+    from pytest_punie.results.compare import (
+        CaseChange,
+        CategoryComparison,
+        Comparison,
+        MatrixComparison,
+        RunFigures,
+    )
     from pytest_punie.results.run import CategoryScore
 
 __all__ = [
@@ -35,12 +41,21 @@ __all__ = [
     "category_rows",
     "changed_cases",
     "comparison_html",
+    "comparison_page",
     "comparison_table",
     "comparison_text",
+    "detectable_line",
+    "detectable_notes",
     "escape",
     "failure_table",
+    "matrix_case_table",
+    "matrix_category_table",
+    "matrix_changes",
+    "matrix_page",
+    "matrix_text",
     "path_name",
     "percent",
+    "points",
     "render_html",
     "render_macro",
     "run_label",
@@ -170,6 +185,24 @@ def category_rows(categories: Iterable[CategoryScore], overall: float | None) ->
     return rows
 
 
+def points(change: float | None) -> str:
+    """A detectable change in points, both ways: ``±12.8 pts``; "-" for none."""
+    return "-" if change is None else f"\u00b1{change * 100:.1f} pts"
+
+
+def detectable_line(categories: Iterable[CategoryScore]) -> str:
+    """One line under the category table: how small a change each category could show
+    (``stats.detectable_change``, as the results file holds it); "" without categories."""
+    parts = [
+        f"{c.name} {points(c.stats.detectable_change)} with {c.stats.cases} case(s)"
+        for c in categories
+        if c.stats is not None and c.stats.detectable_change is not None
+    ]
+    if not parts:
+        return ""
+    return f"detectable change (paired test, p < {ALPHA}, 80% power): " + ", ".join(parts)
+
+
 def failure_table(categories: Iterable[CategoryScore]) -> Table:
     """Failed cases per category and failure type (no rows when nothing failed)."""
     categories = [c for c in categories if c.failures]
@@ -188,6 +221,7 @@ COMPARISON_HEADER = (
     "paired cases",
     "p (McNemar)",
     "p (bootstrap)",
+    "detectable",
     "significant",
 )
 
@@ -200,21 +234,37 @@ def _p(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _comparison_row(category: CategoryComparison) -> list[str]:
+def _score(mean: float | None, low: float | None, high: float | None, intervals: bool) -> Cell:
+    """A mean, with its 95% interval in the text (``intervals``) or as the cell's note."""
+    interval = _interval(low, high)
+    if intervals and interval != "-":
+        return Cell(f"{percent(mean)} ({interval})", mean)
+    return Cell(percent(mean), mean, note="" if interval == "-" else f"95% CI {interval}")
+
+
+def _comparison_row(category: CategoryComparison, intervals: bool) -> list[str | Cell]:
+    b, c = category, category
     return [
         category.name,
-        percent(category.baseline_mean),
-        percent(category.candidate_mean),
+        _score(b.baseline_mean, b.baseline_low, b.baseline_high, intervals),
+        _score(c.candidate_mean, c.candidate_low, c.candidate_high, intervals),
         _change(category.difference),
         str(category.paired),
         _p(category.p_mcnemar) if category.paired else "-",
         _p(category.p_bootstrap) if category.paired else "-",
+        Cell(
+            points(category.detectable_change),
+            category.detectable_change,
+            note="the smallest change these paired cases could call significant",
+        ),
         ("yes" if category.significant else "no") if category.paired else "-",
     ]
 
 
-def comparison_table(comparison: Comparison) -> Table:
-    """Each category side by side, the overall row last; significant rows are marked."""
+def comparison_table(comparison: Comparison, *, intervals: bool = False) -> Table:
+    """Each category side by side, the overall row last; significant rows are marked. With
+    ``intervals`` the means show their 95% intervals (else the intervals are the cells'
+    notes)."""
     every = (*comparison.categories, comparison.overall)
     classes = [
         " ".join(
@@ -222,8 +272,19 @@ def comparison_table(comparison: Comparison) -> Table:
         )
         for c in every
     ]
-    rows = [_comparison_row(c) for c in every]
+    rows = [_comparison_row(c, intervals) for c in every]
     return Table.of(COMPARISON_HEADER, rows, total_row=True, row_classes=classes)
+
+
+def detectable_notes(comparison: Comparison) -> list[str]:
+    """A line per category whose change is not significant and smaller than its paired cases
+    could see: "not significant" there means "too few cases to tell"."""
+    return [
+        f"{c.name}: {_change(c.paired_difference)} is not significant, and {c.paired} paired "
+        f"case(s) cannot tell a change under {points(c.detectable_change)} from noise"
+        for c in (*comparison.categories, comparison.overall)
+        if c.too_few_to_tell and c.detectable_change is not None
+    ]
 
 
 def case_line(case: CaseChange) -> str:
@@ -263,10 +324,15 @@ def comparison_text(comparison: Comparison) -> str:
         if change in ("added", "removed") and not cases:
             continue
         lines += ["", f"{title}: {len(cases) or 'none'}", *(f"  {line}" for line in cases)]
+    notes = detectable_notes(comparison)
+    if notes:
+        lines += ["", "too few cases to tell:", *(f"  {note}" for note in notes)]
     lines += [
         "",
         f"significant: paired bootstrap p < {ALPHA} on the score change "
         "(cases paired by nodeid, repeats averaged)",
+        f"detectable: the smallest change the paired cases could call significant "
+        f"(p < {ALPHA}, 80% power)",
     ]
     return "\n".join(lines)
 
@@ -278,4 +344,95 @@ def comparison_html(comparison: Comparison) -> str:
         comparison=comparison,
         table=comparison_table(comparison),
         changes=[(title, cases) for title, cases in changed_cases(comparison) if cases],
+        notes=detectable_notes(comparison),
+    )
+
+
+def comparison_page(comparison: Comparison) -> str:
+    """The comparison as a self-contained HTML page (styles inline, no script)."""
+    return render_html(
+        "comparison_page.html",
+        title=f"pytest-punie: {comparison.candidate_label} against {comparison.baseline_label}",
+        comparison=comparison,
+        table=comparison_table(comparison, intervals=True),
+        changes=[(title, cases) for title, cases in changed_cases(comparison) if cases],
+        notes=detectable_notes(comparison),
+    )
+
+
+# -- several runs beside a reference --------------------------------------------------------------
+
+
+_MARKS = {"fixed": "fixed", "broken": "BROKEN", "added": "new", "removed": "gone"}
+
+
+def matrix_case_table(matrix: MatrixComparison) -> Table:
+    """One row per case, one column per run (its score; a later run's change against the
+    reference beside it); rows a later run fixed or broke have the class ``changed``."""
+    rows = []
+    for case in matrix.cases:
+        cells = [Cell(case.nodeid), Cell(case.category), Cell(percent(case.scores[0]))]
+        for score, change in zip(case.scores[1:], case.changes, strict=True):
+            mark = _MARKS.get(change or "", "")
+            cells.append(Cell(f"{percent(score)} {mark}".rstrip(), score))
+        rows.append(cells)
+    classes = ["changed" if case.changed else "" for case in matrix.cases]
+    header = ["case", "category", *matrix.labels]
+    return Table.of(header, rows, left=(0, 1), row_classes=classes)
+
+
+def _figures(figures: RunFigures) -> Cell:
+    if figures.mean is None:
+        return Cell("-")
+    return Cell(
+        f"{percent(figures.mean)} ({_interval(figures.low, figures.high)})",
+        figures.mean,
+        note=f"{figures.cases} case(s); detectable change {points(figures.detectable_change)}",
+    )
+
+
+def matrix_category_table(matrix: MatrixComparison) -> Table:
+    """Each category's mean with its 95% interval in each run, the overall row last."""
+    rows: list[list[str | Cell]] = [
+        [category.name, *(_figures(f) for f in category.runs)] for category in matrix.categories
+    ]
+    rows.append(["overall", *(Cell(percent(m), m) for m in matrix.overall)])
+    return Table.of(["category", *matrix.labels], rows, total_row=True)
+
+
+def matrix_changes(matrix: MatrixComparison) -> list[tuple[str, list[str], list[str]]]:
+    """Per later run: a title and the lines of the cases it fixed and broke."""
+    return [
+        (
+            f"{label} against {matrix.reference}: fixed {len(matrix.fixed(run))}, "
+            f"broken {len(matrix.broken(run))}",
+            [case_line(c) for c in matrix.fixed(run)],
+            [case_line(c) for c in matrix.broken(run)],
+        )
+        for run, label in enumerate(matrix.labels[1:], start=1)
+    ]
+
+
+def matrix_text(matrix: MatrixComparison, legend: Sequence[str] = ()) -> str:
+    """Several runs for the terminal: the category table, the case matrix, and per later run
+    the cases it fixed and broke against the reference (the first run)."""
+    lines = [*legend, *([""] if legend else [])]
+    lines += ["categories (mean, 95% interval):", to_text(matrix_category_table(matrix)), ""]
+    lines += [f"cases (against {matrix.reference}):", to_text(matrix_case_table(matrix))]
+    for title, fixed, broken in matrix_changes(matrix):
+        lines += ["", title]
+        lines += [f"  fixed    {line}" for line in fixed]
+        lines += [f"  broken   {line}" for line in broken]
+    return "\n".join(lines)
+
+
+def matrix_page(matrix: MatrixComparison, legend: Sequence[str] = ()) -> str:
+    """Several runs as a self-contained HTML page (``matrix.html``)."""
+    return render_html(
+        "matrix.html",
+        title=f"pytest-punie: {len(matrix.labels)} runs against {matrix.reference}",
+        legend=list(legend),
+        categories=matrix_category_table(matrix),
+        cases=matrix_case_table(matrix),
+        changes=matrix_changes(matrix),
     )

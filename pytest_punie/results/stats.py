@@ -16,12 +16,15 @@ from typing import Any, Protocol
 
 __all__ = [
     "ALPHA",
+    "POWER",
     "CaseSamples",
     "CategoryStats",
     "Sample",
     "bootstrap_mean_interval",
     "case_samples",
     "category_statistics",
+    "detectable_change",
+    "fewest_significant_cases",
     "mcnemar_p",
     "overall_mean",
     "paired_bootstrap_p",
@@ -29,6 +32,7 @@ __all__ = [
 ]
 
 ALPHA = 0.05  # the significance level a comparison calls "significant"
+POWER = 0.8  # the chance of seeing a real change that `detectable_change` plans for
 _EPSILON = 1e-12  # resampled means this close to 0 count as 0 (float sums of +x and -x)
 
 
@@ -134,6 +138,63 @@ def paired_bootstrap_p(diffs: Iterable[float], resamples: int = 2000, seed: int 
     return min(1.0, max(p, 2.0 ** (1 - nonzero)))
 
 
+def fewest_significant_cases(alpha: float = ALPHA) -> int:
+    """The fewest changed cases a paired test here can call significant at ``alpha``: the
+    smallest ``m`` with ``2 / 2**m < alpha`` (the exact sign-flip floor of
+    `paired_bootstrap_p`, and McNemar's with every change the same way): 6 at 0.05."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be between 0 and 1 (exclusive), got {alpha!r}")
+    m = 1
+    while 2.0 ** (1 - m) >= alpha:
+        m += 1
+    return m
+
+
+def detectable_change(
+    cases: int,
+    mean: float | None = None,
+    *,
+    difference_variance: float | None = None,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> float:
+    """The smallest change of a category's mean score that a paired comparison of ``cases``
+    cases would call significant (two-sided ``alpha``) with probability ``power``; in [0, 1].
+
+    Normal approximation for a paired comparison of per-case scores (repeats averaged first)::
+
+        delta = max((z[1 - alpha/2] + z[power]) * sigma / sqrt(n),  m / n)
+
+    ``sigma**2`` is the variance of the per-case differences (candidate - baseline):
+
+    * with a baseline, ``difference_variance``: the observed variance of the paired
+      differences. For pass/fail cases that is ``psi - d**2`` with ``psi = (b + c) / n`` the
+      observed discordance (McNemar's cases that flipped either way) and ``d = (c - b) / n``;
+    * without one, ``2 * p * (1 - p)`` at the mean ``p``: two runs whose cases agree no more
+      than chance (pairing gains nothing, the conservative case), each case's score varying at
+      most ``p * (1 - p)`` (the largest variance of a score in [0, 1] with mean ``p``).
+
+    ``m`` is `fewest_significant_cases` (6 at 0.05): with pass/fail cases a change is never
+    significant before that many cases moved the same way, each moving the mean by ``1 / n``;
+    so a category at 0% or 100% still cannot see a change smaller than ``6 / n``. No case:
+    1.0 (nothing can be seen).
+    """
+    if cases < 1:
+        return 1.0
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must be between 0 and 1 (exclusive), got {power!r}")
+    floor = fewest_significant_cases(alpha) / cases
+    if difference_variance is not None:
+        variance = max(0.0, difference_variance)
+    elif mean is not None:
+        p = min(1.0, max(0.0, mean))
+        variance = 2 * p * (1 - p)
+    else:
+        variance = 0.5  # the largest 2p(1 - p): at p = 0.5
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return min(1.0, max(z * math.sqrt(variance / cases), floor))
+
+
 class Sample(Protocol):
     """One scored run of a case, as the statistics read it (``run.CaseResult`` is one)."""
 
@@ -224,6 +285,9 @@ class CategoryStats:
     ``step`` is how far one case moves the mean (1 / cases): a 3-case category moves in steps of
     33%, so differences smaller than a step or two are not evidence of anything.
     ``judge_errors`` counts the samples whose judge gave no verdict: beside the mean, not in it.
+    ``detectable_change`` is the smallest change of the mean a paired comparison with as many
+    cases could call significant (`detectable_change`, no baseline: the conservative case);
+    None only for a value built by hand (``from_json`` computes it for an older file).
     """
 
     name: str
@@ -237,6 +301,7 @@ class CategoryStats:
     pass_high: float
     step: float
     judge_errors: int = 0
+    detectable_change: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,7 +310,10 @@ class CategoryStats:
     def from_json(cls, data: Mapping[str, Any]) -> CategoryStats:
         """Read what ``to_json`` wrote (keys this version does not know are ignored)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+        values = {key: value for key, value in data.items() if key in known}
+        if values.get("detectable_change") is None and "cases" in values and "mean" in values:
+            values["detectable_change"] = detectable_change(values["cases"], values["mean"])
+        return cls(**values)
 
 
 def category_statistics(
@@ -286,5 +354,6 @@ def category_statistics(
             pass_high=pass_high,
             step=1 / len(scored),
             judge_errors=sum(m.judge_errors for m in members),
+            detectable_change=detectable_change(len(scored), _mean(scores)),
         )
     return result
