@@ -33,6 +33,7 @@ from pytest_punie.options import (
     settings_from_config,
     training_settings_from_config,
 )
+from pytest_punie.results.junit import set_junit_properties
 from pytest_punie.results.report import CaseView, case_view, case_view_html, failure_text
 from pytest_punie.results.run import (
     PROPERTY,
@@ -223,6 +224,7 @@ def pytest_runtest_makereport(
         elif isinstance(error, SandboxUnavailable):  # nothing may run the model's code here
             result = dataclasses.replace(result, outcome="error", failure=NO_SANDBOX, score=0.0)
     report.user_properties.append((PROPERTY, result.to_json()))
+    set_junit_properties(item.user_properties, result)  # --junitxml writes the item's
     view = _case_view(item, case, result)
     _add_html_extras(item, report, view)
     if report.failed and report.when == "call" and item.config.get_verbosity() < 2:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -15,10 +16,12 @@ import pytest
 from pytest_punie.results.compare import compare, regressions
 from pytest_punie.results.document import RunDocument, load_run, run_document, write_results
 from pytest_punie.results.history import record_run
+from pytest_punie.results.markdown import STEP_SUMMARY_VARIABLE, append_step_summary, run_markdown
 from pytest_punie.results.render import (
     category_rows,
     comparison_html,
     comparison_text,
+    detectable_line,
     escape,
     failure_table,
     text_table,
@@ -52,6 +55,7 @@ class PunieReporter:
         self.baseline: RunDocument | None = None
         self.comparison: Comparison | None = None
         self.history_note: str | None = None
+        self.step_summary_note: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         found = False
@@ -151,6 +155,20 @@ class PunieReporter:
                 self.history_note = f"history: run {run_id} appended to {settings.history}"
             except (OSError, ValueError, sqlite3.Error) as exc:  # must not hide the results
                 self.history_note = f"WARNING: history not written to {settings.history}: {exc}"
+        self.write_step_summary()
+
+    def write_step_summary(self) -> None:
+        """Append the run's Markdown to the file ``GITHUB_STEP_SUMMARY`` names (GitHub Actions
+        shows it on the job's page); a failure to write is a warning, never the run's end."""
+        baseline = Path(self.settings.baseline).name if self.settings.baseline else None
+        markdown = run_markdown(self.document, self.comparison, baseline)
+        try:
+            written = append_step_summary(markdown)
+        except OSError as exc:
+            self.step_summary_note = f"WARNING: {STEP_SUMMARY_VARIABLE} not written: {exc}"
+            return
+        if written is not None:
+            self.step_summary_note = f"step summary: appended to {written}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results.cases:
@@ -158,6 +176,8 @@ class PunieReporter:
         write = terminalreporter.line
         terminalreporter.section("punie: category scores")
         write(text_table(self.rows(), total_row=True))
+        if detectable := detectable_line(self.document.categories):
+            write(detectable)
         for warning in self.warnings():
             write(warning, yellow=True)
         failures = failure_table(self.document.categories)
@@ -174,6 +194,8 @@ class PunieReporter:
             write(f"results: {self.settings.results}")
         if self.history_note:
             write(self.history_note, yellow=self.history_note.startswith("WARNING"))
+        if self.step_summary_note:
+            write(self.step_summary_note, yellow=self.step_summary_note.startswith("WARNING"))
         for note in self.results.judge_notes():
             write(note, yellow=True)
         gate = self.document.gate
@@ -193,9 +215,10 @@ class PunieReporter:
             return
         document = self.document
         categories = document.categories
+        detectable = detectable_line(categories)
         section = summary_html(
-            self.rows(), self.summary_lines(), document.gate, failure_table(categories),
-            self.warnings(),
+            self.rows(), [*([detectable] if detectable else []), *self.summary_lines()],
+            document.gate, failure_table(categories), self.warnings(),
         )  # fmt: skip
         prefix.append(section)
         baseline = None
