@@ -16,6 +16,7 @@ from pytest_punie.results.labels import percent
 from pytest_punie.results.render import (
     comparison_table,
     detectable_notes,
+    interval,
     points,
 )
 from pytest_punie.results.table import Cell, Table
@@ -75,10 +76,6 @@ def markdown_table(table: Table) -> str:
     return "\n".join(lines)
 
 
-def _interval(low: float | None, high: float | None) -> str:
-    return "-" if low is None or high is None else f"{low:.0%}-{high:.0%}"
-
-
 def category_table(document: RunDocument) -> Table:
     """The run's categories: cases, passed, score with its 95% interval, the detectable change,
     the threshold and its verdict; the overall row last."""
@@ -91,7 +88,7 @@ def category_table(document: RunDocument) -> Table:
                 str(c.cases),
                 str(c.passed),
                 percent(c.mean) if c.scored else "-",
-                _interval(c.low, c.high),
+                interval(c.low, c.high),
                 points(stats.detectable_change if stats else None),
                 percent(c.threshold),
                 {True: "PASS", False: "FAIL", None: ""}[c.met],
@@ -165,7 +162,8 @@ def run_markdown(
                 ]
         notes = detectable_notes(comparison)
         if notes:
-            lines += ["", *(f"- {escape_markdown(note)}" for note in notes)]
+            lines += ["", "Too few cases to tell:", ""]
+            lines += [f"- {escape_markdown(note)}" for note in notes]
     return "\n".join(lines) + "\n"
 
 

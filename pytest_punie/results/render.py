@@ -48,6 +48,7 @@ __all__ = [
     "detectable_notes",
     "escape",
     "failure_table",
+    "interval",
     "matrix_case_table",
     "matrix_category_table",
     "matrix_changes",
@@ -148,7 +149,8 @@ def to_text(table: Table) -> str:
 # -- category scores ------------------------------------------------------------------------------
 
 
-def _interval(low: float | None, high: float | None) -> str:
+def interval(low: float | None, high: float | None) -> str:
+    """A 95% interval as ``72%-88%``; "-" for none."""
     if low is None or high is None:
         return "-"
     return f"{low:.0%}-{high:.0%}"
@@ -164,7 +166,7 @@ def category_rows(categories: Iterable[CategoryScore], overall: float | None) ->
             str(c.passed),
             str(c.errors),
             percent(c.mean),
-            _interval(c.low, c.high),
+            interval(c.low, c.high),
             percent(c.threshold),
             {True: "PASS", False: "FAIL", None: ""}[c.met],
         ]
@@ -236,10 +238,10 @@ def _p(value: float) -> str:
 
 def _score(mean: float | None, low: float | None, high: float | None, intervals: bool) -> Cell:
     """A mean, with its 95% interval in the text (``intervals``) or as the cell's note."""
-    interval = _interval(low, high)
-    if intervals and interval != "-":
-        return Cell(f"{percent(mean)} ({interval})", mean)
-    return Cell(percent(mean), mean, note="" if interval == "-" else f"95% CI {interval}")
+    shown = interval(low, high)
+    if intervals and shown != "-":
+        return Cell(f"{percent(mean)} ({shown})", mean)
+    return Cell(percent(mean), mean, note="" if shown == "-" else f"95% CI {shown}")
 
 
 def _comparison_row(category: CategoryComparison, intervals: bool) -> list[str | Cell]:
@@ -385,7 +387,7 @@ def _figures(figures: RunFigures) -> Cell:
     if figures.mean is None:
         return Cell("-")
     return Cell(
-        f"{percent(figures.mean)} ({_interval(figures.low, figures.high)})",
+        f"{percent(figures.mean)} ({interval(figures.low, figures.high)})",
         figures.mean,
         note=f"{figures.cases} case(s); detectable change {points(figures.detectable_change)}",
     )
