@@ -230,3 +230,40 @@ def test_the_rank_child_is_this_package(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1
     assert f"{Path(tmp_path)} has no train.jsonl" in done.stderr
+
+
+def test_a_rank_killed_by_its_preload_trains_again_without_it(monkeypatch, tmp_path):
+    """As in one process: ranks killed by a signal before any loss line train once more with
+    reference BLAS, and the library's crash is recorded."""
+    from pytest_punie.finetune import lora
+    from pytest_punie.system import blas
+
+    library = tmp_path / "libopenblas.so"
+
+    def choose(env):
+        env["LD_PRELOAD"] = str(library)
+        return blas.BlasChoice("fake OpenBLAS", library)
+
+    crashes, preloads, shown = [], [], []
+    monkeypatch.setattr(blas, "choose_blas", choose)
+    monkeypatch.setattr(blas, "record_crash", lambda lib, reason: crashes.append(reason))
+
+    def run_ranks(job, env, progress):
+        preloads.append(env.get("LD_PRELOAD"))
+        assert job["hosts"] == list(TWO_LOCAL)
+        if len(preloads) == 1:
+            return -4, "training on 2 ranks failed: rank 1 was killed by signal 4", False
+        (tmp_path / "adapter").mkdir()
+        (tmp_path / "adapter" / lora.MANIFEST).write_text('{"world_size": 2}')
+        return 0, "", True
+
+    monkeypatch.setattr(lora, "_run_ranks", run_ranks)
+    manifest = train_in_subprocess(
+        "m", tmp_path, tmp_path / "adapter", LoraConfig(), hosts=TWO_LOCAL, progress=shown.append
+    )
+    assert manifest == {"world_size": 2}
+    assert preloads == [str(library), None]
+    assert crashes == ["killed the training process with SIGILL"]
+    assert shown == [
+        "libopenblas.so killed the training process with SIGILL: training again with reference BLAS"
+    ]

@@ -238,7 +238,8 @@ def rank_exits(stderr: str, hosts: Sequence[str]) -> tuple[RankExit, ...]:
 def failure_text(result: LaunchResult, limit: int = 4000) -> str:
     """Why a launch failed, for a person: the first rank that failed (the others are usually
     stopped because of it) and the end of its stderr (all ranks' when it labelled none)."""
-    world = f"{len(result.hosts)} ranks ({', '.join(result.hosts)})"
+    count = len(result.hosts)
+    world = f"{count} rank{'s' if count != 1 else ''} ({', '.join(result.hosts)})"
     stderr = _ANSI.sub("", result.stderr)
     first = next((e for e in result.exits if e.code is not None), None)
     if result.timed_out:

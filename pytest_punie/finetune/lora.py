@@ -490,6 +490,8 @@ def _main(argv: Sequence[str]) -> int:
     job = json.loads(argv[1] if argv[:1] == ["--job"] else sys.stdin.read())
     if len(job.get("hosts") or ()) > 1:
         return _main_rank(job)
+    # mlx.launch gives a lone rank an empty hostfile, which mx.distributed.init() cannot parse
+    os.environ.pop("MLX_HOSTFILE", None)
     try:
         _train_job(job, _say)
     except (TrainingError, ValueError) as exc:
