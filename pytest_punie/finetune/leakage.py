@@ -12,6 +12,9 @@ The training pipeline fails on a leak (:func:`check_dataset`); ``pytest evals/
 --punie-train-data DIR`` fails the eval run on one (:func:`check_items`). Both name the eval
 case and the training file:line.
 
+The same similarity finds the training lines nearest a prompt, whatever their score
+(:class:`PromptIndex`): the report shows them beside a case that broke against the baseline.
+
 Loaded with ``-p pytest_punie.finetune.leakage`` and ``PUNIE_DUMP_PROMPTS=FILE``, pytest writes the
 collected cases' prompts to FILE: that is how the training pipeline reads the eval suite's
 prompts, parametrized ones included, without importing it.
@@ -35,7 +38,9 @@ __all__ = [
     "THRESHOLD",
     "Leak",
     "LeakageError",
+    "Neighbour",
     "Prompt",
+    "PromptIndex",
     "check_dataset",
     "eval_prompts",
     "find_leaks",
@@ -79,6 +84,24 @@ class Leak:
         )
 
 
+@dataclass(frozen=True)
+class Neighbour:
+    """A training prompt near a query (:meth:`PromptIndex.nearest`), with their similarity."""
+
+    train: Prompt
+    similarity: float
+
+    @property
+    def file(self) -> str:
+        """The training file (``train.where`` is ``file:line``)."""
+        return self.train.where.rpartition(":")[0]
+
+    @property
+    def line(self) -> int:
+        """The line number in :attr:`file` (1 for the first)."""
+        return int(self.train.where.rpartition(":")[2])
+
+
 def normalise(text: str) -> str:
     """Casefold, punctuation to spaces, whitespace collapsed."""
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
@@ -91,13 +114,18 @@ def _grams(text: str) -> frozenset[str]:
     return frozenset(padded[i : i + NGRAM] for i in range(len(padded) - NGRAM + 1))
 
 
+def _score(equal: bool, shared: int, size_a: int, size_b: int) -> float:
+    """The one rule, from two prompts' 5-gram set sizes and how many 5-grams they share: 1.0
+    when they are equal after :func:`normalise`, else the Jaccard similarity of their sets
+    (:func:`similarity`, :func:`find_leaks` and :class:`PromptIndex` all use it)."""
+    return 1.0 if equal else shared / (size_a + size_b - shared)
+
+
 def similarity(a: str, b: str) -> float:
     """1.0 for prompts equal after :func:`normalise`, else the character 5-gram Jaccard."""
     a, b = normalise(a), normalise(b)
-    if a == b:
-        return 1.0
     grams_a, grams_b = _grams(a), _grams(b)
-    return len(grams_a & grams_b) / len(grams_a | grams_b)
+    return _score(a == b, len(grams_a & grams_b), len(grams_a), len(grams_b))
 
 
 def find_leaks(
@@ -114,10 +142,69 @@ def find_leaks(
             continue
         grams = _grams(norm)
         for eval_prompt, _, eval_grams in prepared:
-            score = len(grams & eval_grams) / len(grams | eval_grams)
+            score = _score(False, len(grams & eval_grams), len(grams), len(eval_grams))
             if score >= threshold:
                 leaks.append(Leak(eval_prompt, prompt, score))
     return leaks
+
+
+class PromptIndex:
+    """Training prompts indexed by their 5-grams, built once, so the nearest lines to many
+    prompts are found without comparing each prompt with every line (a query's cost is the
+    lines its 5-grams occur in: numpy counts the shared 5-grams of every line at once).
+
+    Only lines that share a 5-gram with the query count: the similarity of the others is 0.
+    """
+
+    def __init__(self, prompts: Iterable[Prompt]) -> None:
+        import numpy as np  # lazy: only a run that looks for near lines needs it
+
+        self.prompts = list(prompts)
+        self._normalised = [normalise(p.text) for p in self.prompts]
+        sizes: list[int] = []
+        postings: dict[str, list[int]] = {}
+        for index, text in enumerate(self._normalised):
+            grams = _grams(text)
+            sizes.append(len(grams))
+            for gram in grams:
+                postings.setdefault(gram, []).append(index)
+        self._sizes = np.array(sizes, dtype=np.int64)
+        self._postings = {g: np.array(ids, dtype=np.int64) for g, ids in postings.items()}
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def nearest(self, text: str, k: int = 3) -> list[Neighbour]:
+        """The ``k`` training lines (``Prompt.where``: one entry per file:line, its best
+        prompt) most similar to ``text`` by :func:`similarity`, most similar first; on a tie,
+        the earlier line first. Lines with no 5-gram in common are left out."""
+        import numpy as np
+
+        query = normalise(text)
+        grams = _grams(query)
+        hits = [self._postings[g] for g in grams if g in self._postings]
+        if k <= 0 or not hits:
+            return []
+        shared = np.bincount(np.concatenate(hits), minlength=len(self.prompts))
+        candidates = np.flatnonzero(shared)
+        # _score's Jaccard for every candidate at once, to order them (float64 division: the
+        # same values; prompts equal after normalise have equal 5-gram sets, so 1.0 too)
+        counts, sizes = shared[candidates], self._sizes[candidates]
+        scores = counts / (len(grams) + sizes - counts)
+        found: list[Neighbour] = []
+        seen: set[str] = set()
+        for position in np.argsort(-scores, kind="stable"):  # ties keep the lines' order
+            index = int(candidates[position])
+            prompt = self.prompts[index]
+            if prompt.where in seen:
+                continue
+            seen.add(prompt.where)
+            equal = self._normalised[index] == query
+            score = _score(equal, int(counts[position]), len(grams), int(sizes[position]))
+            found.append(Neighbour(prompt, score))
+            if len(found) == k:
+                break
+        return found
 
 
 def training_prompts(folder: Path) -> list[Prompt]:
