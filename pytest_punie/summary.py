@@ -17,6 +17,12 @@ from pytest_punie.results.compare import compare, regressions
 from pytest_punie.results.document import RunDocument, load_run, run_document, write_results
 from pytest_punie.results.history import record_run
 from pytest_punie.results.markdown import STEP_SUMMARY_VARIABLE, append_step_summary, run_markdown
+from pytest_punie.results.regression_data import (
+    RegressionData,
+    TrainingData,
+    find_training_data,
+    regression_data,
+)
 from pytest_punie.results.render import (
     category_rows,
     comparison_html,
@@ -24,6 +30,7 @@ from pytest_punie.results.render import (
     detectable_line,
     escape,
     failure_table,
+    nearest_lines_text,
     text_table,
     to_text,
 )
@@ -35,6 +42,7 @@ from pytest_punie.results.report import (
     summary_html,
 )
 from pytest_punie.results.run import PROPERTY, CaseResult, call_sources_line
+from pytest_punie.stash import TRAINING_KEY
 
 if TYPE_CHECKING:
     from pytest_punie.options import Settings
@@ -54,6 +62,7 @@ class PunieReporter:
         self._document: RunDocument | None = None
         self.baseline: RunDocument | None = None
         self.comparison: Comparison | None = None
+        self.regression: RegressionData | None = None  # the broken cases' nearest training lines
         self.history_note: str | None = None
         self.step_summary_note: str | None = None
 
@@ -138,6 +147,7 @@ class PunieReporter:
             self.baseline = load_run(settings.baseline)
             self.comparison = compare(self.baseline, document)
             gate += regressions(self.comparison, settings.max_regression)
+            self.regression = self.find_regression_data()
         if settings.gated or settings.max_regression:
             self._document = document = document.with_gate(gate)
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
@@ -156,6 +166,30 @@ class PunieReporter:
             except (OSError, ValueError, sqlite3.Error) as exc:  # must not hide the results
                 self.history_note = f"WARNING: history not written to {settings.history}: {exc}"
         self.write_step_summary()
+
+    def find_regression_data(self) -> RegressionData | None:
+        """The training lines nearest each broken case, when the adapter's training data is
+        known (``results.regression_data``); a failure to read it is a note, never the run's
+        end."""
+        if self.comparison is None or self.baseline is None or not self.comparison.broken:
+            return None
+        training = self.config.stash.get(TRAINING_KEY, None)
+        server = self.results.metadata.server or {}
+        adapter = self.settings.adapter or (
+            Path(server["adapter"]) if server.get("adapter") else None
+        )
+        data = find_training_data(
+            training.train_data if training is not None else None,
+            adapter,
+            self.config.invocation_params.dir,
+        )
+        if data is None:
+            return None
+        try:
+            return regression_data(self.comparison, self.document.cases, self.baseline.cases, data)
+        except (OSError, UnicodeDecodeError) as exc:
+            unread = TrainingData(None, f"{data.path} cannot be read: {exc}")
+            return regression_data(self.comparison, (), (), unread)
 
     def write_step_summary(self) -> None:
         """Append the run's Markdown to the file ``GITHUB_STEP_SUMMARY`` names (GitHub Actions
@@ -188,6 +222,9 @@ class PunieReporter:
             write("")
             write(f"compared with {self.settings.baseline}:")
             write(comparison_text(self.comparison))
+            nearest = nearest_lines_text(self.regression) if self.regression else []
+            for line in ["", *nearest] if nearest else []:
+                write(line)
         for line in self.summary_lines():
             write(line, red=line.startswith("WARNING"))
         if self.settings.results is not None:
@@ -229,7 +266,7 @@ class PunieReporter:
         if self.comparison is not None and self.baseline is not None:
             before = [case.to_json() for case in self.baseline.cases]
             after = [case.to_json() for case in document.cases]
-            prefix.append(side_by_side_html(self.comparison, before, after))
+            prefix.append(side_by_side_html(self.comparison, before, after, self.regression))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:

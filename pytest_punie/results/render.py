@@ -22,6 +22,7 @@ from pytest_punie.results.table import Cell, Table
 if TYPE_CHECKING:
     from jinja2 import Environment
 
+    from pytest_punie.finetune.leakage import Neighbour
     from pytest_punie.results.compare import (
         CaseChange,
         CategoryComparison,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         MatrixComparison,
         RunFigures,
     )
+    from pytest_punie.results.regression_data import RegressionData
     from pytest_punie.results.run import CategoryScore
 
 __all__ = [
@@ -54,6 +56,8 @@ __all__ = [
     "matrix_changes",
     "matrix_page",
     "matrix_text",
+    "nearest_line",
+    "nearest_lines_text",
     "path_name",
     "percent",
     "points",
@@ -360,6 +364,37 @@ def comparison_page(comparison: Comparison) -> str:
         changes=[(title, cases) for title, cases in changed_cases(comparison) if cases],
         notes=detectable_notes(comparison),
     )
+
+
+# -- the data behind a regression ----------------------------------------------------------------
+
+
+def nearest_line(neighbour: Neighbour) -> str:
+    """A training line near a broken case, as the terminal and the report name it:
+    ``train.jsonl:41 (0.42)``."""
+    return f"{path_name(neighbour.file)}:{neighbour.line} ({neighbour.similarity:.2f})"
+
+
+def nearest_lines_text(regression: RegressionData) -> list[str]:
+    """The nearest training lines of each broken case, a line per case (none: no broken case)."""
+    if not regression.cases:
+        return []
+    data = regression.data
+    if data.path is None:
+        return [f"nearest training lines of the broken cases: none ({data.source})"]
+    lines = [
+        f"nearest training lines of the broken cases (the leakage check's 5-gram similarity; "
+        f"{regression.lines_searched} prompt(s) of {data.path}, from {data.source}):"
+    ]
+    for case in regression.cases:
+        if case.prompt is None:
+            found = "no prompt recorded"
+        elif not case.lines:
+            found = "no training line shares a 5-gram with its prompt"
+        else:
+            found = ", ".join(nearest_line(n) for n in case.lines)
+        lines.append(f"  {case.nodeid}: {found}")
+    return lines
 
 
 # -- several runs beside a reference --------------------------------------------------------------

@@ -19,6 +19,7 @@ from pytest_punie.results import history
 from pytest_punie.results.labels import path_name, percent
 from pytest_punie.results.render import (
     CATEGORY_HEADER,
+    nearest_line,
     render_html,
     render_macro,
     text_table,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from pytest_punie.results.compare import Comparison
     from pytest_punie.results.history import RunRow
+    from pytest_punie.results.regression_data import RegressionData
     from pytest_punie.results.run import CategoryScore
 
 __all__ = [
@@ -572,6 +574,7 @@ def bar_chart_svg(
 CHANGE_NAMES = {"fixed": "fixed", "broken": "broken", "same": "unchanged", "added": "new",
                 "removed": "removed"}  # fmt: skip
 SIDE_BY_SIDE_CHARS = 300  # of an answer in the side-by-side view before "show all"
+NEAREST_CHARS = 200  # of a training line's prompt under a broken case before "show all"
 
 
 def _answers(cases: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -587,6 +590,16 @@ def _answers(cases: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class _NearestLine:
+    """A training line near a broken case: ``train.jsonl:41 (0.42)``, its whole path:line (to
+    paste into an editor: the page links to nothing) and its prompt."""
+
+    label: str
+    location: str
+    prompt: Trimmed
+
+
+@dataclass(frozen=True)
 class _SideBySideRow:
     nodeid: str
     category: str
@@ -596,6 +609,31 @@ class _SideBySideRow:
     baseline_answer: Trimmed
     score: str
     answer: Trimmed
+    nearest: tuple[_NearestLine, ...] = ()  # a broken case's nearest training lines
+    nearest_note: str = ""  # why a broken case shows none, when training data is known
+
+
+def _nearest(
+    regression: RegressionData | None, nodeid: str
+) -> tuple[tuple[_NearestLine, ...], str]:
+    """A broken case's nearest training lines for the page, or why there are none."""
+    from pathlib import Path  # at run time only here (the module types with it)
+
+    case = regression.of(nodeid) if regression is not None else None
+    if regression is None or case is None:
+        return (), ""
+    if regression.data.path is None:
+        return (), f"nearest training lines: none ({regression.data.source})"
+    if not case.lines:
+        reason = "no prompt recorded" if case.prompt is None else "no line shares a 5-gram"
+        return (), f"nearest training lines: none ({reason})"
+    lines = tuple(
+        _NearestLine(
+            nearest_line(n), f"{Path(n.file).resolve()}:{n.line}", trim(n.train.text, NEAREST_CHARS)
+        )
+        for n in case.lines
+    )
+    return lines, ""
 
 
 @dataclass(frozen=True)
@@ -609,9 +647,12 @@ def side_by_side_html(
     comparison: Comparison,
     baseline_cases: Iterable[Mapping[str, Any]],
     candidate_cases: Iterable[Mapping[str, Any]],
+    regression: RegressionData | None = None,
 ) -> str:
     """Each case's baseline answer and score next to this run's, filterable like a diff
-    (fixed, broken, unchanged, new or removed) with radio buttons and CSS only."""
+    (fixed, broken, unchanged, new or removed) with radio buttons and CSS only; under a
+    broken case, the training lines nearest its prompt (``regression``, when the data is
+    known)."""
     before, after = _answers(baseline_cases), _answers(candidate_cases)
     counts = {name: 0 for name in CHANGE_NAMES}
     for case in comparison.cases:
@@ -626,8 +667,11 @@ def side_by_side_html(
             baseline_answer=trim(before.get(case.nodeid, ""), SIDE_BY_SIDE_CHARS),
             score=percent(case.candidate_score),
             answer=trim(after.get(case.nodeid, ""), SIDE_BY_SIDE_CHARS),
+            nearest=nearest,
+            nearest_note=note,
         )
         for case in comparison.cases
+        for nearest, note in [_nearest(regression, case.nodeid)]
     ]
     filters = [
         _Filter("all", f"all ({len(comparison.cases)})", checked=True),
