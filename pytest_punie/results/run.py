@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import platform
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from pytest_punie.results.stats import CategoryStats, category_statistics
 from pytest_punie.results.thresholds import EVERY_CATEGORY, threshold_for
 from pytest_punie.scoring.framework import ScoreRecord
 from pytest_punie.scoring.judge import JUDGE_ERROR
+from pytest_punie.system.versions import git_commit, package_version
 
 __all__ = [
     "PROPERTY",
@@ -329,25 +328,6 @@ def gate_failures(
         if name not in seen and name != EVERY_CATEGORY
     ]
     return messages
-
-
-def package_version(package: str) -> str | None:
-    """The installed version of ``package``, or None."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10,
-            check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 @dataclass
