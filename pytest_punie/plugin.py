@@ -47,7 +47,7 @@ from pytest_punie.scoring.framework import ScoreFailure, collecting_scores
 from pytest_punie.scoring.judge import JUDGE_ERROR, JudgeError, verdict_lines
 from pytest_punie.serving.pool import served_tallies
 from pytest_punie.serving.server import ServerError
-from pytest_punie.serving.shared import stop_shared
+from pytest_punie.serving.shared import start_shared_early, stop_shared
 from pytest_punie.stash import (
     CASE_FILE_KEY,
     CASE_KEY,
@@ -64,6 +64,7 @@ from pytest_punie.stash import (
     WORKER_RUN_DIR,
     cache_path,
     is_worker,
+    server_log_path,
 )
 from pytest_punie.summary import PunieReporter
 from pytest_punie.system.sandbox import NO_SANDBOX, SandboxUnavailable
@@ -117,17 +118,23 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Several ``--punie-base-url`` servers must serve the same model: checked before any case
-    runs, and a server that does not stops the run naming it."""
+    runs, and a server that does not stops the run naming it. Under xdist with the cache off
+    (every case asks the model), the shared server starts while the workers do."""
     config = session.config
-    spec = config.stash[SETTINGS_KEY].server_spec()
-    if is_worker(config) or len(spec.base_urls) < 2:
+    settings = config.stash[SETTINGS_KEY]
+    spec = settings.server_spec()
+    if is_worker(config):
         return
-    from pytest_punie.serving.pool import connect_several
+    if len(spec.base_urls) > 1:
+        from pytest_punie.serving.pool import connect_several
 
-    try:
-        connect_several(spec.base_urls, spec.model, spec.timeout)
-    except ServerError as exc:
-        raise pytest.UsageError(f"{BASE_URL_OPTION.flag}: {exc}") from None
+        try:
+            connect_several(spec.base_urls, spec.model, spec.timeout)
+        except ServerError as exc:
+            raise pytest.UsageError(f"{BASE_URL_OPTION.flag}: {exc}") from None
+    if settings.cache == "off" and not spec.base_url and config.pluginmanager.hasplugin("dsession"):
+        spec = dataclasses.replace(spec, log_path=server_log_path(config))
+        start_shared_early(spec, config.stash[RUN_DIR_KEY])
 
 
 @pytest.hookimpl(wrapper=True)

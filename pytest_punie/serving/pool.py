@@ -329,9 +329,11 @@ class RoutingTransport:
                 )
             except library.TransportError as exc:
                 self.pool.done(member, answered=False)
-                if not isinstance(exc, library.TimeoutException) and await self.pool.check(
-                    member, exc
-                ):
+                # no answer came (a read that timed out may still be answered: never resent)
+                unanswered = isinstance(exc, library.ConnectTimeout) or not isinstance(
+                    exc, library.TimeoutException
+                )
+                if unanswered and await self.pool.check(member, exc):
                     continue  # it died before answering: another server is asked
                 raise
             if response.status_code >= 500 and self._others(member):

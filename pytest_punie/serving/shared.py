@@ -39,7 +39,15 @@ from pytest_punie.system.processes import process_alive, stop_process_group
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["OnDemandServer", "ServerSpec", "planned", "serve", "serve_several", "stop_shared"]
+__all__ = [
+    "OnDemandServer",
+    "ServerSpec",
+    "planned",
+    "serve",
+    "serve_several",
+    "start_shared_early",
+    "stop_shared",
+]
 
 
 @dataclass(frozen=True)
@@ -308,10 +316,11 @@ def serve(
 
 
 def serve_several(
-    settings: ServerSpec, run_dir: Path, *, shared: bool = False
+    settings: ServerSpec, run_dir: Path, *, shared: bool = False, controller: int | None = None
 ) -> tuple[ServerInfo, list[MlxServer]]:
     """The server(s) to evaluate against (``settings.servers`` started, or the running ones),
-    and the processes to stop afterwards (none: not ours)."""
+    and the processes to stop afterwards (none: not ours). Shared ones are stopped by the
+    xdist controller, ``controller`` (default: this worker's parent), or when it dies."""
     if len(settings.base_urls) > 1:
         return connect_several(settings.base_urls, settings.model, settings.timeout), []
     if settings.base_url:
@@ -351,13 +360,15 @@ def serve_several(
         # The controller, not this worker, stops it: the worker may finish before the others.
         # Its pid is recorded before it is ready, so the controller can stop it even if this
         # worker is killed during start-up; a watchdog stops it if the controller is killed.
-        controller = os.getppid()  # xdist workers are the controller's children
+        if controller is None:
+            controller = os.getppid()  # xdist workers are the controller's children
+        owner = controller
         spawned_pids: list[int] = []
 
         def spawned(pid: int) -> None:
             spawned_pids.append(pid)
             _write_json(starting, {"pid": spawned_pids[0], "pids": spawned_pids})
-            _watch(controller, pid)
+            _watch(owner, pid)
 
         try:
             info, _ = _launch(settings, run_dir, die_with_parent=False, on_spawn=spawned)
@@ -411,6 +422,21 @@ def _watch(controller: int, server: int) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def start_shared_early(settings: ServerSpec, run_dir: Path) -> threading.Thread:
+    """Start the server(s) xdist workers will share from the controller, in the background,
+    while the workers start and collect (a few seconds on a small machine that the model's
+    load would otherwise wait for). The workers find them as if one of them had started them
+    (the same lock and state files); a failed start is theirs to report."""
+
+    def start() -> None:
+        with contextlib.suppress(Exception):  # recorded in the run folder for the workers
+            serve_several(settings, run_dir, shared=True, controller=os.getpid())
+
+    thread = threading.Thread(target=start, name="punie-server-early", daemon=True)
+    thread.start()
+    return thread
 
 
 def stop_shared(run_dir: Path) -> None:

@@ -4,6 +4,8 @@ port and log, share two cases; a second, fully cached run starts none."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,23 @@ def test_two_started_servers_share_the_cases(pytester, model_path):
     again = pytester.runpytest_subprocess(*args)  # the same cases: the cache answers them all
     again.assert_outcomes(passed=2)
     again.stdout.fnmatch_lines(["server: not started (the response cache answered every request)"])
+
+
+def _servers_running() -> set[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    return {line for line in out.stdout.splitlines() if "mlx_lm server" in line}
+
+
+def test_xdist_with_the_cache_off_starts_the_shared_server_beside_the_workers(pytester, model_path):
+    before = _servers_running()
+    pytester.makepyfile(TWO_CASES)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", f"--punie-model={model_path}", "--punie-cache=off", "--punie-results=r.json"
+    )
+    result.assert_outcomes(passed=2)
+    document = json.loads((pytester.path / "r.json").read_text())
+    assert len({case["server"]["pid"] for case in document["cases"]}) == 1
+    deadline = time.monotonic() + 15
+    while _servers_running() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _servers_running() - before, "an mlx_lm server was left running"
