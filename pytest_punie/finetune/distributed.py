@@ -18,8 +18,8 @@ Facts from mlx 0.32 / mlx_lm 0.32 this module is built around:
 * The launcher copies its stdin to every rank, and spins without pause (a core's worth of CPU
   taken from the ranks) while its stdin is at end of file or while a rank's stdin pipe can take
   more: it is given a pipe that stays open, with enough blank lines to fill every rank's stdin
-  pipe (the ranks never read them). Measured here: 44% of a core with idle ranks, 0.5% with
-  their pipes full.
+  pipe (the ranks never read them). Measured here with local ranks: 44% of a core with idle
+  ranks, 0.5% with their pipes full (ranks over ssh: not measured).
 * OpenBLAS starts a thread per core in every process, and its threads spin while they wait:
   two ranks of two threads on two cores trained 40 times slower here (34 s/iter against 0.9
   s/iter with one thread each). Each rank gets cores / ranks-per-host threads, unless
