@@ -30,6 +30,7 @@ from pytest_punie.serving.server import ServerError, ServerInfo, log_tail
 from pytest_punie.serving.shared import OnDemandServer
 from pytest_punie.stash import (
     CASE_KEY,
+    INFRA_KEY,
     JUDGE_KEY,
     RESPONSE_KEY,
     RUN_DIR_KEY,
@@ -266,7 +267,6 @@ def _check_leader_alive(shared: SharedOutcomes | None) -> None:
 
 
 INFRASTRUCTURE_ERRORS_TO_STOP = 3
-INFRA_KEY = pytest.StashKey[list[str]]()
 
 
 def _infrastructure_error(exc: BaseException) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_punie.conversation.progress import ProgressClock, WatchedTransport
+from pytest_punie.timeouts import DEFAULT_TIMEOUT_S
 from pytest_punie.tools.workspace import make_tools
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class Sampling:
     temperature: float = 0.0
     max_tokens: int = 256
     seed: int | None = None
-    timeout: float = 120.0
+    timeout: float = DEFAULT_TIMEOUT_S
 
 
 def model_settings(settings: Sampling) -> ModelSettings:

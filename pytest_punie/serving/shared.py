@@ -35,6 +35,7 @@ from pytest_punie.serving.server import (
 )
 from pytest_punie.system.files import atomic_write_text
 from pytest_punie.system.processes import process_alive, stop_process_group
+from pytest_punie.timeouts import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,7 +62,7 @@ class ServerSpec:
     port: int | None = None  # with several servers started, the first's (the next ones +1...)
     chat_template: str = "auto"
     startup_timeout: float = 600.0
-    timeout: float = 120.0
+    timeout: float = DEFAULT_TIMEOUT_S
     log_path: Path | None = None  # where the server's output goes (default: the run folder)
     extra_base_urls: tuple[str, ...] = ()  # more running servers of the same model
     servers: int = 1  # how many mlx_lm servers to start, each on its own port with its own log
