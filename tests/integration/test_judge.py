@@ -68,7 +68,7 @@ def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(
     assert "kappa with human labels is" in record["details"]["gate_note"]
     if case["outcome"] == "error":  # the 135M model may never write a valid verdict
         assert case["failure"] == "judge error"
-        assert record["score"] is None
+        assert record["score"] == 0.0  # recorded as 0.0, left out of every mean
     else:
         assert 0.0 <= record["score"] <= 1.0
         assert record["details"]["reason"]
