@@ -4,10 +4,12 @@ Each round trains the default model on the shipped sample data (the same LoRA se
 batch 2: one line per rank with two ranks) once per setting, in turn, so the machine's load
 falls on every setting alike; the table gives each setting's median seconds per iteration and
 tokens per second (from the manifest: mlx_lm's figures, summed over the ranks) and wall time
-(loading the model and validation included). Ranks draw their batches in one seeded order, one
-process in a new order each run, so tokens per second is the fairer comparison of throughput.
-``one process, 1 BLAS thread`` tells the effect of OpenBLAS's thread count apart from that of
-the ranks: two ranks on two cores run one OpenBLAS thread each.
+(loading the model and validation included). With hosts, the batches come in one order seeded
+by the config's seed, so the rank settings train on the same batches and their seconds per
+iteration compare directly; one process without hosts (what users get without the option) draws
+a new order each run, so for it tokens per second is the fairer figure. ``one rank, 1 BLAS
+thread`` tells the effect of OpenBLAS's thread count apart from that of the ranks: two ranks on
+two cores run one OpenBLAS thread each.
 
     python benchmarks/distributed_training.py [--rounds 3] [--iters 8]
 """
@@ -32,8 +34,9 @@ from pytest_punie.serving.default_model import default_model_path
 SAMPLE = ROOT / "training" / "data" / "sample"
 SETTINGS = {
     "one process (default)": ((), {}),
-    "one process, 1 BLAS thread": ((), {"OPENBLAS_NUM_THREADS": "1"}),
-    "two local ranks": (("127.0.0.1", "127.0.0.1"), {}),
+    "one rank (2 BLAS threads)": (("127.0.0.1",), {}),
+    "one rank, 1 BLAS thread": (("127.0.0.1",), {"OPENBLAS_NUM_THREADS": "1"}),
+    "two local ranks (1 BLAS thread each)": (("127.0.0.1", "127.0.0.1"), {}),
 }
 
 

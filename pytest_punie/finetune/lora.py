@@ -266,10 +266,10 @@ def train_adapter(
     tokenizer_config = {"chat_template": chat_template} if chat_template else {}
     world = mx.distributed.init()
     writes = world.rank() == 0
-    if world.size() > 1:
+    if hosts:  # mlx_lm's batch order: the same on every rank, and for any number of ranks
         import numpy as np
 
-        np.random.seed(config.seed)  # mlx_lm's batch order: the same on every rank
+        np.random.seed(config.seed)
     loaded = load(model, tokenizer_config=tokenizer_config)
     net, tokenizer = loaded[0], loaded[1]
     if writes:
