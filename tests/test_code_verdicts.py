@@ -14,20 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_punie.scoring import code as scoring
-from pytest_punie.scoring.code import assert_python_code, harness_plan
-from pytest_punie.scoring.framework import ScoreFailure, ScoreRecord
+from pytest_punie.scoring.code import harness_plan
+from pytest_punie.scoring.framework import ScoreRecord
 from pytest_punie.system.sandbox import ChannelError
 
-
-def code(source: str) -> str:
-    return "```python\n" + textwrap.dedent(source) + "\n```"
-
-
-def score(answer: str, tests: object, timeout: float = 10.0) -> ScoreRecord:
-    try:
-        return assert_python_code(answer, tests=tests, timeout=timeout)  # type: ignore[arg-type]
-    except ScoreFailure as failure:
-        return failure.record
+from .test_sandbox import code, score  # one answer builder and scorer for both files
 
 
 def errors(record: ScoreRecord) -> list[str | None]:
