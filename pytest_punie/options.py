@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -276,7 +276,8 @@ def add_options(parser: pytest.Parser) -> None:
             metavar=option.metavar,
             help=text,
         )
-        parser.addini(option.dest, option.help, type="linelist" if option.repeatable else "string")
+        kind: Literal["linelist", "string"] = "linelist" if option.repeatable else "string"
+        parser.addini(option.dest, option.help, type=kind)
 
 
 def raw_value(config: pytest.Config, option: Option) -> Any:
