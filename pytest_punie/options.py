@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from pytest_punie.conversation.agent import Sampling
+from pytest_punie.finetune.checkpoints import OVERALL, CheckpointPlan
 from pytest_punie.finetune.distributed import parse_hosts
 from pytest_punie.finetune.lora import LoraConfig, sweep_configs
 from pytest_punie.finetune.recipes import find_recipe
@@ -530,6 +531,33 @@ TRAIN_HOSTS_OPTION = Option(
     "HOSTS",
 )
 
+SAVE_EVERY_OPTION = Option(
+    "save-every",
+    "Save a checkpoint every N iterations (and at the last), score each on the eval suite and "
+    "keep the best as the adapter (the others stay under checkpoints/).",
+    None,
+    "N",
+)
+SELECT_BY_OPTION = Option(
+    "select-by",
+    "The figure that chooses the checkpoint: a category's mean (e.g. tool_calling) or overall.",
+    None,
+    "FIGURE",
+)
+EARLY_STOP_OPTION = Option(
+    "early-stop",
+    "Stop training when the checkpoints' figure has not improved for K checkpoints.",
+    None,
+    "K",
+)
+SELECT_CASES_OPTION = Option(
+    "select-cases",
+    "Score checkpoints on part of the eval suite: a file or folder of it (e.g. "
+    "test_tool_calling.py), else a -k expression.",
+    None,
+    "CASES",
+)
+
 TRAINING_OPTIONS = (
     TRAIN_DATA_OPTION,
     ADAPTER_OUT_OPTION,
@@ -551,6 +579,10 @@ TRAINING_OPTIONS = (
     SEEDS_OPTION,
     RECIPE_OPTION,
     TRAIN_HOSTS_OPTION,
+    SAVE_EVERY_OPTION,
+    SELECT_BY_OPTION,
+    EARLY_STOP_OPTION,
+    SELECT_CASES_OPTION,
 )
 
 _LORA_FIELDS = {
@@ -579,6 +611,7 @@ class TrainingSettings:
     recipe: str | None = None
     seeds: tuple[int, ...] = ()
     train_hosts: tuple[str, ...] = ()  # one per rank; () trains in one process
+    checkpoints: CheckpointPlan | None = None  # --punie-save-every and its selection options
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -652,6 +685,7 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         train_hosts = parse_hosts(str(hosts_raw)) if hosts_raw is not None else ()
     except ValueError as exc:
         raise pytest.UsageError(f"{TRAIN_HOSTS_OPTION.flag}={hosts_raw}: {exc}") from None
+    checkpoints = _checkpoint_plan(config, train_hosts)
     recipe = raw_value(config, RECIPE_OPTION)
     if recipe:
         try:
@@ -669,6 +703,45 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         sweep=str(sweep) if sweep else None,
         seeds=seeds,
         train_hosts=train_hosts,
+        checkpoints=checkpoints,
+    )
+
+
+def _checkpoint_plan(config: pytest.Config, train_hosts: tuple[str, ...]) -> CheckpointPlan | None:
+    """``--punie-save-every`` and the options that only mean something with it."""
+    raw = {o: raw_value(config, o) for o in (SAVE_EVERY_OPTION, EARLY_STOP_OPTION)}
+    numbers: dict[Option, int | None] = {}
+    for option, value in raw.items():
+        try:
+            numbers[option] = _positive_int(str(value)) if value is not None else None
+        except ValueError as exc:
+            reason = "not a whole number" if "invalid literal" in str(exc) else str(exc)
+            raise pytest.UsageError(f"{option.flag}={value}: {reason}") from None
+    select_by = raw_value(config, SELECT_BY_OPTION)
+    cases = raw_value(config, SELECT_CASES_OPTION)
+    save_every = numbers[SAVE_EVERY_OPTION]
+    if save_every is None:
+        given = [
+            o.flag
+            for o, v in ((SELECT_BY_OPTION, select_by), (EARLY_STOP_OPTION, raw[EARLY_STOP_OPTION]),
+                         (SELECT_CASES_OPTION, cases))
+            if v is not None
+        ]  # fmt: skip
+        if given:
+            raise pytest.UsageError(f"{', '.join(given)}: needs {SAVE_EVERY_OPTION.flag}")
+        return None
+    if train_hosts:
+        raise pytest.UsageError(
+            f"{SAVE_EVERY_OPTION.flag} cannot be combined with {TRAIN_HOSTS_OPTION.flag}: "
+            "checkpoints are scored while one training process waits"
+        )
+    if select_by is not None and not str(select_by).strip():
+        raise pytest.UsageError(f"{SELECT_BY_OPTION.flag}: give a category name or {OVERALL}")
+    return CheckpointPlan(
+        save_every=save_every,
+        select_by=str(select_by).strip() if select_by is not None else OVERALL,
+        early_stop=numbers[EARLY_STOP_OPTION],
+        cases=str(cases) if cases else None,
     )
 
 

@@ -9,7 +9,9 @@ recipe (its dataset under ``data/`` and its LoRA settings); ``--punie-train-data
 otherwise. ``--punie-sweep`` trains one adapter per combination of settings and ``--punie-seeds``
 one per seed (of each combination); with ``--punie-eval-after`` each adapter is compared with the
 base (evaluated once per session) and must pass the gate, and the session ends with every
-verdict and, over seeds, each category's spread.
+verdict and, over seeds, each category's spread. ``--punie-save-every`` scores checkpoints on the
+eval suite while training runs and keeps the best (``--punie-select-by``, ``--punie-early-stop``,
+``--punie-select-cases``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_punie.finetune.checkpoints import checkpoint_rows
 from pytest_punie.finetune.lora import LoraConfig, sweep_configs
 from pytest_punie.finetune.pipeline import (
     PreparedData,
     TrainingJob,
+    checkpoint_scorer,
     prepare_job,
     train_job,
     training_config,
@@ -120,6 +124,7 @@ def training_job(source_data, adapter_out, model_path, chat_template, punie_trai
         chat_template=chat_template,
         evals=EVALS if EVALS.is_dir() else None,
         hosts=punie_training.train_hosts,
+        checkpoints=punie_training.checkpoints,
     )
 
 
@@ -131,16 +136,24 @@ def prepared(training_job) -> PreparedData:
 
 
 @pytest.fixture(scope="session")
-def trained(prepared, training_job, lora_config, training_runs, request):
+def trained(prepared, training_job, lora_config, training_runs, eval_options, request):
     """Train one adapter (one per sweep combination); return its folder and manifest.
-    Progress (iteration, loss, tokens/s, time left) is shown while it trains."""
+    Progress (iteration, loss, tokens/s, time left) is shown while it trains; with
+    --punie-save-every, each checkpoint's score too (its eval runs share the response cache of
+    where pytest was started)."""
     out = training_job.out
     suffix = adapter_suffix(lora_config, request.config.stash[TRAINING_KEY])
     if suffix:
         out = out.parent / f"{out.name}-{suffix}"
+    score = None
+    if training_job.checkpoints is not None:
+        score = checkpoint_scorer(
+            training_job, extra=eval_options, cwd=request.config.invocation_params.dir
+        )
     manifest = train_job(
-        training_job, prepared, config=lora_config, out=out, progress=_progress(request.config)
-    )
+        training_job, prepared, config=lora_config, out=out, progress=_progress(request.config),
+        score=score,
+    )  # fmt: skip
     training_runs.append({"adapter": str(out), "config": lora_config, "manifest": manifest})
     return out, manifest
 
@@ -222,6 +235,14 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     ]
     terminalreporter.section("punie: training runs")
     terminalreporter.line(text_table(table, header))
+    for row in rows:
+        checkpoints = checkpoint_rows(row["manifest"])
+        if checkpoints:
+            section = row["manifest"]["checkpoints"]
+            terminalreporter.section(f"punie: checkpoints of {row['adapter']}")
+            figure = f"{section['select_by']} ({section['checkpoints'][0]['cases']} cases)"
+            terminalreporter.line(text_table(checkpoints, ["iteration", figure, "selected"]))
+            terminalreporter.line(f"selected: iteration {section['selected']}, {section['reason']}")
     verdicts = [row["verdict"] for row in rows if row.get("verdict") is not None]
     if not verdicts:
         return

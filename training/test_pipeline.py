@@ -155,6 +155,26 @@ def test_adapter_is_complete(trained):
         assert on_disk[key], f"the manifest has no {key}"
 
 
+def test_the_best_checkpoint_is_the_adapter(trained, punie_training):
+    """With --punie-save-every: every checkpoint was scored, the adapter holds the weights of
+    the one with the best figure (the earliest of equal ones), and none was lost."""
+    if punie_training.checkpoints is None:
+        pytest.skip("run with --punie-save-every to choose the adapter among checkpoints")
+    adapter, manifest = trained
+    section = manifest["checkpoints"]
+    entries = section["checkpoints"]
+    for entry in entries:
+        print(f"iteration {entry['iteration']}: {section['select_by']} {entry['figure']:.1%}"
+              + ("  selected" if entry["selected"] else ""))  # fmt: skip
+    print(f"selected: iteration {section['selected']}, {section['reason']}")
+    chosen = next(e for e in entries if e["selected"])
+    assert chosen["figure"] == max(e["figure"] for e in entries)
+    assert chosen is next(e for e in entries if e["figure"] == chosen["figure"])
+    weights = (adapter / chosen["folder"] / "adapters.safetensors").read_bytes()
+    assert (adapter / "adapters.safetensors").read_bytes() == weights
+    assert all((adapter / e["folder"] / "adapters.safetensors").is_file() for e in entries)
+
+
 def test_adapter_against_base(
     trained, training_job, punie_training, training_runs, eval_options, gate, lora_config,
     request, tmp_path,

@@ -8,16 +8,23 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.finetune.checkpoints import (
+    OVERALL,
+    CheckpointError,
+    CheckpointPlan,
+    checkpoint_rows,
+)
 from pytest_punie.finetune.distributed import parse_hosts
 from pytest_punie.finetune.leakage import LeakageError
 from pytest_punie.finetune.lora import LoraConfig, TrainingError
 from pytest_punie.finetune.pipeline import TrainingJob, prepare_job, train_job, training_config
 from pytest_punie.finetune.recipes import find_recipe
+from pytest_punie.results.render import text_table
 from pytest_punie.results.thresholds import argument_type, parse_fraction
 from pytest_punie.serving.chat_template import choose_template
 from pytest_punie.serving.models import ModelError, resolve_model
 
-__all__ = ["add_parser", "config_from_args"]
+__all__ = ["add_parser", "checkpoint_plan_from_args", "config_from_args"]
 
 
 def config_from_args(args: argparse.Namespace) -> LoraConfig:
@@ -31,12 +38,39 @@ def config_from_args(args: argparse.Namespace) -> LoraConfig:
     return training_config(args.config, overrides, base)
 
 
+def checkpoint_plan_from_args(args: argparse.Namespace) -> CheckpointPlan | None:
+    """``--save-every`` and its selection options, checked as ``pytest training/`` checks
+    them; raises ``ValueError`` naming the option."""
+    if args.save_every is None:
+        given = [f"--{n.replace('_', '-')}" for n in ("select_by", "early_stop", "select_cases")
+                 if getattr(args, n) is not None]  # fmt: skip
+        if given:
+            raise ValueError(f"{', '.join(given)}: needs --save-every")
+        return None
+    if args.hosts:
+        raise ValueError("--save-every cannot be combined with --hosts")
+    try:
+        return CheckpointPlan(
+            save_every=args.save_every,
+            select_by=args.select_by or OVERALL,
+            early_stop=args.early_stop,
+            cases=args.select_cases,
+        ).check()
+    except ValueError as exc:
+        raise ValueError(f"--save-every and its options: {exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
 
     try:
         hosts = parse_hosts(args.hosts) if args.hosts else ()
     except ValueError as exc:
         print(f"punie train: --hosts {args.hosts}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        plan = checkpoint_plan_from_args(args)
+    except ValueError as exc:
+        print(f"punie train: {exc}", file=sys.stderr)
         return 2
     try:
         config = config_from_args(args)
@@ -51,6 +85,10 @@ def _run(args: argparse.Namespace) -> int:
     if evals is not None and not evals.is_dir():
         print(f"punie train: --evals {evals}: no such folder", file=sys.stderr)
         return 2
+    if plan is not None and evals is None:
+        print("punie train: --save-every scores checkpoints on an eval suite: give --evals",
+              file=sys.stderr)  # fmt: skip
+        return 2
     template = choose_template(args.chat_template, model)
     print(f"chat template: {template.name} ({template.reason})")
     job = TrainingJob(
@@ -61,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         chat_template=template.template,
         evals=evals,
         hosts=hosts,
+        checkpoints=plan,
     )
     try:
         prepared = prepare_job(job)
@@ -92,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         manifest = train_job(job, prepared, progress=print)
-    except TrainingError as exc:
+    except (TrainingError, CheckpointError) as exc:
         print(f"punie train: {exc}", file=sys.stderr)
         return 1
     losses = manifest["losses"]
@@ -101,6 +140,11 @@ def _run(args: argparse.Namespace) -> int:
         f"{losses['train_losses'][-1][1]:.3f}, {losses['seconds_per_iteration']:.2f} s/iter, "
         f"{losses['mean_tokens_per_second']:.0f} tok/s, peak {losses['peak_memory_gb']:.2f} GB"
     )
+    rows = checkpoint_rows(manifest)
+    if rows:
+        section = manifest["checkpoints"]
+        print(text_table(rows, ["iteration", section["select_by"], "selected"]))
+        print(f"selected: iteration {section['selected']}, {section['reason']}")
     return 0
 
 
@@ -144,6 +188,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="HOSTS",
         help="train over several ranks with mlx.launch, one per host listed, e.g. "
         "127.0.0.1,127.0.0.1 (as --punie-train-hosts)",
+    )
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        metavar="N",
+        help="save a checkpoint every N iterations, score each on --evals, keep the best "
+        "(as --punie-save-every)",
+    )
+    parser.add_argument(
+        "--select-by", metavar="FIGURE", help="a category name or overall (default: overall)"
+    )
+    parser.add_argument(
+        "--early-stop", type=int, metavar="K", help="stop after K checkpoints without improvement"
+    )
+    parser.add_argument(
+        "--select-cases",
+        metavar="CASES",
+        help="score checkpoints on a file or folder of the eval suite, else a -k expression",
     )
     parser.set_defaults(handler=_run)
     return parser

@@ -5,6 +5,11 @@ Facts from mlx_lm 0.32 this module is built around: its LoRA config takes ``scal
 ``lora.run`` replaces the callback it is given, so training goes through ``lora.train_model``
 with a ``TrainingCallback`` that records every train and validation loss report.
 
+With ``save_every`` (``--punie-save-every``, see ``finetune.checkpoints``) the child saves a
+checkpoint folder every N iterations and at the last, tells the parent, and waits for its answer
+(``continue`` or ``stop``) on stdin: the parent evaluates the checkpoint meanwhile and may stop
+training there.
+
 With hosts (``--punie-train-hosts``) the same child runs once per rank under ``mlx.launch``
 (see ``finetune.distributed``): mlx_lm averages the gradients over the ranks, rank 0 alone
 reports progress and writes the adapter folder and its manifest.
@@ -40,11 +45,20 @@ from pytest_punie.system import blas
 
 MANIFEST = "punie-manifest.json"
 PROGRESS_PREFIX = "[punie train] "
+CHECKPOINT_PREFIX = "[punie checkpoint] "
 RING_PREFIX = "[punie ring] "
 
 
 class TrainingError(Exception):
     """Training could not run or produced no usable adapter; the message says why."""
+
+
+class StopTraining(Exception):
+    """Raised inside mlx_lm's training loop (from its callback) to end training early."""
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(f"stopped at iteration {iteration}")
+        self.iteration = iteration
 
 
 @dataclass(frozen=True)
@@ -204,7 +218,10 @@ def progress_line(
 
 
 def _callback(
-    report: TrainingReport, progress: Callable[[str], None] | None, iters: int = 0
+    report: TrainingReport,
+    progress: Callable[[str], None] | None,
+    iters: int = 0,
+    checkpoint: Callable[[int], None] | None = None,
 ) -> Any:
     from mlx_lm.tuner.callbacks import TrainingCallback
 
@@ -223,6 +240,8 @@ def _callback(
                         1 / max(float(info["iterations_per_second"]), 1e-9),
                     )
                 )  # fmt: skip
+            if checkpoint is not None:
+                checkpoint(int(info["iteration"]))
 
         def on_val_loss_report(self, info: dict[str, Any]) -> None:
             report.val_losses.append((int(info["iteration"]), float(info["val_loss"])))
@@ -242,6 +261,8 @@ def train_adapter(
     dataset_hash: str | None = None,
     progress: Callable[[str], None] | None = None,
     hosts: Sequence[str] = (),
+    save_every: int | None = None,
+    on_checkpoint: Callable[[int, Path], bool] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train a LoRA adapter on ``data_dir`` (train.jsonl, valid.jsonl) and write it to
     ``out_dir`` with a manifest; return the folder and the manifest.
@@ -252,13 +273,23 @@ def train_adapter(
 
     In a world of several ranks (``mx.distributed``, started by ``mlx.launch`` on ``hosts``),
     every rank trains and only rank 0 writes ``out_dir``; the others return an empty manifest.
+
+    With ``save_every``, the adapter of every ``save_every``-th iteration and of the last is saved
+    to ``out_dir/checkpoints/NNNNNNN/`` and handed to ``on_checkpoint`` (iteration, folder), which
+    returns False to end training there (the adapter is then that checkpoint's weights).
     """
     import mlx.core as mx
+    from mlx.utils import tree_flatten
     from mlx_lm import load
     from mlx_lm.lora import train_model
     from mlx_lm.tuner.datasets import load_local_dataset
 
+    from pytest_punie.finetune import checkpoints
+
     config.check()
+    if save_every is not None:
+        # the callback saves the checkpoints at loss reports: one must fall on every save
+        config = replace(config, steps_per_report=math.gcd(config.steps_per_report, save_every))
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     for split in ("train.jsonl", "valid.jsonl"):
         if not (data_dir / split).is_file():
@@ -280,6 +311,24 @@ def train_adapter(
         staging = Path(tempfile.mkdtemp(prefix="punie-rank-"))
     args = config.mlx_args(model, data_dir, staging, len(net.layers))
     report = TrainingReport()
+    stopped_at: int | None = None
+
+    def weights() -> dict[str, Any]:
+        return dict(tree_flatten(net.trainable_parameters()))
+
+    def checkpoint(iteration: int) -> None:
+        """mlx_lm saves its checkpoints after this callback; saving here lets the parent score
+        the checkpoint before training goes on."""
+        if save_every is None or not checkpoints.is_checkpoint(iteration, save_every, config.iters):
+            return
+        folder = checkpoints.checkpoint_folder(staging, iteration)
+        if writes:
+            folder.mkdir(parents=True)
+            mx.save_safetensors(str(folder / checkpoints.WEIGHTS), weights())
+            shutil.copy2(staging / checkpoints.ADAPTER_CONFIG, folder / checkpoints.ADAPTER_CONFIG)
+        if on_checkpoint is not None and not on_checkpoint(iteration, folder):
+            raise StopTraining(iteration)
+
     try:
         train_set, valid_set, _ = load_local_dataset(data_dir, tokenizer, args)  # type: ignore[arg-type]
         if len(train_set) == 0 or len(valid_set) == 0:
@@ -291,13 +340,18 @@ def train_adapter(
             )
         mx.reset_peak_memory()
         started = time.perf_counter()
-        train_model(
-            args,
-            net,
-            train_set,
-            valid_set,
-            training_callback=_callback(report, progress, config.iters),
-        )
+        try:
+            train_model(
+                args,
+                net,
+                train_set,
+                valid_set,
+                training_callback=_callback(report, progress, config.iters, checkpoint),
+            )
+        except StopTraining as stop:
+            stopped_at = stop.iteration
+            if writes:  # mlx_lm writes the adapter when its loop ends, not when it is left
+                mx.save_safetensors(str(staging / checkpoints.WEIGHTS), weights())
         report.seconds = time.perf_counter() - started
         if not report.train_losses or any(math.isnan(loss) for _, loss in report.train_losses):
             raise TrainingError("training reported no usable loss (NaN or nothing)")
@@ -312,6 +366,7 @@ def train_adapter(
             "config": {**asdict(config), "scale": config.scale},
             "chat_template": "given" if chat_template else "model",
             "losses": report.to_json(),
+            **({"save_every": save_every, "stopped_at": stopped_at} if save_every else {}),
             "world_size": world.size(),
             "hosts": list(hosts) or None,
             "versions": {n: package_version(n) for n in ("mlx", "mlx-lm", "pytest-punie")},
@@ -360,6 +415,8 @@ def train_in_subprocess(
     openblas: bool = True,
     progress: Callable[[str], None] | None = None,
     hosts: Sequence[str] = (),
+    save_every: int | None = None,
+    on_checkpoint: Callable[[int, Path], bool] | None = None,
 ) -> dict[str, Any]:
     """``train_adapter`` in a fresh Python with OpenBLAS preloaded (as the eval server has it):
     MLX's Linux CPU wheel links reference BLAS, far slower for training's matmuls. Progress lines
@@ -367,8 +424,16 @@ def train_in_subprocess(
 
     With ``hosts`` (one entry per rank, see ``distributed.parse_hosts``) the child runs once per
     rank under ``mlx.launch``: the progress shown is rank 0's, and a rank that fails, or a ring
-    that stops making progress, stops every rank and raises ``TrainingError`` saying which."""
+    that stops making progress, stops every rank and raises ``TrainingError`` saying which.
 
+    With ``save_every`` the child waits at each checkpoint for ``on_checkpoint`` (iteration,
+    folder; in the child's staging folder, moved into ``out_dir`` when training ends) to say
+    whether training goes on (one process only: the ranks of a ring cannot wait)."""
+
+    if hosts and save_every is not None:
+        raise TrainingError(
+            "checkpoints (save_every) are scored in one training process, not ranks"
+        )
     if hosts and config.batch_size % len(hosts):
         raise TrainingError(
             f"batch size {config.batch_size} does not divide among {len(hosts)} ranks: mlx_lm "
@@ -381,10 +446,18 @@ def train_in_subprocess(
         "config": {**asdict(config), "keys": list(config.keys) if config.keys else None},
         "chat_template": chat_template,
         "dataset_hash": dataset_hash,
+        "save_every": save_every,
     }
     env = dict(os.environ)
     choice = blas.choose_blas(env) if openblas else None
-    run = _run_training if not hosts else _run_ranks
+
+    def run(
+        job: dict[str, Any], env: dict[str, str], progress: Callable[[str], None] | None
+    ) -> tuple[int, str, bool]:
+        if hosts:
+            return _run_ranks(job, env, progress)
+        return _run_training(job, env, progress, on_checkpoint)
+
     if hosts:
         job = _ranks_job(job, hosts)
     returncode, stderr, answered = run(job, env, progress)
@@ -454,40 +527,69 @@ def _run_ranks(
 
 
 def _run_training(
-    job: dict[str, Any], env: dict[str, str], progress: Callable[[str], None] | None
+    job: dict[str, Any],
+    env: dict[str, str],
+    progress: Callable[[str], None] | None,
+    on_checkpoint: Callable[[int, Path], bool] | None = None,
 ) -> tuple[int, str, bool]:
     """Run the training child on ``job``; its exit code, its stderr, and whether it printed a
-    progress line (it got past loading the model)."""
+    progress line (it got past loading the model). A checkpoint the child announces is handed
+    to ``on_checkpoint`` while the child waits; its answer goes back on the child's stdin. When
+    ``on_checkpoint`` raises, the child is killed and the error raised."""
     import subprocess
     import sys
 
     answered = False
-    with tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen(
+    with (
+        tempfile.TemporaryFile("w+") as errors,
+        subprocess.Popen(
             [sys.executable, "-m", "pytest_punie.finetune.lora"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
             env=env,
-        )
+        ) as process,
+    ):
         assert process.stdin is not None
         assert process.stdout is not None
-        process.stdin.write(json.dumps(job))
+        process.stdin.write(json.dumps(job) + "\n")
+        process.stdin.flush()
+        if on_checkpoint is None:
+            process.stdin.close()
+        try:
+            for line in process.stdout:
+                if on_checkpoint is not None and line.startswith(CHECKPOINT_PREFIX):
+                    iteration, _, folder = line[len(CHECKPOINT_PREFIX) :].strip().partition(" ")
+                    go_on = on_checkpoint(int(iteration), Path(folder))
+                    _answer(process.stdin, "continue" if go_on else "stop")
+                    continue
+                answered = bool(_show(line, progress)) or answered
+        except BaseException:
+            process.kill()
+            raise
         process.stdin.close()
-        for line in process.stdout:
-            answered = bool(_show(line, progress)) or answered
         returncode = process.wait()
         errors.seek(0)
         stderr = errors.read()
     return returncode, stderr, answered
 
 
+def _answer(stdin: Any, word: str) -> None:
+    """Tell the waiting child ``continue`` or ``stop`` (a child that died hears nothing: its
+    exit code says why)."""
+    try:
+        stdin.write(word + "\n")
+        stdin.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
 def _main(argv: Sequence[str]) -> int:
-    """The training child: the job as JSON on stdin, or (a rank) after ``--job``."""
+    """The training child: the job as one line of JSON on stdin, or (a rank) after ``--job``."""
     import sys
 
-    job = json.loads(argv[1] if argv[:1] == ["--job"] else sys.stdin.read())
+    job = json.loads(argv[1] if argv[:1] == ["--job"] else sys.stdin.readline())
     if len(job.get("hosts") or ()) > 1:
         return _main_rank(job)
     # mlx.launch gives a lone rank an empty hostfile, which mx.distributed.init() cannot parse
@@ -505,6 +607,15 @@ def _say(line: str) -> None:
     print(f"{PROGRESS_PREFIX}{line}", flush=True)
 
 
+def _ask_parent(iteration: int, folder: Path) -> bool:
+    """Announce a checkpoint and wait for the parent's answer: False means stop (so does a
+    parent that is gone)."""
+    import sys
+
+    print(f"{CHECKPOINT_PREFIX}{iteration} {folder}", flush=True)
+    return sys.stdin.readline().strip() == "continue"
+
+
 def _train_job(job: dict[str, Any], progress: Callable[[str], None] | None) -> None:
     values = dict(job["config"])
     values["keys"] = tuple(values["keys"]) if values.get("keys") else None
@@ -517,6 +628,8 @@ def _train_job(job: dict[str, Any], progress: Callable[[str], None] | None) -> N
         dataset_hash=job["dataset_hash"],
         progress=progress,
         hosts=job.get("hosts") or (),
+        save_every=job.get("save_every"),
+        on_checkpoint=_ask_parent if job.get("save_every") else None,
     )
 
 

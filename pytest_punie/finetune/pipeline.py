@@ -1,6 +1,7 @@
 """The training pipeline's steps as plain functions: dataset -> validation -> filters ->
 leakage check against the eval suite -> training data for mlx_lm -> LoRA adapter ->
-evaluation against the base.
+evaluation against the base. With a ``CheckpointPlan`` (``--punie-save-every``), training keeps
+the checkpoint the eval suite scores best (``finetune.checkpoints``).
 
 The pipeline is assembled once: :func:`training_config` (one set of defaults, ``LoraConfig()``,
 or a recipe's settings; then a YAML file; then the options given), :func:`prepare_job` and
@@ -14,11 +15,19 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.finetune.checkpoints import (
+    CheckpointError,
+    CheckpointPlan,
+    CheckpointWatcher,
+    select,
+    selected_suite,
+)
 from pytest_punie.finetune.datasets import (
     Example,
     Rejection,
@@ -40,10 +49,12 @@ from pytest_punie.finetune.filters import (
 from pytest_punie.finetune.leakage import check_dataset
 from pytest_punie.finetune.lora import LoraConfig, load_config, train_in_subprocess
 from pytest_punie.finetune.validation import ValidationReport, token_counter, validate
+from pytest_punie.results.document import RunDocument, read_run
 
 __all__ = [
     "PreparedData",
     "TrainingJob",
+    "checkpoint_scorer",
     "default_filters",
     "evaluate",
     "mode_differences",
@@ -185,6 +196,7 @@ class TrainingJob:
     chat_template: str | None = None
     evals: Path | None = None  # the eval suite the data must not leak into
     hosts: tuple[str, ...] = ()  # one per rank of the LoRA step (mlx.launch); () one process
+    checkpoints: CheckpointPlan | None = None  # score checkpoints on ``evals``, keep the best
 
     @property
     def data_folder(self) -> Path:
@@ -214,10 +226,20 @@ def train_job(
     config: LoraConfig | None = None,
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    score: Callable[[Path | None], RunDocument] | None = None,
 ) -> dict[str, Any]:
     """Train on the prepared data (``config``/``out`` for one point of a sweep); return the
-    adapter's manifest."""
-    return train_in_subprocess(
+    adapter's manifest.
+
+    With ``job.checkpoints``, the base model and then every checkpoint are scored with ``score``
+    (given an adapter folder, None for the base; default :func:`checkpoint_scorer`), training
+    stops early when the plan says so, and the best checkpoint becomes the adapter."""
+    plan = job.checkpoints
+    watcher = None
+    if plan is not None:
+        watcher = CheckpointWatcher(plan, score or checkpoint_scorer(job), progress)
+        watcher.score_base()  # an unknown category fails here, before any training
+    manifest = train_in_subprocess(
         job.model,
         prepared.folder,
         out or job.out,
@@ -226,7 +248,37 @@ def train_job(
         dataset_hash=prepared.source_hash,
         progress=progress,
         hosts=job.hosts,
+        save_every=plan.save_every if plan is not None else None,
+        on_checkpoint=watcher,
     )
+    if watcher is None:
+        return manifest
+    return select(out or job.out, manifest, watcher)
+
+
+def checkpoint_scorer(
+    job: TrainingJob, *, extra: Sequence[str] = (), cwd: Path | None = None
+) -> Callable[[Path | None], RunDocument]:
+    """Score an adapter folder (None: the base model) on the job's eval suite, or the subset
+    its plan names, with :func:`evaluate` (the ``--punie-eval-after`` path): a fresh pytest
+    whose response cache is ``cwd``'s (default: where this process runs)."""
+    if job.evals is None:
+        raise CheckpointError("checkpoints are scored on an eval suite, and the job has none")
+    plan = job.checkpoints
+    suite, selection = selected_suite(job.evals, plan.cases if plan is not None else None)
+
+    def run(adapter: Path | None) -> RunDocument:
+        with tempfile.TemporaryDirectory(prefix="punie-checkpoint-") as folder:
+            results = Path(folder) / "results.json"
+            try:
+                document = evaluate(suite, results, model=job.model, adapter=adapter,
+                                    extra=[*extra, *selection], cwd=cwd)  # fmt: skip
+            except RuntimeError as exc:
+                what = f"--punie-select-cases={plan.cases}: " if plan and plan.cases else ""
+                raise CheckpointError(f"{what}{exc}") from None
+        return read_run(document, f"the eval run on {adapter or 'the base model'}")
+
+    return run
 
 
 _TEMPLATE_VARIABLE = re.compile(r"\btool_call\b(?!>)")
