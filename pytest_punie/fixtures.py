@@ -8,6 +8,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,14 @@ from pytest_punie.options import (
 )
 from pytest_punie.scoring.judge import JudgeContext, judge_context, start_judge
 from pytest_punie.scoring.judge_calibration import gate_decision
+from pytest_punie.serving.parity import ADAPTER_VARIANT, DerivedModelError, Variant, derive
 from pytest_punie.serving.server import ServerError, ServerInfo, log_tail
-from pytest_punie.serving.shared import OnDemandServer
+from pytest_punie.serving.shared import OnDemandServer, ServerSpec
 from pytest_punie.stash import (
     CASE_KEY,
     INFRA_KEY,
     JUDGE_KEY,
+    LANES_KEY,
     RESPONSE_KEY,
     RUN_DIR_KEY,
     RUNNER_KEY,
@@ -63,6 +66,21 @@ def _punie_repeat(request: pytest.FixtureRequest) -> int:
 
 def _fail(exc: Exception) -> None:
     pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def _punie_variant(request: pytest.FixtureRequest) -> str:
+    """Which model the case runs on (``--punie-parity``): adapter, fused, q4..."""
+    return str(request.param)
+
+
+def served_for(config: pytest.Config, case: Case) -> OnDemandServer | None:
+    """The server a case ran on: its derived model's (``--punie-parity``), else the run's."""
+    name = _lane_name(case)
+    if name is not None:
+        lane = config.stash.get(LANES_KEY, {}).get(name)
+        return lane.served if lane is not None else None
+    return config.stash.get(SERVER_KEY, None)
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +130,15 @@ def punie_server(_punie_served: OnDemandServer) -> ServerInfo:
         raise  # unreachable: pytest.fail raises
 
 
-def check_server_alive(config: pytest.Config, session: pytest.Session | None = None) -> None:
-    """Fail the current test with the server log's tail when the server has died."""
+def check_server_alive(
+    config: pytest.Config,
+    session: pytest.Session | None = None,
+    served: OnDemandServer | None = None,
+) -> None:
+    """Fail the current test with the server log's tail when the server (``served``, default:
+    the run's) has died."""
 
-    served = config.stash.get(SERVER_KEY, None)
+    served = served or config.stash.get(SERVER_KEY, None)
     if served is None or served.alive():
         return
     info = served.info
@@ -149,42 +172,143 @@ def punie_runner(
     without it."""
 
     config = request.config
+    lane = _open_lane(request, _punie_served, config.stash[RUN_DIR_KEY], None)
+    if lane.shared is not None:
+        config.stash[SHARED_KEY] = lane.shared
+    config.stash[RUNNER_KEY] = lane.runner
+    try:
+        yield lane.runner
+    finally:
+        del config.stash[RUNNER_KEY]
+        lane.close(request.session)
+
+
+@dataclass
+class Lane:
+    """One model's conversations: its server, the runner of its cases, and (on an xdist worker
+    that does not run them) the outcomes the worker running them publishes."""
+
+    served: OnDemandServer
+    runner: CaseRunner
+    outcomes: SharedOutcomes | None = None  # under xdist: where the outcomes are published
+    leader: bool = True  # this process runs the conversations
+    cache: CacheUse | None = None
+
+    @property
+    def shared(self) -> SharedOutcomes | None:
+        """Where this worker reads its outcomes (None: it runs the conversations itself)."""
+        return None if self.leader else self.outcomes
+
+    def close(self, session: pytest.Session) -> None:
+        if self.outcomes is not None and self.leader and not session.shouldstop:
+            self.runner.wait_all()  # the other workers wait for the conversations this one runs
+        self.runner.close()
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _open_lane(
+    request: pytest.FixtureRequest, served: OnDemandServer, run_dir: Path, variant: str | None
+) -> Lane:
+    """A runner on ``served`` that submits every selected prompt case of ``variant`` (None: the
+    adapter's, or the model's without --punie-parity)."""
+    config = request.config
     settings = config.stash[SETTINGS_KEY]
-    served = _punie_served
     cache = _response_cache(config, served.cache_identity())
     if cache is None:  # every request goes to the server
-        request.getfixturevalue("punie_server")
+        if variant is None:
+            request.getfixturevalue("punie_server")
+        else:
+            served.start()
     pool = served.pool if served.several else None
     runner = CaseRunner(
         lambda: make_model(
             served.info, settings.request_spec(), cache=cache, server=served, pool=pool
         ),
-        config.stash[RUN_DIR_KEY] / "workspaces",
+        run_dir / "workspaces",
         # each server keeps --punie-concurrency in flight; the pool spreads them
-        concurrency=settings.concurrency * settings.servers,
+        concurrency=settings.concurrency * (settings.servers if variant is None else 1),
         case_timeout=settings.case_timeout,
         repeat_seed=(settings.seed or 0) if settings.repeat > 1 and settings.temperature else None,
     )
-    shared = SharedOutcomes(config.stash[RUN_DIR_KEY]) if is_worker(config) else None
+    shared = SharedOutcomes(run_dir) if is_worker(config) else None
     leader = shared is None or shared.become_leader()
-    if shared is not None and not leader:
-        config.stash[SHARED_KEY] = shared
     if leader:
         for item in request.session.items:
-            if case := _prompt_case(item):
+            if (case := _prompt_case(item)) and _lane_name(case) == variant:
                 future = runner.submit(case)
                 if shared is not None:
                     future.add_done_callback(functools.partial(_publish, shared, case.nodeid))
-    config.stash[RUNNER_KEY] = runner
+    return Lane(served, runner, shared, leader, cache)
+
+
+def _lane_name(case: Case) -> str | None:
+    """The derived model a case runs on (None: the adapter as served, or the one model)."""
+    return None if case.variant in (None, ADAPTER_VARIANT) else case.variant
+
+
+def _variant_spec(config: pytest.Config, variant: Variant) -> ServerSpec:
+    """What serves ``variant``: its server's URL, or its derived model, started here (made
+    from the base model and the adapter, or taken from the cache)."""
+    from pytest_punie.serving.models import resolve_model
+
+    settings = config.stash[SETTINGS_KEY]
+    log = server_log_path(config)
+    spec = dataclasses.replace(
+        settings.server_spec(),
+        adapter=None,
+        extra_base_urls=(),
+        servers=1,
+        port=None,
+        log_path=log.with_name(f"{log.stem}-{variant.name}{log.suffix}"),
+    )
+    if variant.base_url is not None:
+        return dataclasses.replace(spec, model=None, base_url=variant.base_url)
+    if settings.adapter is None:  # options.py refuses --punie-parity without it
+        raise DerivedModelError(f"{variant.name}: no adapter to derive it from")
     try:
-        yield runner
+        base = resolve_model(settings.model)
+    except Exception as exc:  # conversion and download errors carry their own explanation
+        raise DerivedModelError(f"could not prepare the base model: {exc}") from exc
+    folder = derive(base, settings.adapter, variant)
+    return dataclasses.replace(spec, model=str(folder), base_url=None)
+
+
+@pytest.fixture(scope="session")
+def _punie_lanes(request: pytest.FixtureRequest) -> Iterator[dict[str, Lane | Exception]]:
+    """The derived models of ``--punie-parity`` (made, or taken from the cache, at the first
+    case that needs them), each served by its own server with its own runner; a variant that
+    could not be made or reached is its error, which fails its cases."""
+    config = request.config
+    lanes: dict[str, Lane | Exception] = {}
+    for variant in config.stash[SETTINGS_KEY].parity:
+        try:
+            run_dir = config.stash[RUN_DIR_KEY] / "parity" / variant.name
+            served = OnDemandServer(
+                _variant_spec(config, variant), run_dir, shared=is_worker(config)
+            )
+            lanes[variant.name] = _open_lane(request, served, run_dir, variant.name)
+        except (DerivedModelError, ServerError) as exc:
+            lanes[variant.name] = exc
+    config.stash[LANES_KEY] = {k: v for k, v in lanes.items() if isinstance(v, Lane)}
+    try:
+        yield lanes
     finally:
-        del config.stash[RUNNER_KEY]
-        if shared is not None and leader and not request.session.shouldstop:
-            runner.wait_all()  # the other workers wait for the conversations this one runs
-        runner.close()
-        if cache is not None:
-            cache.close()
+        for lane in lanes.values():
+            if isinstance(lane, Lane):
+                lane.close(request.session)
+                lane.served.stop()
+
+
+def _lane(request: pytest.FixtureRequest, case: Case) -> Lane | None:
+    """The lane of a derived model's case (None: the adapter's, or the one model's)."""
+    name = _lane_name(case)
+    if name is None:
+        return None
+    lane = request.getfixturevalue("_punie_lanes")[name]
+    if isinstance(lane, Exception):
+        pytest.fail(f"--punie-parity={name}: {lane}", pytrace=False)
+    return lane  # type: ignore[no-any-return]
 
 
 def _response_cache(
@@ -229,8 +353,11 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
         pytest.fail(
             f"{case.nodeid}: punie_result needs @pytest.mark.punie(prompt=...)", pytrace=False
         )
-    shared = request.config.stash.get(SHARED_KEY, None)
-    future = punie_runner.submit(case) if shared is None else None
+    lane = _lane(request, case)
+    served = lane.served if lane is not None else None
+    runner = lane.runner if lane is not None else punie_runner
+    shared = lane.shared if lane is not None else request.config.stash.get(SHARED_KEY, None)
+    future = runner.submit(case) if shared is None else None
     while True:
         try:
             if future is not None:
@@ -242,14 +369,14 @@ def punie_result(request: pytest.FixtureRequest, punie_runner: CaseRunner) -> Re
                 break
             time.sleep(0.1)
             _check_leader_alive(shared)
-            check_server_alive(request.config, request.session)
+            check_server_alive(request.config, request.session, served)
         except TimeoutError:
             # a dead server must not leave the test waiting
-            check_server_alive(request.config, request.session)
+            check_server_alive(request.config, request.session, served)
         except ServerError as exc:  # the server could not start: every case fails so
             pytest.fail(str(exc), pytrace=False)
         except Exception as exc:
-            check_server_alive(request.config, request.session)
+            check_server_alive(request.config, request.session, served)
             _stop_on_repeated_infrastructure_errors(request, exc)
             pytest.fail(f"the model request failed: {_causes(exc)}", pytrace=False)
     request.node.stash[RESPONSE_KEY] = outcome.response
@@ -316,7 +443,8 @@ def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     case = _case(request)
     if case.prompt and "punie_result" in request.fixturenames:
         request.getfixturevalue("punie_result")
-        runner: CaseRunner = request.getfixturevalue("punie_runner")
+        lane = _lane(request, case)
+        runner: CaseRunner = lane.runner if lane else request.getfixturevalue("punie_runner")
         return runner.workspace_for(case.nodeid)
 
     return create_workspace(case.workspace, tmp_path / "workspace").root
@@ -324,16 +452,26 @@ def punie_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def punie_model(
-    request: pytest.FixtureRequest, punie_server: ServerInfo, _punie_served: OnDemandServer
+    request: pytest.FixtureRequest, _punie_served: OnDemandServer
 ) -> AsyncIterator[Any]:
-    """The pydantic-ai model on the server(s), with the run's sampling settings."""
+    """The pydantic-ai model on the server(s), with the run's sampling settings (with
+    ``--punie-parity``, on the model the case runs on)."""
 
-    check_server_alive(request.config, request.session)
     case = request.node.stash.get(CASE_KEY, None)
-    served = _punie_served
+    lane = _lane(request, case) if case is not None else None
+    if lane is None:
+        served = _punie_served
+        info: ServerInfo = request.getfixturevalue("punie_server")
+    else:
+        served = lane.served
+        try:
+            info = await served.start_async()
+        except ServerError as exc:
+            _fail(exc)
+    check_server_alive(request.config, request.session, served)
     cache = _response_cache(request.config, served.cache_identity(), case.repeat if case else 0)
     model = make_model(
-        punie_server,
+        info,
         request.config.stash[SETTINGS_KEY].request_spec(),
         cache=cache,
         pool=served.pool if served.several else None,

@@ -27,6 +27,7 @@ from pytest_punie.results.thresholds import parse_fraction, parse_thresholds
 from pytest_punie.scoring.judge import JudgeSettings
 from pytest_punie.serving.chat_template import CHOICES
 from pytest_punie.serving.models import check_model_spec
+from pytest_punie.serving.parity import Variant, parse_variants
 from pytest_punie.serving.shared import ServerSpec
 from pytest_punie.timeouts import DEFAULT_TIMEOUT_S
 
@@ -39,6 +40,7 @@ __all__ = [
     "MIN_CATEGORY_OPTION",
     "MIN_SCORE_OPTION",
     "MODEL_OPTION",
+    "PARITY_OPTION",
     "RESULTS_OPTION",
     "SANDBOX_OPTION",
     "START_SERVERS_OPTION",
@@ -171,6 +173,15 @@ SANDBOX_OPTION = Option(
     "POLICY",
 )
 
+PARITY_OPTION = Option(
+    "parity",
+    "Also run every case on models derived from --punie-adapter as they are deployed, paired "
+    "with the adapter: fused (mlx_lm fuse), q4, q8... (the fused model quantized to N bits); "
+    "NAME=URL uses a server already serving it. Fails when one is worse than the adapter beyond "
+    "--punie-max-regression (default *=10%).",
+    metavar="VARIANTS",
+)
+
 OPTIONS = (
     MODEL_OPTION,
     ADAPTER_OPTION,
@@ -195,6 +206,7 @@ OPTIONS = (
     CACHE_OPTION,
     CASE_TIMEOUT_OPTION,
     SANDBOX_OPTION,
+    PARITY_OPTION,
 )
 
 
@@ -226,6 +238,7 @@ class Settings:
     cache: str = "on"
     case_timeout: float = 600.0
     sandbox: str = "auto"
+    parity: tuple[Variant, ...] = ()  # models derived from the adapter, run beside it
 
     @property
     def gated(self) -> bool:
@@ -437,15 +450,22 @@ def settings_from_config(config: pytest.Config) -> Settings:
             "run's results there would replace the baseline: give another path"
         )
     # a training run's --punie-eval-after compares with the base it evaluates itself
-    if max_regression and baseline is None and not raw_value(config, EVAL_AFTER_OPTION):
+    if (
+        max_regression
+        and baseline is None
+        and not raw_value(config, EVAL_AFTER_OPTION)
+        and not raw_value(config, PARITY_OPTION)
+    ):
         raise pytest.UsageError(
-            f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag} (or, on a training run, "
-            f"{EVAL_AFTER_OPTION.flag})"
+            f"{MAX_REGRESSION_OPTION.flag} needs {BASELINE_OPTION.flag} or {PARITY_OPTION.flag} "
+            f"(or, on a training run, {EVAL_AFTER_OPTION.flag})"
         )
     base_urls = base_urls_from_config(config)
+    adapter = value(ADAPTER_OPTION, _adapter)
+    parity = _parity(raw_value(config, PARITY_OPTION), adapter, bool(base_urls))
     return Settings(
         model=value(MODEL_OPTION, _model),
-        adapter=value(ADAPTER_OPTION, _adapter),
+        adapter=adapter,
         base_url=base_urls[0] if base_urls else None,
         extra_base_urls=base_urls[1:],
         start_servers=value(START_SERVERS_OPTION, _positive_int),
@@ -469,7 +489,31 @@ def settings_from_config(config: pytest.Config) -> Settings:
         cache=value(CACHE_OPTION, _cache_mode),
         case_timeout=value(CASE_TIMEOUT_OPTION, _positive_float),
         sandbox=value(SANDBOX_OPTION, _sandbox_policy),
+        parity=parity,
     )
+
+
+def _parity(raw: Any, adapter: Path | None, base_url: bool) -> tuple[Variant, ...]:
+    """The ``--punie-parity`` variants, checked against the adapter and the servers."""
+    if not raw:
+        return ()
+    flag = PARITY_OPTION.flag
+    try:
+        variants = parse_variants(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(f"{flag}={raw}: {exc}") from None
+    if adapter is None:
+        raise pytest.UsageError(
+            f"{flag}={raw} needs {ADAPTER_OPTION.flag}: the derived models are made from it "
+            "and compared with it"
+        )
+    unserved = [v.name for v in variants if v.base_url is None]
+    if base_url and unserved:
+        raise pytest.UsageError(
+            f"{flag}={raw}: with {BASE_URL_OPTION.flag} the models are not started here; give "
+            f"the server of {', '.join(unserved)} too ({unserved[0]}=URL)"
+        )
+    return variants
 
 
 # Training (``pytest training/``) ------------------------------------------------------------

@@ -25,6 +25,7 @@ from pytest_punie.cases.marker import (
     case_tool_schemas,
 )
 from pytest_punie.finetune.leakage import check_items
+from pytest_punie.fixtures import served_for
 from pytest_punie.options import (
     BASE_URL_OPTION,
     TRAIN_DATA_OPTION,
@@ -45,6 +46,7 @@ from pytest_punie.results.run import (
 )
 from pytest_punie.scoring.framework import ScoreFailure, collecting_scores
 from pytest_punie.scoring.judge import JUDGE_ERROR, JudgeError, verdict_lines
+from pytest_punie.serving.parity import variant_names
 from pytest_punie.serving.pool import served_tallies
 from pytest_punie.serving.server import ServerError
 from pytest_punie.serving.shared import start_shared_early, stop_shared
@@ -61,6 +63,8 @@ from pytest_punie.stash import (
     SETTINGS_KEY,
     SHEET_KEY,
     TRAINING_KEY,
+    VARIANT_FIXTURE,
+    VARIANTS_KEY,
     WORKER_RUN_DIR,
     cache_path,
     is_worker,
@@ -87,6 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[SETTINGS_KEY] = settings_from_config(config)
     config.stash[REPEATS_KEY] = config.stash[SETTINGS_KEY].repeat
+    config.stash[VARIANTS_KEY] = variant_names(config.stash[SETTINGS_KEY].parity)
     config.stash[TRAINING_KEY] = training_settings_from_config(config)
     config.stash[JUDGE_KEY] = judge_settings_from_config(config)
     from pytest_punie.system import sandbox
@@ -159,6 +164,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run_dir = config.stash[RUN_DIR_KEY]
     stop_shared(run_dir)
     stop_shared(run_dir / "judge")
+    for name in config.stash[VARIANTS_KEY]:
+        stop_shared(run_dir / "parity" / name)
     shutil.rmtree(run_dir, ignore_errors=True)  # the run's temp folder, workspaces included
 
 
@@ -168,13 +175,19 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return EvalFile.from_parent(parent, path=file_path) if is_case_file(file_path) else None
 
 
-@pytest.hookimpl(trylast=True)  # after the test's own parametrize: ids end in -repeatN
+@pytest.hookimpl(trylast=True)  # after the test's own parametrize: ids end in -repeatN-VARIANT
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker(MARKER) is None:
+        return
     repeat = metafunc.config.stash[SETTINGS_KEY].repeat
-    if repeat > 1 and metafunc.definition.get_closest_marker(MARKER) is not None:
+    if repeat > 1:
         metafunc.fixturenames.append(REPEAT_FIXTURE)
         ids = [f"{REPEAT_ID}{k}" for k in range(repeat)]
         metafunc.parametrize(REPEAT_FIXTURE, range(repeat), indirect=True, ids=ids)
+    variants = metafunc.config.stash[VARIANTS_KEY]
+    if variants:  # --punie-parity: each case on the adapter and on each derived model
+        metafunc.fixturenames.append(VARIANT_FIXTURE)
+        metafunc.parametrize(VARIANT_FIXTURE, variants, indirect=True, ids=variants)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -183,19 +196,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         repeat = int(callspec.params.get(REPEAT_FIXTURE, 0)) if callspec else 0
+        variant = callspec.params.get(VARIANT_FIXTURE) if callspec else None
         if CASE_FILE_KEY in item.stash:  # a line of an eval_*.jsonl file
             item.stash[CASE_KEY] = item.stash[CASE_FILE_KEY]
             continue
         line = callspec.params.get("punie_case") if callspec else None
         if isinstance(line, CaseLine):  # parametrized with punie_cases(path)
-            item.stash[CASE_KEY] = line.case(item.nodeid, repeat)
+            item.stash[CASE_KEY] = line.case(item.nodeid, repeat, variant)
             continue
         marker = item.get_closest_marker(MARKER)
         if marker is None:
             continue
         try:
             item.stash[CASE_KEY] = case_from_marker(
-                item.nodeid, marker.args, marker.kwargs, item.path.parent, repeat
+                item.nodeid, marker.args, marker.kwargs, item.path.parent, repeat, variant
             )
         except CaseError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -252,7 +266,7 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
     outcome = "error" if report.when != "call" else report.outcome
     sheet = item.stash.get(SHEET_KEY, None)
     response = _response(item)
-    server = item.config.stash.get(SERVER_KEY, None)
+    server = served_for(item.config, case)
     message = None
     if report.failed:
         message = str(getattr(report.longrepr, "reprcrash", None) or report.longreprtext)[-2000:]
@@ -270,6 +284,7 @@ def _case_result(item: pytest.Item, case: Case, report: pytest.TestReport) -> Ca
         server=server.known().to_json() if server else None,
         failure=failure_type(outcome, scores),
         repeat=case.repeat,
+        variant=case.variant,
         prompt=case.prompt,
         tools=case_tool_schemas(case),
         expected=dict(case.expected) if case.expected is not None else None,

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from pytest_punie.cases.marker import Case
     from pytest_punie.conversation.response import Response
     from pytest_punie.conversation.runner import CaseRunner, SharedOutcomes
+    from pytest_punie.fixtures import Lane
     from pytest_punie.options import Settings, TrainingSettings
     from pytest_punie.results.run import RunResults
     from pytest_punie.scoring.framework import ScoreSheet
@@ -31,8 +32,13 @@ SHARED_KEY: pytest.StashKey[SharedOutcomes] = pytest.StashKey()
 CASE_FILE_KEY: pytest.StashKey[Case] = pytest.StashKey()  # the case of an eval_*.jsonl line
 REPEATS_KEY: pytest.StashKey[int] = pytest.StashKey()  # how many times each case runs
 INFRA_KEY: pytest.StashKey[list[str]] = pytest.StashKey()  # the run's infrastructure errors
+# the models each case runs on with --punie-parity ("adapter" first), empty without it
+VARIANTS_KEY: pytest.StashKey[tuple[str, ...]] = pytest.StashKey()
+# the derived models' servers and conversations (--punie-parity), by variant name
+LANES_KEY: pytest.StashKey[dict[str, Lane]] = pytest.StashKey()
 WORKER_RUN_DIR = "punie_run_dir"  # the key of xdist's workerinput holding the run folder
 REPEAT_FIXTURE = "_punie_repeat"
+VARIANT_FIXTURE = "_punie_variant"
 
 
 def is_worker(config: pytest.Config) -> bool:

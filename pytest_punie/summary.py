@@ -17,6 +17,7 @@ from pytest_punie.results.compare import compare, regressions
 from pytest_punie.results.document import RunDocument, load_run, run_document, write_results
 from pytest_punie.results.history import record_run
 from pytest_punie.results.markdown import STEP_SUMMARY_VARIABLE, append_step_summary, run_markdown
+from pytest_punie.results.parity import Parity, parity
 from pytest_punie.results.regression_data import (
     RegressionData,
     TrainingData,
@@ -31,7 +32,11 @@ from pytest_punie.results.render import (
     escape,
     failure_table,
     nearest_lines_text,
+    parity_heading,
+    parity_table,
+    parity_text,
     text_table,
+    to_html,
     to_text,
 )
 from pytest_punie.results.report import (
@@ -148,7 +153,10 @@ class PunieReporter:
             self.comparison = compare(self.baseline, document)
             gate += regressions(self.comparison, settings.max_regression)
             self.regression = self.find_regression_data()
-        if settings.gated or settings.max_regression:
+        if settings.parity and self.results.cases:
+            self._document = document = document.with_parity(self.parity(document))
+            gate += document.parity.failures if document.parity else []
+        if settings.gated or settings.max_regression or settings.parity:
             self._document = document = document.with_gate(gate)
             if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                 failed = bool(gate)
@@ -166,6 +174,20 @@ class PunieReporter:
             except (OSError, ValueError, sqlite3.Error) as exc:  # must not hide the results
                 self.history_note = f"WARNING: history not written to {settings.history}: {exc}"
         self.write_step_summary()
+
+    def parity(self, document: RunDocument) -> Parity:
+        """The derived models' cases against the adapter's (``--punie-parity``), gated with
+        ``--punie-max-regression`` or, without it, the fine-tuning gate's default drop."""
+        from pytest_punie.finetune.verdict import DEFAULT_MAX_DROP
+
+        given = self.settings.max_regression
+        return parity(
+            document,
+            self.results.derived,
+            given or DEFAULT_MAX_DROP,
+            default_max_drop=not given,
+            order=[variant.name for variant in self.settings.parity],
+        )
 
     def find_regression_data(self) -> RegressionData | None:
         """The training lines nearest each broken case, when the adapter's training data is
@@ -225,6 +247,11 @@ class PunieReporter:
             nearest = nearest_lines_text(self.regression) if self.regression else []
             for line in ["", *nearest] if nearest else []:
                 write(line)
+        if self.document.parity is not None:
+            write("")
+            for line in parity_text(self.document.parity).splitlines():
+                write(line, red=line.startswith("WARNING"))
+            write("")
         for line in self.summary_lines():
             write(line, red=line.startswith("WARNING"))
         if self.settings.results is not None:
@@ -262,6 +289,10 @@ class PunieReporter:
         if self.comparison is not None:
             baseline = {c.name: c.baseline_mean for c in self.comparison.categories}
             prefix.append("<h3>Compared with the baseline</h3>" + comparison_html(self.comparison))
+        if document.parity is not None:
+            heading = escape(parity_heading(document.parity))
+            table = to_html(parity_table(document.parity), "punie-parity")
+            prefix.append(f"<h3>Deployed is tested</h3><p>{heading}</p>{table}")
         prefix.append(bar_chart_svg(categories, baseline))
         if self.comparison is not None and self.baseline is not None:
             before = [case.to_json() for case in self.baseline.cases]

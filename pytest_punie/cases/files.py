@@ -33,7 +33,7 @@ from pytest_punie.scoring import framework
 from pytest_punie.scoring import text as text_scorers
 from pytest_punie.scoring import tool_calls as tool_scorers
 from pytest_punie.scoring.bfcl import ExpectedCall
-from pytest_punie.stash import CASE_FILE_KEY, REPEATS_KEY
+from pytest_punie.stash import CASE_FILE_KEY, REPEATS_KEY, VARIANTS_KEY
 
 if TYPE_CHECKING:
     from pytest_punie.conversation.response import Response
@@ -119,7 +119,7 @@ class CaseLine:
         """Run the line's checks on ``response`` (see ``score_case``)."""
         score_case(self.expected, response, self.source.parent)
 
-    def case(self, nodeid: str, repeat: int = 0) -> Case:
+    def case(self, nodeid: str, repeat: int = 0, variant: str | None = None) -> Case:
         """The ``Case`` the runner runs for this line."""
         return Case(
             nodeid=nodeid,
@@ -128,6 +128,7 @@ class CaseLine:
             tools=tuple(self._tools()),
             system_prompt=self.system_prompt,
             repeat=repeat,
+            variant=variant,
             history=self.history,
             tool_schemas=self.tools,
             expected=dict(self.expected),
@@ -424,17 +425,21 @@ class EvalFile(pytest.File):
         except CaseFileError as exc:
             raise self.CollectError(str(exc)) from None
         repeat = self.config.stash.get(REPEATS_KEY, 1)
+        variants: tuple[str | None, ...] = (*self.config.stash.get(VARIANTS_KEY, ()),) or (None,)
+        runs = [(k, variant) for k in range(repeat) for variant in variants]
         for line in lines:
-            names = (
-                [line.id] if repeat <= 1 else [f"{line.id}[{REPEAT_ID}{k}]" for k in range(repeat)]
-            )
-            for k, name in enumerate(names):
+            for k, variant in runs:
+                parts = [f"{REPEAT_ID}{k}"] if repeat > 1 else []
+                parts += [variant] if variant else []  # the variant's part last, as for tests
+                name = f"{line.id}[{'-'.join(parts)}]" if parts else line.id
                 item = pytest.Function.from_parent(self, name=name, callobj=_case_test(line))
                 item.add_marker(getattr(pytest.mark, MARKER)(line.category))
                 for mark in line.marks:
                     item.add_marker(getattr(pytest.mark, mark))
                 item.extra_keyword_matches.add(line.category)
-                item.stash[CASE_FILE_KEY] = line.case(item.nodeid, repeat=k if repeat > 1 else 0)
+                item.stash[CASE_FILE_KEY] = line.case(
+                    item.nodeid, repeat=k if repeat > 1 else 0, variant=variant
+                )
                 yield item
 
 

@@ -43,6 +43,7 @@ class Case:
     workspace: Path | Mapping[str, str] | None = None
     system_prompt: str | None = None
     repeat: int = 0  # which run of the case, with --punie-repeat
+    variant: str | None = None  # which model it runs on, with --punie-parity (adapter, fused...)
     # a data-file case (``eval_*.jsonl``): earlier turns, tool schemas, expectations, origin
     history: tuple[dict[str, Any], ...] = ()  # mlx_lm chat messages before the prompt
     tool_schemas: tuple[dict[str, Any], ...] = ()  # the tools as the model sees them
@@ -61,11 +62,15 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        """The test id without the repeat's part: the same for every repeat of a case."""
+        """The test id without the repeat's and the variant's parts: the same for every repeat
+        of a case and every model it runs on (the variant's is the last part: added last)."""
         if not self.nodeid.endswith("]") or "[" not in self.nodeid:
             return self.nodeid
         head, _, ids = self.nodeid[:-1].partition("[")
-        parts = [p for p in ids.split("-") if not re.fullmatch(rf"{REPEAT_ID}\d+", p)]
+        parts = ids.split("-")
+        if self.variant is not None and parts[-1] == self.variant:
+            parts.pop()
+        parts = [p for p in parts if not re.fullmatch(rf"{REPEAT_ID}\d+", p)]
         return f"{head}[{'-'.join(parts)}]" if parts else head
 
     @property
@@ -79,7 +84,12 @@ class Case:
 
 
 def case_from_marker(
-    nodeid: str, args: Sequence[Any], kwargs: Mapping[str, Any], test_dir: Path, repeat: int = 0
+    nodeid: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    test_dir: Path,
+    repeat: int = 0,
+    variant: str | None = None,
 ) -> Case:
     """Build a ``Case`` from a marker's arguments; relative workspaces are next to the test."""
     kwargs = dict(kwargs)
@@ -121,6 +131,7 @@ def case_from_marker(
         workspace=workspace,
         system_prompt=kwargs.get("system_prompt"),
         repeat=repeat,
+        variant=variant,
         reference=reference,
     )
 

@@ -15,12 +15,15 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_punie.results.labels import run_label
 from pytest_punie.results.run import CaseResult, CategoryScore, RunMetadata, category_scores
 from pytest_punie.results.stats import overall_mean
 from pytest_punie.system.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from pytest_punie.results.parity import Parity
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,7 +39,7 @@ FORMAT_VERSION = 2
 counted beside the category figures. 2: ``format_version``, ``judge_errors`` and each category's
 ``stats`` (the figures, by ``stats.category_statistics``)."""
 
-_KEYS = ("format_version", "metadata", "overall", "categories", "gate", "cases")
+_KEYS = ("format_version", "metadata", "overall", "categories", "gate", "cases", "parity")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class RunDocument:
     gate: tuple[str, ...] | None = None  # why the gate failed (empty: passed)
     format_version: int = FORMAT_VERSION  # of the file it was read from; written: the current
     extra: Mapping[str, Any] = field(default_factory=dict)
+    parity: Parity | None = None  # --punie-parity: the derived models against the adapter
 
     @property
     def label(self) -> str:
@@ -66,6 +70,10 @@ class RunDocument:
 
     def category(self, name: str) -> CategoryScore | None:
         return next((c for c in self.categories if c.name == name), None)
+
+    def with_parity(self, parity: Parity | None) -> RunDocument:
+        """The same document with the derived models' cases and figures (``results.parity``)."""
+        return replace(self, parity=parity)
 
     def with_gate(self, gate: Sequence[str] | None) -> RunDocument:
         """The same document with the gate's verdict (the figures are not computed again)."""
@@ -81,6 +89,7 @@ class RunDocument:
             "categories": [c.to_json() for c in self.categories],
             "gate": {"failures": list(self.gate)} if self.gate is not None else None,
             "cases": [c.to_json() for c in self.cases],
+            **({"parity": self.parity.to_json()} if self.parity is not None else {}),
         }
 
 
@@ -146,6 +155,14 @@ def read_run(data: Any, source: str = "the document") -> RunDocument:
         categories = tuple(CategoryScore.from_json(c) for c in stored)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{where}: a category cannot be read ({error})") from None
+    parity = None
+    if isinstance(data.get("parity"), Mapping):
+        from pytest_punie.results.parity import Parity  # it builds documents: imported here
+
+        try:
+            parity = Parity.from_json(data["parity"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{where}: its parity section cannot be read ({error})") from None
     return RunDocument(
         metadata=meta,
         overall=float(overall) if isinstance(overall, (int, float)) else None,
@@ -154,6 +171,7 @@ def read_run(data: Any, source: str = "the document") -> RunDocument:
         gate=None if failures is None else tuple(str(f) for f in failures),
         format_version=version,
         extra=extra,
+        parity=parity,
     )
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         MatrixComparison,
         RunFigures,
     )
+    from pytest_punie.results.parity import Parity, ParityRow
     from pytest_punie.results.regression_data import RegressionData
     from pytest_punie.results.run import CategoryScore
 
@@ -58,6 +59,9 @@ __all__ = [
     "matrix_text",
     "nearest_line",
     "nearest_lines_text",
+    "parity_heading",
+    "parity_table",
+    "parity_text",
     "path_name",
     "percent",
     "points",
@@ -473,3 +477,74 @@ def matrix_page(matrix: MatrixComparison, legend: Sequence[str] = ()) -> str:
         cases=matrix_case_table(matrix),
         changes=matrix_changes(matrix),
     )
+
+
+# -- parity: the adapter against the models derived from it --------------------------------------
+
+PARITY_VERDICTS = {"same": "same", "ok": "ok", "worse": "WORSE", "missing": "MISSING"}
+
+
+def _parity_cells(row: ParityRow | None) -> list[str | Cell]:
+    if row is None:
+        return ["-", "-", "-", "-"]
+    allowed = "" if row.allowed_drop is None else f"; allowed drop {row.allowed_drop * 100:.1f} pts"
+    return [
+        Cell(percent(row.variant), row.variant, note=f"{row.paired} paired case(s){allowed}"),
+        Cell(_change(row.change), row.change, note=f"{row.broken} broken, {row.fixed} fixed"),
+        _p(row.p_bootstrap) if row.paired else "-",
+        PARITY_VERDICTS[row.verdict] if row.allowed_drop is not None or row.verdict != "ok" else "",
+    ]
+
+
+def parity_table(parity: Parity) -> Table:
+    """Per category (``overall`` last): the adapter's score, then each derived model's score,
+    change, paired bootstrap p and verdict."""
+    header = ["category", "adapter"]
+    for variant in parity.variants:
+        header += [variant.name, "change", "paired p", "verdict"]
+    rows: list[list[str | Cell]] = []
+    classes = []
+    for name in parity.categories:
+        rows_of = [variant.row(name) for variant in parity.variants]
+        adapter = next((r.adapter for r in rows_of if r is not None), None)
+        row: list[str | Cell] = [name, Cell(percent(adapter), adapter)]
+        for found in rows_of:
+            row += _parity_cells(found)
+        rows.append(row)
+        worse = any(r is not None and r.verdict in ("worse", "missing") for r in rows_of)
+        overall = ["overall"] if name == "overall" else []
+        classes.append(" ".join([*(["worse"] if worse else []), *overall]))
+    return Table.of(header, rows, total_row=True, row_classes=classes)
+
+
+def parity_heading(parity: Parity) -> str:
+    """What the parity table compares, and the drop it allows (saying when it is the default)."""
+    drop = ", ".join(f"{name}={value * 100:g}%" for name, value in sorted(parity.max_drop.items()))
+    source = " (the default; --punie-max-regression chooses)" if parity.default_max_drop else ""
+    names = ", ".join(v.name for v in parity.variants)
+    return f"parity: the adapter as served against {names}; allowed drop {drop}{source}"
+
+
+def parity_text(parity: Parity) -> str:
+    """The parity check for the terminal: the heading, the table, each derived model's cases
+    that broke, and what served each."""
+    lines = [parity_heading(parity), "", to_text(parity_table(parity))]
+    for variant in parity.variants:
+        server = variant.server or {}
+        where = server.get("base_url") or "not started (the cache answered)"
+        if server.get("start_error"):
+            where = f"failed to start: {str(server['start_error']).strip().splitlines()[0]}"
+        lines += [
+            "",
+            f"{variant.name}: {server.get('model') or server.get('model_name')} ({where})",
+        ]
+        for title, nodeids in (("broken", variant.broken), ("fixed", variant.fixed)):
+            if nodeids:
+                lines.append(f"  {title} against the adapter: {len(nodeids)}")
+                lines += [f"    {nodeid}" for nodeid in nodeids]
+    lines += [
+        "",
+        "paired p: paired bootstrap on the score change (cases paired by id); same: every case "
+        "scored as on the adapter; WORSE: dropped more than allowed",
+    ]
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ from pytest_punie.scoring.judge import JUDGE_ERROR
 from pytest_punie.system.versions import git_commit, package_version
 
 __all__ = [
+    "ADAPTER_VARIANT",
     "PROPERTY",
     "CaseResult",
     "CategoryScore",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 PROPERTY = "punie"  # the key of the user property that carries a case result on its report
+ADAPTER_VARIANT = "adapter"  # --punie-parity: the adapter as served, which the derived must match
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class CaseResult:
     server: dict[str, Any] | None = None
     failure: str | None = None  # the failure type: "no call", "wrong tool", ..., "error"
     repeat: int = 0
+    variant: str | None = None  # --punie-parity: the model it ran on (adapter, fused, q4...)
     prompt: str | None = None  # the last user turn (the transcript is in response["messages"])
     tools: tuple[dict[str, Any], ...] = ()  # the tools the model saw, as JSON schemas
     expected: dict[str, Any] | None = None  # what a case file's line expects, when it says
@@ -58,6 +61,12 @@ class CaseResult:
     def __post_init__(self) -> None:
         if any(not _is_number(record.get("score")) for record in self.scores):
             object.__setattr__(self, "scores", tuple(_scored(r) for r in self.scores))
+
+    @property
+    def derived(self) -> bool:
+        """True for a case run on a model derived from the adapter (``--punie-parity``): kept
+        apart from the run's own cases, which are the adapter's."""
+        return self.variant is not None and self.variant != ADAPTER_VARIANT
 
     @property
     def cached(self) -> bool:
@@ -389,8 +398,13 @@ class RunResults:
     metadata: RunMetadata
     cases: list[CaseResult] = field(default_factory=list)
     other_failures: list[str] = field(default_factory=list)
+    # --punie-parity: the cases run on each derived model, by variant (``cases`` are the adapter's)
+    derived: dict[str, list[CaseResult]] = field(default_factory=dict)
 
     def add(self, result: CaseResult) -> None:
+        if result.derived:
+            self.derived.setdefault(str(result.variant), []).append(result)
+            return
         self.cases.append(result)
         known, now = self.metadata.server, result.server
         if now and (
