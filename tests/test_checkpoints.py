@@ -269,7 +269,9 @@ def test_checkpoints_are_scored_on_the_subset_through_the_response_cache(tmp_pat
     evals = tmp_path / "evals"
     evals.mkdir()
     (evals / "test_cases.py").write_text(CASES)
-    (evals / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    (evals / "pytest.ini").write_text(
+        "[pytest]\naddopts = --html=report.html\nasyncio_default_fixture_loop_scope = function\n"
+    )
     plan = CheckpointPlan(10, "math", cases="sum")
     job = TrainingJob(data=tmp_path, out=tmp_path / "a", model="", config=LoraConfig(),
                       evals=evals, checkpoints=plan)  # fmt: skip
@@ -284,6 +286,7 @@ def test_checkpoints_are_scored_on_the_subset_through_the_response_cache(tmp_pat
     assert figure(first, "math") == 1.0
     assert all(c.cached for c in again.cases)
     assert (tmp_path / ".punie" / "cache.db").is_file()  # the cache of where the run started
+    assert not (tmp_path / "report.html").exists()  # the suite's HTML report went elsewhere
     with FakeOpenAI(answers) as fake:
         nothing = checkpoint_scorer(
             TrainingJob(data=tmp_path, out=tmp_path / "a", model="", config=LoraConfig(),
@@ -331,3 +334,34 @@ def pytest_terminal_summary(terminalreporter, config):
     )
     plain = pytester.runpytest()
     plain.stdout.fnmatch_lines(["PLAN None"])
+
+
+def _cli_plan(*arguments: str) -> CheckpointPlan | None:
+    import argparse
+
+    from pytest_punie.cli.train import add_parser, checkpoint_plan_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return checkpoint_plan_from_args(parser.parse_args(["train", "data", "--out", "a", *arguments]))
+
+
+def test_punie_train_takes_the_same_checkpoint_options():
+    assert _cli_plan() is None
+    given = ["--save-every", "20", "--select-by", "tool_calling", "--early-stop", "3"]
+    plan = CheckpointPlan(20, "tool_calling", 3, "tool")
+    assert _cli_plan(*given, "--select-cases", "tool") == plan
+    assert _cli_plan("--save-every", "20") == CheckpointPlan(20, "overall")
+    with pytest.raises(ValueError, match="--select-by, --early-stop: needs --save-every"):
+        _cli_plan("--select-by", "x", "--early-stop", "2")
+    with pytest.raises(ValueError, match="early_stop must be at least 1, not 0"):
+        _cli_plan("--save-every", "20", "--early-stop", "0")
+    with pytest.raises(ValueError, match="cannot be combined with --hosts"):
+        _cli_plan("--save-every", "20", "--hosts", "127.0.0.1,127.0.0.1")
+
+
+def test_punie_train_refuses_select_by_without_save_every(tmp_path, capsys):
+    from pytest_punie.cli import main
+
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "a"), "--select-by", "x"]) == 2
+    assert "--select-by: needs --save-every" in capsys.readouterr().err

@@ -240,9 +240,13 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         if checkpoints:
             section = row["manifest"]["checkpoints"]
             terminalreporter.section(f"punie: checkpoints of {row['adapter']}")
-            figure = f"{section['select_by']} ({section['checkpoints'][0]['cases']} cases)"
-            terminalreporter.line(text_table(checkpoints, ["iteration", figure, "selected"]))
-            terminalreporter.line(f"selected: iteration {section['selected']}, {section['reason']}")
+            header = ["iteration", section["select_by"], "selected"]
+            terminalreporter.line(text_table(checkpoints, header))
+            terminalreporter.line(
+                f"scored on {section['checkpoints'][0]['cases']} eval cases"
+                + (f" ({section['cases']})" if section["cases"] else "")
+                + f"; selected: iteration {section['selected']}, {section['reason']}"
+            )
     verdicts = [row["verdict"] for row in rows if row.get("verdict") is not None]
     if not verdicts:
         return

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -270,9 +271,12 @@ def checkpoint_scorer(
     def run(adapter: Path | None) -> RunDocument:
         with tempfile.TemporaryDirectory(prefix="punie-checkpoint-") as folder:
             results = Path(folder) / "results.json"
+            # the run starts where the cache is: an HTML report the suite's ini asks for must
+            # not replace the user's there
+            html = [f"--html={Path(folder) / 'report.html'}"] if find_spec("pytest_html") else []
             try:
                 document = evaluate(suite, results, model=job.model, adapter=adapter,
-                                    extra=[*extra, *selection], cwd=cwd)  # fmt: skip
+                                    extra=[*extra, *selection, *html], cwd=cwd)  # fmt: skip
             except RuntimeError as exc:
                 what = f"--punie-select-cases={plan.cases}: " if plan and plan.cases else ""
                 raise CheckpointError(f"{what}{exc}") from None
