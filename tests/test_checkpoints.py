@@ -365,3 +365,95 @@ def test_punie_train_refuses_select_by_without_save_every(tmp_path, capsys):
 
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "a"), "--select-by", "x"]) == 2
     assert "--select-by: needs --save-every" in capsys.readouterr().err
+
+
+# The training child stands in here: it speaks the child's side of the protocol (a checkpoint
+# line, then it waits for the answer on stdin) and records what it heard.
+STAND_IN = r"""
+import json, shutil, sys
+from pathlib import Path
+job = json.loads(sys.stdin.readline())
+out = Path(job["out_dir"])
+staging = out.parent / ".staging"
+heard = []
+for iteration in (2, 4, 6):
+    folder = staging / "checkpoints" / f"{iteration:07d}"
+    folder.mkdir(parents=True)
+    print(f"[punie checkpoint] {iteration} {folder}", flush=True)
+    answer = sys.stdin.readline().strip()
+    heard.append(answer)
+    if answer not in ("continue", "stop"):
+        shutil.rmtree(staging)
+        (out.parent / "heard.json").write_text(json.dumps(heard))
+        sys.exit(1)
+    if answer == "stop":
+        break
+(staging / "punie-manifest.json").write_text(json.dumps({"heard": heard, "job": job}))
+staging.rename(out)
+"""
+
+
+@pytest.fixture
+def stand_in_child(tmp_path, monkeypatch):
+    from pytest_punie.finetune import lora
+
+    script = tmp_path / "child.py"
+    script.write_text(STAND_IN)
+    monkeypatch.setattr(lora, "CHILD", (str(script),))
+    monkeypatch.setattr(lora, "CHILD_EXIT_TIMEOUT_S", 10.0)
+    return tmp_path
+
+
+def test_the_parent_answers_each_checkpoint_while_the_child_waits(stand_in_child):
+    from pytest_punie.finetune.lora import train_in_subprocess
+
+    asked = []
+
+    def on_checkpoint(iteration: int, folder: Path) -> bool:
+        assert folder.is_dir()  # saved before the child asked
+        asked.append(iteration)
+        return iteration < 4
+
+    out = stand_in_child / "adapter"
+    manifest = train_in_subprocess("m", stand_in_child, out, LoraConfig(), openblas=False,
+                                   save_every=2, on_checkpoint=on_checkpoint)  # fmt: skip
+    assert asked == [2, 4]
+    assert manifest["heard"] == ["continue", "stop"]  # the child stopped at 4, never saved 6
+    assert manifest["job"]["save_every"] == 2
+    assert not (out / "checkpoints" / "0000006").exists()
+
+
+def test_a_checkpoint_that_cannot_be_scored_aborts_training_and_leaves_no_adapter(stand_in_child):
+    from pytest_punie.finetune.lora import train_in_subprocess
+
+    def on_checkpoint(iteration: int, folder: Path) -> bool:
+        if iteration == 4:
+            raise CheckpointError("the eval suite wrote no results")
+        return True
+
+    out = stand_in_child / "adapter"
+    with pytest.raises(CheckpointError, match="wrote no results"):
+        train_in_subprocess("m", stand_in_child, out, LoraConfig(), openblas=False,
+                            save_every=2, on_checkpoint=on_checkpoint)  # fmt: skip
+    assert json.loads((stand_in_child / "heard.json").read_text()) == ["continue", "abort"]
+    assert not out.exists()
+    assert not (stand_in_child / ".staging").exists()  # the child cleaned up before exiting
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"), [("continue\n", True), ("stop\n", False), ("abort\n", None), ("", None)]
+)
+def test_the_child_goes_on_stops_or_gives_up_as_the_parent_answers(
+    answer, expected, monkeypatch, capsys
+):
+    import io
+
+    from pytest_punie.finetune.lora import TrainingError, _ask_parent
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(answer))
+    if expected is None:  # told to abort, or the parent is gone: no adapter
+        with pytest.raises(TrainingError, match="checkpoint 20 was not scored"):
+            _ask_parent(20, Path("a/checkpoints/0000020"))
+    else:
+        assert _ask_parent(20, Path("a/checkpoints/0000020")) is expected
+    assert capsys.readouterr().out == "[punie checkpoint] 20 a/checkpoints/0000020\n"

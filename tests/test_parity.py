@@ -183,6 +183,41 @@ def test_the_html_report_shows_the_parity_table(pytester: pytest.Pytester, adapt
     assert "WORSE" in page
 
 
+def test_a_derived_model_that_cannot_be_reached_fails_its_cases_and_the_gate(
+    pytester: pytest.Pytester, adapter: Path
+) -> None:
+    pytester.makepyfile(CASES)
+    with FakeOpenAI(RIGHT) as served:
+        result = _run(
+            pytester,
+            f"--punie-base-url={served.base_url}",
+            "--punie-parity=q4=http://127.0.0.1:9/v1",
+            "--punie-timeout=5",
+        )
+    result.assert_outcomes(passed=3, errors=3)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*--punie-parity=q4: no OpenAI-compatible server answers at http://127.0.0.1:9/v1*",
+            "*q4: 3 case(s) errored: *",
+        ]
+    )
+
+
+def test_the_job_summary_shows_the_parity_table(
+    pytester: pytest.Pytester, adapter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(CASES)
+    with FakeOpenAI(RIGHT) as served, FakeOpenAI(MATH_WRONG) as q4:
+        _run(pytester, f"--punie-base-url={served.base_url}", f"--punie-parity=q4={q4.base_url}")
+    text = summary.read_text()
+    assert "### Deployed is tested" in text
+    assert "| category | adapter | q4 | change | paired p | verdict |" in text
+    assert "| math | 100.0% | 0.0% | -100.0 pts | 0.500 | WORSE |" in text
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

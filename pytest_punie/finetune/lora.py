@@ -46,6 +46,8 @@ from pytest_punie.system import blas
 MANIFEST = "punie-manifest.json"
 PROGRESS_PREFIX = "[punie train] "
 CHECKPOINT_PREFIX = "[punie checkpoint] "
+CHILD = ("-m", "pytest_punie.finetune.lora")  # the training child, after sys.executable
+CHILD_EXIT_TIMEOUT_S = 60.0  # for a child told to abort at a checkpoint to clean up and exit
 RING_PREFIX = "[punie ring] "
 
 
@@ -514,7 +516,7 @@ def _run_ranks(
         answered = answered or bool(shown)
         return shown is not None
 
-    command = [sys.executable, "-m", "pytest_punie.finetune.lora", "--job", json.dumps(job)]
+    command = [sys.executable, *CHILD, "--job", json.dumps(job)]
     try:
         result = distributed.launch(job["hosts"], command, env=env, on_line=on_line)
     except OSError as exc:
@@ -543,7 +545,7 @@ def _run_training(
     with (
         tempfile.TemporaryFile("w+") as errors,
         subprocess.Popen(
-            [sys.executable, "-m", "pytest_punie.finetune.lora"],
+            [sys.executable, *CHILD],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -561,7 +563,16 @@ def _run_training(
             for line in process.stdout:
                 if on_checkpoint is not None and line.startswith(CHECKPOINT_PREFIX):
                     iteration, _, folder = line[len(CHECKPOINT_PREFIX) :].strip().partition(" ")
-                    go_on = on_checkpoint(int(iteration), Path(folder))
+                    try:
+                        go_on = on_checkpoint(int(iteration), Path(folder))
+                    except BaseException:
+                        # the waiting child removes its staging folder and exits
+                        _answer(process.stdin, "abort")
+                        try:
+                            process.wait(timeout=CHILD_EXIT_TIMEOUT_S)
+                        except subprocess.TimeoutExpired:
+                            pass  # killed below
+                        raise
                     _answer(process.stdin, "continue" if go_on else "stop")
                     continue
                 answered = bool(_show(line, progress)) or answered
@@ -608,12 +619,16 @@ def _say(line: str) -> None:
 
 
 def _ask_parent(iteration: int, folder: Path) -> bool:
-    """Announce a checkpoint and wait for the parent's answer: False means stop (so does a
-    parent that is gone)."""
+    """Announce a checkpoint and wait for the parent's answer: True to go on, False to stop
+    there. ``abort`` (the checkpoint could not be scored) or a parent that is gone raises
+    ``TrainingError``: no adapter is written, the staging folder is removed."""
     import sys
 
     print(f"{CHECKPOINT_PREFIX}{iteration} {folder}", flush=True)
-    return sys.stdin.readline().strip() == "continue"
+    answer = sys.stdin.readline().strip()
+    if answer not in ("continue", "stop"):
+        raise TrainingError(f"checkpoint {iteration} was not scored: training stops, no adapter")
+    return answer == "continue"
 
 
 def _train_job(job: dict[str, Any], progress: Callable[[str], None] | None) -> None:

@@ -17,6 +17,8 @@ from pytest_punie.results.render import (
     comparison_table,
     detectable_notes,
     interval,
+    parity_heading,
+    parity_table,
     points,
 )
 from pytest_punie.results.table import Cell, Table
@@ -164,6 +166,15 @@ def run_markdown(
         if notes:
             lines += ["", "Too few cases to tell:", ""]
             lines += [f"- {escape_markdown(note)}" for note in notes]
+    if document.parity is not None:
+        lines += [
+            "",
+            "### Deployed is tested",
+            "",
+            escape_markdown(parity_heading(document.parity)),
+            "",
+            markdown_table(parity_table(document.parity)),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -216,7 +216,11 @@ def parity(
         rows = tuple(
             _row(c, comparison, max_drop) for c in (*comparison.categories, comparison.overall)
         )
-        failures = tuple(f"{name}: {message}" for message in regressions(comparison, max_drop))
+        messages = regressions(comparison, max_drop)
+        errors = [c.nodeid for c in cases if c.outcome == "error"]
+        if errors:  # no answer is no parity: the model could not be made, served or reached
+            messages.append(f"{len(errors)} case(s) errored: {', '.join(errors[:5])}")
+        failures = tuple(f"{name}: {message}" for message in messages)
         variants.append(
             VariantResult(
                 name=name,
