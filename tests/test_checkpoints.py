@@ -23,6 +23,7 @@ from pytest_punie.finetune.checkpoints import (
     figure,
     is_checkpoint,
     list_checkpoints,
+    score,
     select,
     selected_suite,
     stalled,
@@ -92,6 +93,16 @@ def test_an_unknown_category_is_an_error_naming_the_categories_the_suite_has():
     assert "reasoning, tool_calling" in str(error.value)
     with pytest.raises(CheckpointError, match="no case"):
         figure(read_run({"cases": []}), "overall")
+
+
+def test_a_run_whose_every_case_errored_is_no_score():
+    cases = [{"nodeid": f"t::c{i}", "category": "x", "outcome": "error", "score": 0.0,
+              "message": "ServerError: the server died"} for i in range(2)]  # fmt: skip
+    with pytest.raises(CheckpointError, match="every case of the eval run on checkpoint 20 erro"):
+        score(20, read_run({"cases": cases}), "overall")
+    cases[0] = {**cases[0], "outcome": "passed", "score": 1.0}
+    partly = score(20, read_run({"cases": cases}), "overall")
+    assert (partly.figure, partly.errors) == (0.5, 1)  # an error scores 0, and is counted
 
 
 def test_the_watcher_stops_training_when_the_figure_has_not_improved_for_k_checkpoints():

@@ -127,6 +127,7 @@ class CheckpointScore:
     overall: float | None
     categories: Mapping[str, float] = field(default_factory=dict)
     cases: int = 0
+    errors: int = 0  # samples that errored (scored 0 in the figure)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +136,7 @@ class CheckpointScore:
             "overall": self.overall,
             "categories": dict(self.categories),
             "cases": self.cases,
+            "errors": self.errors,
         }
 
 
@@ -159,13 +161,23 @@ def figure(document: RunDocument, select_by: str) -> float:
 
 
 def score(iteration: int, document: RunDocument, select_by: str) -> CheckpointScore:
-    """A checkpoint's score from its eval run's document."""
+    """A checkpoint's score from its eval run's document. Raises ``CheckpointError`` when every
+    case errored: the model was not reached, and a 0 would read as a score."""
+    errored = [c for c in document.cases if c.outcome == "error"]
+    if document.cases and len(errored) == len(document.cases):
+        what = "the base model" if iteration == 0 else f"checkpoint {iteration}"
+        first = errored[0]
+        raise CheckpointError(
+            f"every case of the eval run on {what} errored; {first.nodeid}: "
+            f"{(first.message or 'no message')[:500]}"
+        )
     return CheckpointScore(
         iteration=iteration,
         figure=figure(document, select_by),
         overall=document.overall,
         categories={c.name: c.mean for c in document.categories},
         cases=len({c.nodeid for c in document.cases}),
+        errors=len(errored),
     )
 
 
