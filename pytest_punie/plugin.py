@@ -177,7 +177,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 @pytest.hookimpl(trylast=True)  # after the test's own parametrize: ids end in -repeatN-VARIANT
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.definition.get_closest_marker(MARKER) is None:
+    if not _is_case(metafunc.definition):
         return
     repeat = metafunc.config.stash[SETTINGS_KEY].repeat
     if repeat > 1:
@@ -188,6 +188,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if variants:  # --punie-parity: each case on the adapter and on each derived model
         metafunc.fixturenames.append(VARIANT_FIXTURE)
         metafunc.parametrize(VARIANT_FIXTURE, variants, indirect=True, ids=variants)
+
+
+def _is_case(definition: pytest.Function) -> bool:
+    """Whether a test function holds eval cases: marked ``punie`` itself, or in the params of
+    its ``parametrize`` (``pytest.param(..., marks=pytest.mark.punie(...))``)."""
+    if definition.get_closest_marker(MARKER) is not None:
+        return True
+    return any(
+        mark.name == MARKER
+        for parametrize in definition.iter_markers("parametrize")
+        for values in parametrize.args[1:2]
+        for value in values
+        for mark in getattr(value, "marks", ())
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

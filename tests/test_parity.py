@@ -152,6 +152,35 @@ def test_case_files_and_repeats_run_on_every_model(
     result.stdout.fnmatch_lines(["general*100.0%*0.0%*-100.0 pts*WORSE"])
 
 
+def test_cases_marked_in_their_params_run_on_every_model(
+    pytester: pytest.Pytester, adapter: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_punie import assert_number
+
+        @pytest.mark.parametrize(("question", "answer"), [
+            pytest.param(q, a, marks=pytest.mark.punie(category="math", prompt=q), id=name)
+            for name, q, a in [("sum", "What is 2 + 2?", 4), ("product", "What is 3 * 3?", 9)]
+        ])
+        def test_arithmetic(punie_result, question, answer):
+            assert_number(punie_result, answer)
+        """
+    )
+    with FakeOpenAI(RIGHT) as served, FakeOpenAI(MATH_WRONG) as q4:
+        result = _run(
+            pytester,
+            f"--punie-base-url={served.base_url}",
+            f"--punie-parity=q4={q4.base_url}",
+            "-v",
+        )
+    result.stdout.fnmatch_lines(["*test_arithmetic[[]sum-adapter[]] PASSED*"])
+    result.stdout.fnmatch_lines(["*test_arithmetic[[]product-q4[]] FAILED*"])
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["math*100.0%*0.0%*-100.0 pts*WORSE"])
+
+
 def test_under_xdist(pytester: pytest.Pytester, adapter: Path) -> None:
     pytester.makepyfile(CASES)
     with FakeOpenAI(RIGHT) as served, FakeOpenAI(RIGHT) as fused, FakeOpenAI(MATH_WRONG) as q4:

@@ -164,7 +164,8 @@ def _verdict(
         if c.change in ("fixed", "broken", "same")
         and (category.name == OVERALL or c.category == category.name)
     ]
-    if paired and all(c.baseline_score == c.candidate_score for c in paired):
+    every_case_paired = category.baseline_cases == category.candidate_cases == category.paired
+    if paired and every_case_paired and all(c.baseline_score == c.candidate_score for c in paired):
         return "same"
     return "ok"
 
