@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from pytest_punie.cases.marker import Case
 from pytest_punie.options import PARITY_OPTION
 from pytest_punie.results.document import load_run
 from pytest_punie.serving import parity as deriving
@@ -300,6 +303,28 @@ def test_parse_variants() -> None:
     with pytest.raises(ValueError, match="an empty variant"):
         parse_variants("fused,")
     assert PARITY_OPTION.flag == "--punie-parity"
+
+
+@given(st.text(alphabet="fusedq0123456789,=:/htp. ", max_size=40))
+def test_any_parity_text_is_variants_or_a_value_error(text: str) -> None:
+    try:
+        variants = parse_variants(text)
+    except ValueError:
+        return
+    names = [v.name for v in variants]
+    assert names
+    assert len(set(names)) == len(names)
+    assert set(names) <= set(valid_names())
+    assert all(v.base_url is None or v.base_url.startswith("http") for v in variants)
+
+
+def test_the_case_id_leaves_out_the_model_and_the_repeat() -> None:
+    """The last id part is the variant's (added last); a parameter of the same name elsewhere
+    in the id stays."""
+    assert Case("t.py::test_x[fused]", variant="fused").case_id == "t.py::test_x"
+    assert Case("t.py::test_x[a-repeat1-q4]", repeat=1, variant="q4").case_id == "t.py::test_x[a]"
+    assert Case("t.py::test_x[fused-adapter]", variant="adapter").case_id == "t.py::test_x[fused]"
+    assert Case("t.py::test_x[fused]").case_id == "t.py::test_x[fused]"
 
 
 # -- deriving models, with stand-ins for mlx_lm's commands ---------------------------------------
