@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
@@ -193,6 +194,10 @@ class Lane:
     outcomes: SharedOutcomes | None = None  # under xdist: where the outcomes are published
     leader: bool = True  # this process runs the conversations
     cache: CacheUse | None = None
+    # held while cases are submitted late (``_submit_after``); set once the lane is closed
+    closing: tuple[threading.Lock, threading.Event] = dataclasses.field(
+        default_factory=lambda: (threading.Lock(), threading.Event())
+    )
 
     @property
     def shared(self) -> SharedOutcomes | None:
@@ -202,16 +207,24 @@ class Lane:
     def close(self, session: pytest.Session) -> None:
         if self.outcomes is not None and self.leader and not session.shouldstop:
             self.runner.wait_all()  # the other workers wait for the conversations this one runs
+        lock, closed = self.closing
+        with lock:  # no case is submitted after this
+            closed.set()
         self.runner.close()
         if self.cache is not None:
             self.cache.close()
 
 
 def _open_lane(
-    request: pytest.FixtureRequest, served: OnDemandServer, run_dir: Path, variant: str | None
+    request: pytest.FixtureRequest,
+    served: OnDemandServer,
+    run_dir: Path,
+    variant: str | None,
+    after: CaseRunner | None = None,
 ) -> Lane:
     """A runner on ``served`` that submits every selected prompt case of ``variant`` (None: the
-    adapter's, or the model's without --punie-parity)."""
+    adapter's, or the model's without --punie-parity); with ``after``, once that runner's
+    conversations have finished."""
     config = request.config
     settings = config.stash[SETTINGS_KEY]
     cache = _response_cache(config, served.cache_identity())
@@ -233,13 +246,42 @@ def _open_lane(
     )
     shared = SharedOutcomes(run_dir) if is_worker(config) else None
     leader = shared is None or shared.become_leader()
+    lane = Lane(served, runner, shared, leader, cache)
     if leader:
-        for item in request.session.items:
-            if (case := _prompt_case(item)) and _lane_name(case) == variant:
-                future = runner.submit(case)
-                if shared is not None:
-                    future.add_done_callback(functools.partial(_publish, shared, case.nodeid))
-    return Lane(served, runner, shared, leader, cache)
+        cases = [
+            case
+            for item in request.session.items
+            if (case := _prompt_case(item)) and _lane_name(case) == variant
+        ]
+        if after is None or shared is not None:  # under xdist every worker waits on the leader
+            _submit(runner, cases, shared)
+        else:
+            threading.Thread(
+                target=_submit_after,
+                args=(after, lane, cases),
+                name=f"punie-parity-{variant}",
+                daemon=True,
+            ).start()
+    return lane
+
+
+def _submit(runner: CaseRunner, cases: list[Case], shared: SharedOutcomes | None) -> None:
+    for case in cases:
+        future = runner.submit(case)
+        if shared is not None:
+            future.add_done_callback(functools.partial(_publish, shared, case.nodeid))
+
+
+def _submit_after(after: CaseRunner, lane: Lane, cases: list[Case]) -> None:
+    """Submit ``cases`` to ``lane`` once ``after``'s conversations have finished: the models
+    answer one after the other, each with the whole machine (servers computing at once on a few
+    cores slow each other down). A case whose test is reached earlier is submitted by its test;
+    nothing is submitted once the lane is closed."""
+    after.wait_all()
+    lock, closed = lane.closing
+    with lock:
+        if not closed.is_set():
+            _submit(lane.runner, cases, lane.outcomes)
 
 
 def _lane_name(case: Case) -> str | None:
@@ -281,23 +323,27 @@ def _punie_lanes(request: pytest.FixtureRequest) -> Iterator[dict[str, Lane | Ex
     could not be made or reached is its error, which fails its cases."""
     config = request.config
     lanes: dict[str, Lane | Exception] = {}
+    previous: CaseRunner | None = config.stash.get(RUNNER_KEY, None)  # the adapter's
     for variant in config.stash[SETTINGS_KEY].parity:
         try:
             run_dir = config.stash[RUN_DIR_KEY] / "parity" / variant.name
             served = OnDemandServer(
                 _variant_spec(config, variant), run_dir, shared=is_worker(config)
             )
-            lanes[variant.name] = _open_lane(request, served, run_dir, variant.name)
+            lane = _open_lane(request, served, run_dir, variant.name, after=previous)
         except (DerivedModelError, ServerError) as exc:
             lanes[variant.name] = exc
+            continue
+        lanes[variant.name] = lane
+        previous = lane.runner
     config.stash[LANES_KEY] = {k: v for k, v in lanes.items() if isinstance(v, Lane)}
     try:
         yield lanes
     finally:
-        for lane in lanes.values():
-            if isinstance(lane, Lane):
-                lane.close(request.session)
-                lane.served.stop()
+        for opened in lanes.values():
+            if isinstance(opened, Lane):
+                opened.close(request.session)
+                opened.served.stop()
 
 
 def _lane(request: pytest.FixtureRequest, case: Case) -> Lane | None:

@@ -230,6 +230,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     train_data = config.stash[TRAINING_KEY].train_data
     if train_data is not None:  # eval prompts must not be training prompts
         check_items(items, train_data, TRAIN_DATA_OPTION.flag)
+    if variants := config.stash[VARIANTS_KEY]:  # --punie-parity: one model after the other
+        order = {name: index for index, name in enumerate(variants)}
+
+        def model_order(item: pytest.Item) -> int:
+            case = item.stash.get(CASE_KEY, None)
+            return order.get(case.variant or "", 0) if case else 0
+
+        items.sort(key=model_order)  # stable: each model's cases in their collected order
 
 
 @pytest.hookimpl(wrapper=True)

@@ -7,6 +7,7 @@ stand-ins (the real ones run in ``tests/integration/test_parity.py``)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,43 @@ def test_cases_marked_in_their_params_run_on_every_model(
     result.stdout.fnmatch_lines(["*test_arithmetic[[]product-q4[]] FAILED*"])
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["math*100.0%*0.0%*-100.0 pts*WORSE"])
+
+
+class TimedFake(FakeOpenAI):
+    """A fake server that notes when it answered each chat request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answered: list[float] = []
+
+    def reply(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("max_tokens") != 1:
+            self.answered.append(time.monotonic())
+        return super().reply(body)
+
+
+def test_the_models_answer_one_after_the_other(pytester: pytest.Pytester, adapter: Path) -> None:
+    """Servers computing at once on a few cores slow each other down: the adapter's cases run
+    first, then each derived model's, each model's cases concurrently."""
+    pytester.makepyfile(CASES)
+    delay = 1.0  # an answer comes this long after its request: no request overlaps another's
+    fakes = [TimedFake(RIGHT, delay=delay) for _ in range(3)]
+    with fakes[0] as served, fakes[1] as fused, fakes[2] as q4:
+        result = _run(
+            pytester,
+            f"--punie-base-url={served.base_url}",
+            f"--punie-parity=fused={fused.base_url},q4={q4.base_url}",
+            "-v",
+        )
+    result.assert_outcomes(passed=9)
+    assert max(served.answered) < min(fused.answered) - delay
+    assert max(fused.answered) < min(q4.answered) - delay
+    assert max(fused.max_in_flight, q4.max_in_flight) == 3  # each model's cases at once
+    result.stdout.fnmatch_lines(
+        ["*test_sum[[]adapter[]] PASSED*", "*test_capital[[]adapter[]] PASSED*",
+         "*test_sum[[]fused[]] PASSED*", "*test_capital[[]fused[]] PASSED*",
+         "*test_sum[[]q4[]] PASSED*"]
+    )  # fmt: skip
 
 
 def test_under_xdist(pytester: pytest.Pytester, adapter: Path) -> None:
