@@ -251,6 +251,8 @@ def test_the_html_report_shows_the_parity_table(pytester: pytest.Pytester, adapt
     assert "Deployed is tested" in page
     assert 'id="punie-parity"' in page
     assert "WORSE" in page
+    assert '<tr class="worse">' in page  # red in the report's stylesheet
+    assert "#punie-parity tr.worse td" in page
 
 
 def test_a_derived_model_that_cannot_be_reached_fails_its_cases_and_the_gate(
