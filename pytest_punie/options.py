@@ -28,6 +28,7 @@ from pytest_punie.scoring.judge import JudgeSettings
 from pytest_punie.serving.chat_template import CHOICES
 from pytest_punie.serving.models import check_model_spec
 from pytest_punie.serving.parity import Variant, parse_variants
+from pytest_punie.serving.server import check_base_url
 from pytest_punie.serving.shared import ServerSpec
 from pytest_punie.timeouts import DEFAULT_TIMEOUT_S
 
@@ -335,9 +336,7 @@ def _temperature(text: str) -> float:
 
 
 def _base_url(text: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", text):
-        raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080/v1")
-    return text.rstrip("/")
+    return check_base_url(text)
 
 
 def base_urls_from_config(config: pytest.Config) -> tuple[str, ...]:

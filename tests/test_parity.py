@@ -305,7 +305,7 @@ def test_the_job_summary_shows_the_parity_table(
         (["--punie-adapter=adapter", "--punie-parity=q4,q4"], "*variant 'q4' is given twice"),
         (
             ["--punie-adapter=adapter", "--punie-parity=fused=ftp://x"],
-            "*the server of fused must be an http(s) URL",
+            "*the server of fused must be an http(s) URL such as http://127.0.0.1:8080/v1",
         ),
         (
             ["--punie-adapter=adapter", "--punie-base-url=http://127.0.0.1:9/v1",

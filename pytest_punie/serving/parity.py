@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pytest_punie.results.run import ADAPTER_VARIANT
 from pytest_punie.serving.models import content_hash
+from pytest_punie.serving.server import check_base_url
 from pytest_punie.system.files import atomic_write_text, cache_dir
 from pytest_punie.system.versions import package_version
 
@@ -100,11 +101,15 @@ def parse_variants(text: str) -> tuple[Variant, ...]:
             )
         if name not in valid_names():
             raise ValueError(f"unknown variant {name!r}; valid: {valid}")
-        if "=" in entry and not re.match(r"^https?://[^/\s]+", url):
-            raise ValueError(f"{entry!r}: the server of {name} must be an http(s) URL")
+        base_url = None
+        if "=" in entry:
+            try:
+                base_url = check_base_url(url)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r}: the server of {name} {exc}") from None
         if any(v.name == name for v in variants):
             raise ValueError(f"variant {name!r} is given twice")
-        variants.append(Variant(name, url.rstrip("/") or None))
+        variants.append(Variant(name, base_url))
     return tuple(variants)
 
 

@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +39,7 @@ __all__ = [
     "MlxServer",
     "ServerError",
     "ServerInfo",
+    "check_base_url",
     "connect",
     "free_port",
 ]
@@ -393,6 +395,14 @@ def log_tail(path: Path | str | None, lines: int = 30) -> str:
         return ""
     text = Path(path).read_bytes()[-20000:].decode("utf-8", "replace")
     return "\n".join(text.splitlines()[-lines:])
+
+
+def check_base_url(text: str) -> str:
+    """A server's URL as the options take it (``http://127.0.0.1:8080/v1``), without a trailing
+    slash; raises ValueError for anything else."""
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080/v1")
+    return text.rstrip("/")
 
 
 def connect(base_url: str, model: str | None = None, timeout: float = 60.0) -> ServerInfo:
