@@ -213,3 +213,30 @@ def test_a_preload_that_did_not_load_is_reported_as_reference():
     assert blas.blas_in_process(os.getpid(), "reference (PUNIE_OPENBLAS=0)") == (
         "reference (PUNIE_OPENBLAS=0)"
     )
+
+
+def test_threads_leave_the_spare_cores_and_share_the_rest(monkeypatch):
+    assert blas.threads(cores=2) == 2  # training has the machine to itself
+    assert blas.threads(spare=1, cores=2) == 1  # a server leaves pytest a core
+    assert blas.threads(spare=1, cores=8) == 7
+    assert blas.threads(2, spare=1, cores=8) == 3  # two servers share the rest
+    assert blas.threads(8, cores=4) == 1  # never none
+    assert blas.threads(spare=4, cores=1) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 3, 5}, raising=False)
+    assert blas.usable_cores() == 3
+    assert blas.threads(spare=1) == 2
+
+
+@linux_only
+def test_a_preloaded_openblas_gets_its_threads_unless_the_user_set_them(tmp_path, monkeypatch):
+    if blas.find_openblas() is None:
+        pytest.skip("no OpenBLAS on this machine")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
+    env = {k: v for k, v in os.environ.items() if k != blas.THREADS_ENV}
+    choice = blas.choose_blas(env, cache=tmp_path, spare=1)
+    assert env[blas.THREADS_ENV] == "3"
+    assert choice.description.endswith(", 3 threads")
+    mine = {**env, blas.THREADS_ENV: "1"}
+    choice = blas.choose_blas(mine, cache=tmp_path, spare=1)
+    assert mine[blas.THREADS_ENV] == "1"
+    assert choice.description.endswith(f", 1 thread ({blas.THREADS_ENV})")

@@ -113,7 +113,7 @@ def test_the_first_host_must_be_this_machine():
 
 
 def test_blas_threads_share_the_cores_among_a_host_s_ranks(monkeypatch):
-    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
     assert distributed.blas_threads(TWO_LOCAL) == 2
     assert distributed.blas_threads(("10.0.0.1", "10.0.0.2")) == 4
     assert distributed.blas_threads((LOOPBACK,) * 8) == 1

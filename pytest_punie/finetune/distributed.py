@@ -171,8 +171,9 @@ def check_first_host(hosts: Sequence[str], hostfile: Mapping[str, object] | None
 def blas_threads(hosts: Sequence[str]) -> int:
     """OpenBLAS threads per rank: this machine's cores shared among the most ranks one host
     runs (other hosts are taken to have as many cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(hosts.count(h) for h in hosts))
+    from pytest_punie.system.blas import threads
+
+    return threads(max(hosts.count(h) for h in hosts))
 
 
 def free_ports(count: int, tries: int = 50) -> int:

@@ -155,8 +155,10 @@ class MlxServer:
         die_with_parent: bool = True,
         hf_cache: Path | None = None,
         on_spawn: Callable[[int], None] | None = None,
+        beside: int = 1,
     ) -> None:
         self.on_spawn = on_spawn  # told the pid before readiness (xdist records it)
+        self.beside = beside  # servers started on this machine at once: they share its cores
         self.model = model
         self.adapter = adapter
         self.log_path = Path(log_path)
@@ -195,7 +197,8 @@ class MlxServer:
         if self._without_openblas is not None:
             self.blas, self._preloaded = self._without_openblas, None
             return env
-        choice = blas_choice.choose_blas(env)
+        # one core is left to pytest, which talks to the server and scores beside it
+        choice = blas_choice.choose_blas(env, processes=self.beside, spare=1)
         self.blas, self._preloaded = choice.description, choice.library
         return env
 

@@ -134,6 +134,7 @@ def _start(
         startup_timeout=settings.startup_timeout,
         die_with_parent=die_with_parent,
         on_spawn=on_spawn,
+        beside=settings.servers,
     )
     server.start()
     extra = _template_facts(template)

@@ -37,6 +37,7 @@ from pytest_punie.system.files import atomic_write_text, cache_dir
 __all__ = [
     "DEBIAN_OPENBLAS",
     "PIP_OPENBLAS",
+    "THREADS_ENV",
     "BlasChoice",
     "Proof",
     "blas_in_process",
@@ -48,11 +49,14 @@ __all__ = [
     "prove",
     "record_crash",
     "signal_name",
+    "threads",
+    "usable_cores",
 ]
 
 PIP_OPENBLAS = "ngsolve-openblas"
 DEBIAN_OPENBLAS = "/usr/lib/{arch}-linux-gnu/openblas-pthread/libblas.so.3"
 ENV = "PUNIE_OPENBLAS"
+THREADS_ENV = "OPENBLAS_NUM_THREADS"
 _OFF = {"0", "false", "no", "off"}
 PROOF_TIMEOUT_S = 60.0
 """How long the child that proves a library may take (importing MLX dominates: about 2 s)."""
@@ -294,9 +298,36 @@ def _name(library: Path, config: str | None) -> str:
     return config if config else f"OpenBLAS {library.name}"
 
 
-def choose_blas(env: dict[str, str], cache: Path | None = None) -> BlasChoice:
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def threads(processes: int = 1, *, spare: int = 0, cores: int | None = None) -> int:
+    """OpenBLAS threads for each of ``processes`` model processes on this machine: the cores,
+    less ``spare`` kept for other work, shared among them; at least one.
+
+    OpenBLAS's threads wait for each other at every matmul, spinning: a process with more
+    threads than it has cores to itself slows down 4-5x as soon as anything else runs (measured:
+    `benchmarks/blas_threads.py`). A server gets ``spare=1`` (pytest scores and talks beside
+    it); training processes have the machine to themselves."""
+    return max(1, ((cores or usable_cores()) - spare) // max(1, processes))
+
+
+def choose_blas(
+    env: dict[str, str],
+    cache: Path | None = None,
+    *,
+    processes: int = 1,
+    spare: int = 0,
+) -> BlasChoice:
     """Set ``env`` up so an MLX process started with it uses a proven OpenBLAS; say which BLAS
-    it will use and why (a library that failed its proof is left out, with the reason)."""
+    it will use and why (a library that failed its proof is left out, with the reason).
+
+    Its threads: ``OPENBLAS_NUM_THREADS`` as ``env`` sets it, else :func:`threads` for
+    ``processes`` such processes with ``spare`` cores left for other work."""
     if not sys.platform.startswith("linux"):
         return BlasChoice("Accelerate (macOS)" if sys.platform == "darwin" else "platform default")
     if opted_out():
@@ -317,7 +348,14 @@ def choose_blas(env: dict[str, str], cache: Path | None = None) -> BlasChoice:
         name = _name(library, proof.config)
         return BlasChoice(f"reference ({name} from {origin} {proof.reason})")
     env.update(_with_preload(env, library, cache))
-    return BlasChoice(f"{_name(library, proof.config)} ({origin}: {library})", library)
+    given = THREADS_ENV in env
+    count = env.setdefault(THREADS_ENV, str(threads(processes, spare=spare)))
+    plural = "" if count.strip() == "1" else "s"
+    how = f" ({THREADS_ENV})" if given else ""
+    return BlasChoice(
+        f"{_name(library, proof.config)} ({origin}: {library}), {count} thread{plural}{how}",
+        library,
+    )
 
 
 def preload_openblas(env: dict[str, str], cache: Path | None = None) -> str:
