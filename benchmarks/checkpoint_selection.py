@@ -11,8 +11,14 @@ its iteration, the training and validation loss near it, the figure it was chose
 overall mean of the cases scored, and which was selected. The base model's row comes first.
 
 Its defaults (60 iterations, a checkpoint every 20, the 17 cases of
-``evals/test_tool_calling.py``) take about 20 minutes on a 2-core CPU. The eval runs use the
-response cache of the folder this is started from (the base model's answers are asked once).
+``evals/test_tool_calling.py``) cost 60 training iterations and four eval runs of 17 cases. On
+an idle 2-core CPU that is about 20 minutes (estimated: the recipe trains at about 9 s/iter, see
+"Tool-calling recipe" in RESULTS.md). On a busy one it is far more: at load average 6-10 the
+first attempt trained at 41-67 s/iter and each eval run took 7-9 minutes, so it did not finish
+within an hour; there, ``OPENBLAS_NUM_THREADS=1`` (inherited by the training process and the
+servers) trains 4-5x faster ("Training over two local ranks" in RESULTS.md), and
+``--iters 40`` keeps two checkpoints. The eval runs use the response cache of the folder this
+is started from (a re-run asks the base model nothing again).
 
     python benchmarks/checkpoint_selection.py [--iters 60] [--save-every 20]
         [--select-by tool_calling] [--select-cases test_tool_calling.py] [--early-stop K]
