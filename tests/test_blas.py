@@ -208,11 +208,34 @@ def test_macos_needs_nothing(monkeypatch):
 
 @linux_only
 def test_a_preload_that_did_not_load_is_reported_as_reference():
-    said = "OpenBLAS 0.3.33 DYNAMIC_ARCH (pip ngsolve-openblas 0.3.33: /nowhere/libopenblas.so)"
-    assert blas.blas_in_process(os.getpid(), said).startswith("reference: /nowhere")
-    assert blas.blas_in_process(os.getpid(), "reference (PUNIE_OPENBLAS=0)") == (
+    nowhere = Path("/nowhere/libopenblas.so")
+    said = f"OpenBLAS 0.3.33 DYNAMIC_ARCH (pip ngsolve-openblas 0.3.33: {nowhere}), 1 thread"
+    assert blas.blas_in_process(os.getpid(), said, nowhere) == (
+        f"reference: {nowhere} was preloaded but is not loaded in the server"
+    )
+    assert blas.blas_in_process(os.getpid(), "reference (PUNIE_OPENBLAS=0)", None) == (
         "reference (PUNIE_OPENBLAS=0)"
     )
+
+
+@linux_only
+def test_a_preload_that_loaded_is_reported_as_it_was_described(tmp_path):
+    """What a real server start checks: the library the description names, with its threads."""
+    env = dict(os.environ)
+    choice = blas.choose_blas(env, cache=tmp_path, spare=1)
+    if choice.library is None:
+        pytest.skip("no OpenBLAS on this machine")
+    code = "import mlx.core, sys; print(1, flush=True); sys.stdin.read()"
+    with subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    ) as child:  # fmt: skip
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "1"
+        said = blas.blas_in_process(child.pid, choice.description, choice.library)
+        child.kill()
+    assert said == choice.description
+    assert "thread" in said
 
 
 def test_threads_leave_the_spare_cores_and_share_the_rest(monkeypatch):

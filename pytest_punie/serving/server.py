@@ -252,7 +252,7 @@ class MlxServer:
             self.wait_ready()
             self.check_serves_model()
 
-            self.blas = blas_choice.blas_in_process(self.process.pid, self.blas)
+            self.blas = blas_choice.blas_in_process(self.process.pid, self.blas, self._preloaded)
         except BaseException:
             self.stop()
             raise

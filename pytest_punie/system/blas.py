@@ -374,17 +374,17 @@ def without_preload(env: dict[str, str], library: Path) -> dict[str, str]:
     return cleaned
 
 
-def blas_in_process(pid: int, described: str) -> str:
-    """``described``, checked against the libraries mapped in process ``pid`` (Linux)."""
-    if not described.startswith("OpenBLAS"):
+def blas_in_process(pid: int, described: str, library: Path | None) -> str:
+    """``described``, checked against the libraries mapped in process ``pid`` (Linux):
+    ``library``, the one preloaded (None: nothing was), must be among them."""
+    if library is None:
         return described
     maps = Path(f"/proc/{pid}/maps")
     try:
         mapped = maps.read_text()
     except OSError:
         return described
-    library = described.rsplit(": ", 1)[-1].rstrip(")")
-    if library in mapped or os.path.realpath(library) in mapped:
+    if str(library) in mapped or os.path.realpath(library) in mapped:
         return described
     return f"reference: {library} was preloaded but is not loaded in the server"
 
