@@ -18,7 +18,7 @@ first attempt trained at 41-67 s/iter and each eval run took 7-9 minutes, so it 
 within an hour; there, ``OPENBLAS_NUM_THREADS=1`` (inherited by the training process and the
 servers) trains 4-5x faster ("Training over two local ranks" in RESULTS.md), and
 ``--iters 40`` keeps two checkpoints. The eval runs use the response cache of the folder this
-is started from (a re-run asks the base model nothing again).
+is started from (a re-run asks the base model nothing again; its checkpoints are new).
 
     python benchmarks/checkpoint_selection.py [--iters 60] [--save-every 20]
         [--select-by tool_calling] [--select-cases test_tool_calling.py] [--early-stop K]
