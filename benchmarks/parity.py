@@ -8,10 +8,12 @@ model quantized by ``mlx_lm convert -q``), and prints the parity table per categ
 results file: each model's score, the change against the adapter and the paired bootstrap p,
 with the gate's verdict (``--punie-max-regression``, default 10 points).
 
-The default run takes 40 cases of ``evals/``: the reasoning cases and those of
-``test_tool_calling.py`` (``-k``), at ``--punie-max-tokens 192``, sized for about 20 minutes on 2
-cores: a few minutes of training, then three models answering the 40 cases (120 conversations).
-``--select ''`` takes the whole suite (about three times as long).
+The default run takes the 23 reasoning cases of ``evals/`` (``-k reasoning``) at
+``--punie-max-tokens 192``, to stay within about 20 minutes on 2 cores: a few minutes of training
+(2.4 s an iteration on a quiet machine), then three models answering 23 cases, one model after
+the other. ``--select 'reasoning or test_tool_calling'`` takes 40 cases (53 minutes on a 2-core
+machine at load 4-9, besides 29 minutes of training there; see ``RESULTS.md``), ``--select ''``
+the whole suite.
 
     python benchmarks/parity.py [--adapter DIR] [--variants fused,q4] [--select EXPR]
                                 [--max-tokens N] [--iters N] [--max-regression 10%]
@@ -38,7 +40,7 @@ from pytest_punie.serving.chat_template import choose_template
 from pytest_punie.serving.default_model import default_model_path
 
 SAMPLE = ROOT / "training" / "data" / "sample"
-DEFAULT_SELECT = "reasoning or test_tool_calling"
+DEFAULT_SELECT = "reasoning"
 
 
 def train_small_adapter(out: Path, iters: int) -> Path:
