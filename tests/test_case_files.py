@@ -484,3 +484,11 @@ def test_case_files_under_xdist(pytester):
         result = pytester.runpytest_subprocess(f"--punie-base-url={fake.base_url}", "-n", "2")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["tools * 2 * 2 *"])
+
+
+@pytest.mark.parametrize("tools", [None, "get_weather", {"name": "x"}, 3])
+def test_tools_that_are_no_list_are_an_error_naming_the_line(tools):
+    line = {"messages": [{"role": "user", "content": "hi"}], "tools": tools,
+            "expected": {"keywords": ["hi"]}}  # fmt: skip
+    with pytest.raises(CaseFileError, match=r"^eval_h\.jsonl:4: 'tools' must be a list"):
+        parse_line(json.dumps(line), Path("eval_h.jsonl"), 4)

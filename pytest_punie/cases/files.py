@@ -284,6 +284,8 @@ def parse_line(text: str, source: Path, number: int) -> CaseLine | None:
     if not isinstance(category, str) or not category.strip():
         raise CaseFileError(f"{where}: 'category' must be a non-empty string")
     messages, tools = data.get("messages", []), data.get("tools", [])
+    if not isinstance(tools, list):
+        raise CaseFileError(f"{where}: 'tools' must be a list of tool schemas, not {tools!r:.40}")
     _check_chat(messages, tools, where)
     tool_names = [str(_function_of(t)["name"]) for t in tools]
     tool_results = data.get("tool_results", {})
