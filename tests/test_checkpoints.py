@@ -32,6 +32,8 @@ from pytest_punie.finetune.lora import MANIFEST, LoraConfig
 from pytest_punie.finetune.pipeline import PreparedData, TrainingJob, checkpoint_scorer, train_job
 from pytest_punie.results.document import RunDocument, read_run
 
+from .integration.conftest import TWO_CASES
+
 
 def document(**categories: list[float]) -> RunDocument:
     """A results document whose categories have cases with these scores."""
@@ -260,26 +262,12 @@ def test_train_job_hands_every_checkpoint_to_the_watcher_and_selects(tmp_path, m
     assert (out / "adapters.safetensors").read_bytes() == b"weights 10"
 
 
-CASES = """
-import pytest
-from pytest_punie import assert_keywords, assert_number
-
-@pytest.mark.punie(category="knowledge", prompt="What is the capital of France?")
-def test_capital(punie_result):
-    assert_keywords(punie_result, ["Paris"])
-
-@pytest.mark.punie(category="math", prompt="What is 2 + 2?")
-def test_sum(punie_result):
-    assert_number(punie_result, 4)
-"""
-
-
 def test_checkpoints_are_scored_on_the_subset_through_the_response_cache(tmp_path):
     from pytest_punie.testing import FakeOpenAI
 
     evals = tmp_path / "evals"
     evals.mkdir()
-    (evals / "test_cases.py").write_text(CASES)
+    (evals / "test_cases.py").write_text(TWO_CASES)
     (evals / "pytest.ini").write_text(
         "[pytest]\naddopts = --html=report.html\nasyncio_default_fixture_loop_scope = function\n"
     )
