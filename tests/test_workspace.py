@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -874,3 +875,17 @@ def test_tool_calls_of_one_response_run_one_at_a_time(workspace: Workspace) -> N
     assert [tag for tag, _, _ in spans] == ["first", "second"]
     (_, _, first_end), (_, second_start, _) = spans
     assert second_start >= first_end
+
+
+def test_run_command_finds_the_system_tools_whatever_the_callers_path(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A PATH of folders the sandbox does not show (links in a temporary folder, as a CI job or
+    a fresh machine's checker makes) still leaves the command its shell tools."""
+    links = tmp_path / "bin"
+    links.mkdir()
+    for tool in ("sh", "cat", "head", "sleep"):
+        if found := shutil.which(tool):
+            (links / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(links))
+    assert workspace.run_command("cat a.txt | head -1") == "exit code 0\nalpha\n"

@@ -129,9 +129,15 @@ def minimal_env(home: Path) -> dict[str, str]:
     # `python` is this interpreter, whose installation the sandbox shows (a PATH entry such as
     # pyenv's shims is not mounted in it)
     interpreter = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([interpreter, *(p for p in env["PATH"].split(os.pathsep)
-                                                  if p != interpreter)])  # fmt: skip
+    entries = [interpreter, *(p for p in env["PATH"].split(os.pathsep) if p != interpreter)]
+    # and the system's own folders, which the sandbox shows: a PATH made of folders it does not
+    # (links in a temporary folder, a home's bin) must not leave the code without `sh` or `cat`
+    entries += [p for p in _SYSTEM_PATH if p not in entries]
+    env["PATH"] = os.pathsep.join(entries)
     return env
+
+
+_SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 
 
 # Policy and detection -----------------------------------------------------------------------------

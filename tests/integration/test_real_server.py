@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,7 +65,9 @@ def test_server_starts_serves_and_stops(model_path, tmp_path):
             # the portable OpenBLAS is really loaded in the server process
             assert server.blas.startswith("OpenBLAS "), server.blas
             assert "DYNAMIC_ARCH" in server.blas
-            library = server.blas.rsplit(": ", 1)[-1].rstrip(")")
+            found = re.search(r": (/\S+?)\), \d+ threads?", server.blas)
+            assert found is not None, server.blas
+            library = found.group(1)
             maps = Path(f"/proc/{pid}/maps").read_text()
             assert library in maps
             assert "libgfortran" in maps
