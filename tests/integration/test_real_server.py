@@ -33,6 +33,9 @@ def _pytest_in_background(pytester, model_path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [*command, f"--punie-model={model_path}"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # Ctrl-C as a terminal sends it: a test suite started in the background (`cmd &` in a
+        # script) runs with SIGINT ignored, and its children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert process.stdout is not None
     return process
