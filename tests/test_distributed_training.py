@@ -240,7 +240,10 @@ def test_a_rank_killed_by_its_preload_trains_again_without_it(monkeypatch, tmp_p
 
     library = tmp_path / "libopenblas.so"
 
-    def choose(env):
+    asked = []
+
+    def choose(env, processes=1):
+        asked.append(processes)
         env["LD_PRELOAD"] = str(library)
         return blas.BlasChoice("fake OpenBLAS", library)
 
@@ -262,6 +265,7 @@ def test_a_rank_killed_by_its_preload_trains_again_without_it(monkeypatch, tmp_p
         "m", tmp_path, tmp_path / "adapter", LoraConfig(), hosts=TWO_LOCAL, progress=shown.append
     )
     assert manifest == {"world_size": 2}
+    assert asked == [2]  # each of this host's two ranks gets its share of the cores
     assert preloads == [str(library), None]
     assert crashes == ["killed the training process with SIGILL"]
     assert shown == [

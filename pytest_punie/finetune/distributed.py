@@ -168,12 +168,17 @@ def check_first_host(hosts: Sequence[str], hostfile: Mapping[str, object] | None
         ) from None
 
 
+def ranks_per_host(hosts: Sequence[str]) -> int:
+    """The most ranks one host runs (1 without hosts)."""
+    return max((hosts.count(h) for h in hosts), default=1)
+
+
 def blas_threads(hosts: Sequence[str]) -> int:
     """OpenBLAS threads per rank: this machine's cores shared among the most ranks one host
     runs (other hosts are taken to have as many cores)."""
     from pytest_punie.system.blas import threads
 
-    return threads(max(hosts.count(h) for h in hosts))
+    return threads(ranks_per_host(hosts))
 
 
 def free_ports(count: int, tries: int = 50) -> int:

@@ -451,7 +451,10 @@ def train_in_subprocess(
         "save_every": save_every,
     }
     env = dict(os.environ)
-    choice = blas.choose_blas(env) if openblas else None
+    from pytest_punie.finetune.distributed import ranks_per_host
+
+    # each rank on this host its share of the cores (choose_blas sets OPENBLAS_NUM_THREADS)
+    choice = blas.choose_blas(env, processes=ranks_per_host(hosts or ())) if openblas else None
 
     def run(
         job: dict[str, Any], env: dict[str, str], progress: Callable[[str], None] | None
