@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from pytest_punie.finetune.pipeline import mode_differences, text_parsing_template
 from pytest_punie.results.run import CaseResult, call_sources, call_sources_line
 from pytest_punie.serving.chat_template import render
@@ -77,3 +79,42 @@ def test_summary_and_html_report_give_the_call_sources(pytester):
     result.stdout.fnmatch_lines(["tool calls: 1 structured (50%), 1 parsed from text (50%)"])
     html = (pytester.path / "report.html").read_text()
     assert "tool calls: 1 structured (50%), 1 parsed from text (50%)" in html
+
+
+def test_the_eval_runs_find_relative_paths_from_where_training_started(tmp_path, monkeypatch):
+    """``--punie-adapter-out adapters/x`` is relative to where pytest started; each eval run
+    starts in its own folder (its response cache), and still finds the adapter, the suite and
+    where to write its results."""
+    from pytest_punie.finetune.pipeline import evaluate
+    from pytest_punie.testing import FakeOpenAI
+
+    monkeypatch.chdir(tmp_path)
+    suite = Path("evals")
+    suite.mkdir()
+    (suite / "test_one.py").write_text(
+        "import pytest\nfrom pytest_punie import assert_number\n\n"
+        '@pytest.mark.punie(category="math", prompt="What is 2 + 2?")\n'
+        "def test_sum(punie_result):\n    assert_number(punie_result, 4)\n"
+    )
+    adapter = Path("adapters") / "tool-calling-seed0"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"fine_tune_type": "lora"}')
+    (adapter / "adapters.safetensors").write_bytes(b"weights")
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    with FakeOpenAI({"What is 2 + 2?": "4"}) as served:
+        document = evaluate(suite, Path("adapter.json"), adapter=adapter, cwd=elsewhere,
+                            extra=[f"--punie-base-url={served.base_url}"])  # fmt: skip
+    assert [c["outcome"] for c in document["cases"]] == ["passed"]
+    assert (tmp_path / "adapter.json").is_file()  # where the caller named it, not in ``cwd``
+    assert (elsewhere / ".punie").is_dir()  # the run's own cache folder
+
+
+def test_an_eval_run_that_stops_says_why(tmp_path):
+    """A usage error is written to stderr: the error names it."""
+    from pytest_punie.finetune.pipeline import evaluate
+
+    suite = tmp_path / "evals"
+    suite.mkdir()
+    with pytest.raises(RuntimeError, match=r"(?s)wrote no results \(exit 4\).*missing"):
+        evaluate(suite, tmp_path / "r.json", adapter=tmp_path / "missing", cwd=tmp_path)

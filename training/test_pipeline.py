@@ -191,7 +191,7 @@ def test_adapter_against_base(
     base = request.getfixturevalue("base_results")  # only now: it runs the suite on the base
     tuned = evaluate(EVALS, tmp_path / "adapter.json", model=model, adapter=adapter,
                      cwd=tmp_path, extra=eval_options)  # fmt: skip
-    template = adapter / "text-parsing.jinja"
+    template = (adapter / "text-parsing.jinja").absolute()  # the eval runs in tmp_path
     template.write_text(text_parsing_template(training_job.chat_template or ""))
     text_extra = [*eval_options, f"--punie-chat-template={template}"]
     by_text = evaluate(EVALS, tmp_path / "adapter-text.json", model=model, adapter=adapter,

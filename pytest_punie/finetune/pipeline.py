@@ -170,19 +170,25 @@ def evaluate(
     extra: Sequence[str] = (),
     cwd: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the eval suite in a fresh pytest and return its results document."""
-    command = [sys.executable, "-m", "pytest", str(evals), "-q", "-p", "no:cacheprovider",
-               f"--punie-results={results}", "--punie-history=none", *extra]  # fmt: skip
+    """Run the eval suite in a fresh pytest and return its results document.
+
+    The pytest runs in ``cwd`` (where its response cache is), so the paths given here are made
+    absolute first: they are relative to where this process runs (``--punie-adapter-out
+    adapters/x`` names a folder here, not in ``cwd``). Paths in ``extra`` must be absolute."""
+    results = Path(results).absolute()
+    command = [sys.executable, "-m", "pytest", str(Path(evals).absolute()), "-q",
+               "-p", "no:cacheprovider", f"--punie-results={results}", "--punie-history=none",
+               *extra]  # fmt: skip
     if model:
-        command.append(f"--punie-model={model}")
+        local = Path(model).expanduser()
+        command.append(f"--punie-model={local.absolute() if local.exists() else model}")
     if adapter:
-        command.append(f"--punie-adapter={adapter}")
+        command.append(f"--punie-adapter={Path(adapter).absolute()}")
     done = subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False)
-    if not Path(results).is_file():
-        raise RuntimeError(
-            f"the eval suite wrote no results (exit {done.returncode}):\n{done.stdout[-3000:]}"
-        )
-    document: dict[str, Any] = json.loads(Path(results).read_text())
+    if not results.is_file():
+        said = "\n".join(text[-3000:] for text in (done.stdout, done.stderr) if text.strip())
+        raise RuntimeError(f"the eval suite wrote no results (exit {done.returncode}):\n{said}")
+    document: dict[str, Any] = json.loads(results.read_text())
     return document
 
 
