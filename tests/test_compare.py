@@ -630,3 +630,22 @@ def test_an_older_results_file_loads_and_compares(
     assert next(line for line in out.splitlines() if line.startswith("explanation")).split()[
         1:3
     ] == ["100.0%", "100.0%"]
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """The parser and every (nested) subcommand's parser."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
+def test_every_command_help_reads_as_written():
+    """argparse formats ``%`` in help strings, not in descriptions: neither shows ``%%``."""
+    from pytest_punie.cli import build_parser
+
+    for parser in _parsers(build_parser()):
+        text = parser.format_help()
+        assert "%%" not in text, f"{parser.prog}: {text}"
+        assert parser.prog.startswith("punie")

@@ -81,7 +81,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "mean with paired significance tests (exact McNemar on pass/fail flips, paired "
         "bootstrap on scores), the smallest change the paired cases could detect, and the "
         "cases fixed, broken, added or removed. With more than two files, a matrix against the "
-        "first: every case's score in each run, each category's mean with its 95%% interval "
+        "first: every case's score in each run, each category's mean with its 95% interval "
         "per run, and the cases each later run fixed and broke. Exits 1 when a "
         "--max-regression limit is exceeded (by any later run), 2 when a file cannot be read.",
     )
