@@ -28,15 +28,15 @@ def test_capital(punie_result):
 """
 
 
-def _our_servers() -> list[str]:
-    """mlx_lm servers started with this Python (other sessions on the machine may run theirs)."""
-    return [line for line in _server_processes() if f"{sys.executable} -m mlx_lm" in line]
+def _our_servers(folder: Path) -> set[str]:
+    """mlx_lm servers working in ``folder`` (other sessions on the machine may run theirs)."""
+    return _server_processes((folder.resolve(),))
 
 
 def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(
     pytester, model_path, monkeypatch
 ):
-    before = set(_our_servers())
+    before = _our_servers(pytester.path)  # the runs below work there
     # pytester moves HOME: point the cache at the converted default model, used by both runs
     monkeypatch.setenv("PUNIE_CACHE", str(model_path.parent.parent))
     labels = pytester.path / "labels.jsonl"
@@ -74,4 +74,4 @@ def test_default_model_judges_and_the_gate_refuses_it_by_its_calibration(
         assert record["details"]["reason"]
         assert result.ret == 0  # an untrusted judge fails nothing
     result.stdout.fnmatch_lines(["*not used for the gate: its Cohen's kappa*"])
-    assert set(_our_servers()) <= before, "an mlx_lm server was left running"
+    assert _our_servers(pytester.path) <= before, "an mlx_lm server was left running"

@@ -41,19 +41,32 @@ def _pytest_in_background(pytester, model_path) -> subprocess.Popen[str]:
     return process
 
 
-def _server_processes() -> list[str]:
+def _server_processes(places: tuple[Path, ...]) -> set[str]:
+    """The mlx_lm servers working in one of ``places`` (or below): this suite's, not another
+    run's on the same machine. A server works where the pytest that started it does."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
-    return [line for line in out.stdout.splitlines() if "mlx_lm server" in line]
+    found = set()
+    for line in out.stdout.splitlines():
+        if "mlx_lm server" not in line:
+            continue
+        try:
+            cwd = Path(f"/proc/{line.split()[0]}/cwd").resolve(strict=True)
+        except OSError:  # gone, or not ours to read
+            continue
+        if any(cwd == place or place in cwd.parents for place in places):
+            found.add(line)
+    return found
 
 
 @pytest.fixture(autouse=True)
-def _no_server_left_behind():
-    before = set(_server_processes())
+def _no_server_left_behind(tmp_path_factory):
+    places = (Path.cwd().resolve(), tmp_path_factory.getbasetemp().resolve())
+    before = _server_processes(places)
     yield
     deadline = time.monotonic() + 15
-    while set(_server_processes()) - before and time.monotonic() < deadline:
+    while _server_processes(places) - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not set(_server_processes()) - before, "an mlx_lm server was left running"
+    assert not _server_processes(places) - before, "an mlx_lm server was left running"
 
 
 def test_server_starts_serves_and_stops(model_path, tmp_path):
