@@ -73,8 +73,11 @@ def server(
             os.environ["PUNIE_OPENBLAS"] = previous
 
 
-def run_evals(workdir: Path, name: str, *extra: str) -> tuple[float, dict[str, Any]]:
-    """`pytest evals/` in a fresh process: its wall seconds and its results document."""
+def run_evals(
+    workdir: Path, name: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[float, dict[str, Any]]:
+    """`pytest evals/` in a fresh process (``env``: its environment, default this one's): its
+    wall seconds and its results document."""
     import subprocess
     import sys
 
@@ -83,7 +86,8 @@ def run_evals(workdir: Path, name: str, *extra: str) -> tuple[float, dict[str, A
                "--punie-history=none", "--punie-cache=off",  # every run asks the server
                f"--punie-results={results}", *extra]  # fmt: skip
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
+                          check=False)  # fmt: skip
     seconds = time.perf_counter() - started
     # exit 1 is failed cases (a weak model fails many): fine. Errors, or no results, are not.
     tail = done.stdout[-3000:] + done.stderr[-2000:]

@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_facts, table
+from common import machine_facts, run_evals, table
 
 from pytest_punie.testing import FakeOpenAI
 
-EVALS = Path(__file__).resolve().parent.parent / "evals"
 SETTINGS = [  # the shipped evals/pytest.ini blocks hypothesis' plugin; "-p hypothesispytest" not
     ("no -n", ()),
     ("-n 2", ("-n", "2")),
@@ -54,21 +52,17 @@ def pytest_sessionfinish(session):
 
 
 def run(base_url: str, extra: tuple[str, ...], folder: Path, timeline: bool) -> float:
+    """One run's wall seconds (``common.run_evals``: no case may error)."""
     env = dict(os.environ)
-    command = [sys.executable, "-m", "pytest", str(EVALS), "-q", "-p", "no:cacheprovider",
-               f"--punie-base-url={base_url}", "--punie-cache=off", "--punie-history=none",
-               f"--punie-results={folder / 'results.json'}", f"--html={folder / 'report.html'}",
-               *extra]  # fmt: skip
     if timeline:
         (folder / "punie_timeline.py").write_text(TIMELINE)
         env["PYTHONPATH"] = f"{folder}{os.pathsep}{env.get('PYTHONPATH', '')}"
         env["PUNIE_TIMELINE_T0"] = str(time.time())
         env["PUNIE_TIMELINE_LOG"] = str(folder / "timeline.txt")
         (folder / "timeline.txt").write_text("")
-        command += ["-p", "punie_timeline"]
-    start = time.perf_counter()
-    subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder, check=False)
-    return time.perf_counter() - start
+        extra = (*extra, "-p", "punie_timeline")
+    seconds, _ = run_evals(folder, "run", f"--punie-base-url={base_url}", *extra, env=env)
+    return seconds
 
 
 def main() -> int:

@@ -120,6 +120,9 @@ class Completed:
     isolation: Isolation
 
 
+_SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")  # shown in every sandbox
+
+
 def minimal_env(home: Path) -> dict[str, str]:
     """The environment untrusted code gets: ``HOME`` and ``PWD`` at ``home``, a PATH, the locale."""
     env = {"HOME": str(home), "PWD": str(home), "PATH": os.defpath}
@@ -135,9 +138,6 @@ def minimal_env(home: Path) -> dict[str, str]:
     entries += [p for p in _SYSTEM_PATH if p not in entries]
     env["PATH"] = os.pathsep.join(entries)
     return env
-
-
-_SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 
 
 # Policy and detection -----------------------------------------------------------------------------
