@@ -7,6 +7,10 @@ in every run (the thread count changes no token); the load average is printed be
 because a busy machine is where a thread per core hurts.
 
     python benchmarks/blas_threads.py [--rounds N] [-k EXPRESSION] [--max-tokens N]
+        [--threads both|default]
+
+``--threads default -k '' --max-tokens 0`` is issue 22's check: the whole suite as a user runs it
+(``pytest evals/`` against ``pytest -n 2 evals/``), two pairs in both orders.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("-k", default="reasoning", help="which cases (pytest -k); '' for all")
-    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--max-tokens", type=int, default=96, help="0: the suite's own")
+    parser.add_argument("--threads", choices=("both", "default"), default="both",
+                        help="default: only the plugin's thread count")  # fmt: skip
     args = parser.parse_args()
     cores = usable_cores()
     default = str(threads(spare=1))
@@ -43,7 +49,11 @@ def main() -> int:
         (f"{cores} threads (one per core)", str(cores), ()),
         (f"{cores} threads (one per core), -n 2", str(cores), ("-n", "2")),
     ]
-    extra = [f"--punie-max-tokens={args.max_tokens}", "-p", "no:randomly"]
+    if args.threads == "default":
+        settings = settings[:2]
+    extra = ["-p", "no:randomly"]
+    if args.max_tokens:
+        extra.append(f"--punie-max-tokens={args.max_tokens}")
     if args.k:
         extra += ["-k", args.k]
     rows: list[list[object]] = []
