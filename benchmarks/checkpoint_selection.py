@@ -49,21 +49,33 @@ def loss_near(losses: list[list[float]], iteration: int) -> str:
     return f"{loss:.3f}" if at == iteration else f"{loss:.3f} (it {at})"
 
 
-def rows(manifest: dict[str, Any]) -> list[list[str]]:
+def rows(manifest: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The table's header and one row per checkpoint (the base model first): the losses near it,
+    the figure it was chosen by (when that is not ``overall``), each category's mean, the
+    overall mean and whether it was selected."""
     section = manifest["checkpoints"]
     train = manifest["losses"]["train_losses"]
     valid = manifest["losses"]["val_losses"]
     base = section["base"]
-    found = [["0 (base)", "-", loss_near(valid, 0), f"{base['figure']:.1%}",
-              f"{base['overall']:.1%}", ""]]  # fmt: skip
+    categories = sorted(base.get("categories", {}))
+    figure = section["select_by"]
+    header = ["iteration", "train loss", "val loss"]
+    header += [figure] if figure not in (*categories, "overall") else []
+    header += [*categories, "overall", "selected"]
+
+    def scores(entry: dict[str, Any]) -> list[str]:
+        found = [f"{entry['figure']:.1%}"] if figure not in (*categories, "overall") else []
+        found += [f"{entry.get('categories', {}).get(c, float('nan')):.1%}" for c in categories]
+        return [*found, f"{entry['overall']:.1%}"]
+
+    found = [["0 (base)", "-", loss_near(valid, 0), *scores(base), ""]]
     for entry in section["checkpoints"]:
         iteration = entry["iteration"]
         found.append(
             [str(iteration), loss_near(train, iteration), loss_near(valid, iteration),
-             f"{entry['figure']:.1%}", f"{entry['overall']:.1%}",
-             "selected" if entry["selected"] else ""]
+             *scores(entry), "selected" if entry["selected"] else ""]
         )  # fmt: skip
-    return found
+    return header, found
 
 
 def main() -> None:
@@ -106,8 +118,7 @@ def main() -> None:
         f"({args.select_cases}); {losses['seconds_per_iteration']:.1f} s/iter, "
         f"{wall / 60:.1f} min in all; load average before: {load:.1f} on {os.cpu_count()} cores"
     )
-    header = ["iteration", "train loss", "val loss", args.select_by, "overall", "selected"]
-    print(table(header, rows(manifest)))
+    print(table(*rows(manifest)))
     print(f"selected: iteration {section['selected']}, {section['reason']}")
 
 
