@@ -59,12 +59,12 @@ def rows(manifest: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     base = section["base"]
     categories = sorted(base.get("categories", {}))
     figure = section["select_by"]
-    header = ["iteration", "train loss", "val loss"]
-    header += [figure] if figure not in (*categories, "overall") else []
+    own_column = figure not in (*categories, "overall")  # else its column is already there
+    header = ["iteration", "train loss", "val loss", *([figure] if own_column else [])]
     header += [*categories, "overall", "selected"]
 
     def scores(entry: dict[str, Any]) -> list[str]:
-        found = [f"{entry['figure']:.1%}"] if figure not in (*categories, "overall") else []
+        found = [f"{entry['figure']:.1%}"] if own_column else []
         found += [f"{entry.get('categories', {}).get(c, float('nan')):.1%}" for c in categories]
         return [*found, f"{entry['overall']:.1%}"]
 
