@@ -576,8 +576,9 @@ TRAIN_HOSTS_OPTION = Option(
 
 SAVE_EVERY_OPTION = Option(
     "save-every",
-    "Save a checkpoint every N iterations (and at the last), score each on the eval suite and "
-    "keep the best as the adapter (the others stay under checkpoints/).",
+    "Save a checkpoint every N iterations (and at the last), score each on the eval suite (a "
+    "recipe's: its selection suite) and keep the best as the adapter (the others stay under "
+    "checkpoints/); 0: no checkpoints, not even a recipe's own.",
     None,
     "N",
 )
@@ -655,6 +656,7 @@ class TrainingSettings:
     seeds: tuple[int, ...] = ()
     train_hosts: tuple[str, ...] = ()  # one per rank; () trains in one process
     checkpoints: CheckpointPlan | None = None  # --punie-save-every and its selection options
+    no_checkpoints: bool = False  # --punie-save-every=0: not even a recipe's checkpoints
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -747,12 +749,15 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         seeds=seeds,
         train_hosts=train_hosts,
         checkpoints=checkpoints,
+        no_checkpoints=str(raw_value(config, SAVE_EVERY_OPTION)).strip() == "0",
     )
 
 
 def _checkpoint_plan(config: pytest.Config, train_hosts: tuple[str, ...]) -> CheckpointPlan | None:
     """``--punie-save-every`` and the options that only mean something with it."""
     raw = {o: raw_value(config, o) for o in (SAVE_EVERY_OPTION, EARLY_STOP_OPTION)}
+    if raw[SAVE_EVERY_OPTION] is not None and str(raw[SAVE_EVERY_OPTION]).strip() == "0":
+        raw[SAVE_EVERY_OPTION] = None  # 0: no checkpoints (see training_settings_from_config)
     numbers: dict[Option, int | None] = {}
     for option, value in raw.items():
         try:
@@ -771,7 +776,9 @@ def _checkpoint_plan(config: pytest.Config, train_hosts: tuple[str, ...]) -> Che
             if v is not None
         ]  # fmt: skip
         if given:
-            raise pytest.UsageError(f"{', '.join(given)}: needs {SAVE_EVERY_OPTION.flag}")
+            raise pytest.UsageError(
+                f"{', '.join(given)}: needs {SAVE_EVERY_OPTION.flag} of at least 1"
+            )
         return None
     if train_hosts:
         raise pytest.UsageError(

@@ -302,7 +302,9 @@ def test_checkpoints_are_scored_on_the_subset_through_the_response_cache(tmp_pat
         (["--punie-select-by=tool_calling"], "--punie-select-by: needs --punie-save-every"),
         (["--punie-early-stop=2", "--punie-select-cases=x"],
          "--punie-early-stop, --punie-select-cases: needs --punie-save-every"),
-        (["--punie-save-every=0"], "--punie-save-every=0: must be a whole number of at least 1"),
+        (["--punie-save-every=-1"], "--punie-save-every=-1: must be a whole number of at least 1"),
+        (["--punie-save-every=0", "--punie-select-by=overall"],
+         "--punie-select-by: needs --punie-save-every of at least 1"),
         (["--punie-save-every=5", "--punie-early-stop=two"],
          "--punie-early-stop=two: not a whole number"),
         (["--punie-save-every=5", "--punie-train-hosts=127.0.0.1,127.0.0.1"],
@@ -335,6 +337,21 @@ def pytest_terminal_summary(terminalreporter, config):
     plain.stdout.fnmatch_lines(["PLAN None"])
 
 
+def test_save_every_0_turns_even_a_recipes_checkpoints_off(pytester):
+    pytester.makeconftest(
+        """
+from pytest_punie.stash import TRAINING_KEY
+
+def pytest_terminal_summary(terminalreporter, config):
+    settings = config.stash[TRAINING_KEY]
+    terminalreporter.write_line(f"PLAN {settings.checkpoints} OFF {settings.no_checkpoints}")
+"""
+    )
+    pytester.makepyfile("def test_nothing(): pass")
+    pytester.runpytest("--punie-save-every=0").stdout.fnmatch_lines(["PLAN None OFF True"])
+    pytester.runpytest().stdout.fnmatch_lines(["PLAN None OFF False"])
+
+
 def _cli_plan(*arguments: str) -> CheckpointPlan | None:
     import argparse
 
@@ -357,6 +374,9 @@ def test_punie_train_takes_the_same_checkpoint_options():
         _cli_plan("--save-every", "20", "--early-stop", "0")
     with pytest.raises(ValueError, match="cannot be combined with --hosts"):
         _cli_plan("--save-every", "20", "--hosts", "127.0.0.1,127.0.0.1")
+    assert _cli_plan("--save-every", "0") is None
+    with pytest.raises(ValueError, match="--select-by: needs --save-every of at least 1"):
+        _cli_plan("--save-every", "0", "--select-by", "x")
 
 
 def test_punie_train_refuses_select_by_without_save_every(tmp_path, capsys):

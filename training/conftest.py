@@ -11,7 +11,8 @@ one per seed (of each combination); with ``--punie-eval-after`` each adapter is 
 base (evaluated once per session) and must pass the gate, and the session ends with every
 verdict and, over seeds, each category's spread. ``--punie-save-every`` scores checkpoints on the
 eval suite while training runs and keeps the best (``--punie-select-by``, ``--punie-early-stop``,
-``--punie-select-cases``).
+``--punie-select-cases``); a recipe does so on its own selection suite unless
+``--punie-save-every=0``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pytest_punie.finetune.pipeline import (
     TrainingJob,
     checkpoint_scorer,
     prepare_job,
+    resolve_checkpoints,
     train_job,
     training_config,
 )
@@ -116,7 +118,7 @@ def adapter_out(punie_training) -> Path:
 @pytest.fixture(scope="session")
 def training_job(source_data, adapter_out, model_path, chat_template, punie_training):
     """What this session trains, resolved once (the same object ``punie train`` builds)."""
-    return TrainingJob(
+    job = TrainingJob(
         data=source_data,
         out=adapter_out,
         model=model_path,
@@ -126,6 +128,8 @@ def training_job(source_data, adapter_out, model_path, chat_template, punie_trai
         hosts=punie_training.train_hosts,
         checkpoints=punie_training.checkpoints,
     )
+    recipe = find_recipe(punie_training.recipe) if punie_training.recipe else None
+    return resolve_checkpoints(job, recipe, off=punie_training.no_checkpoints)
 
 
 @pytest.fixture(scope="session")

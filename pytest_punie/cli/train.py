@@ -17,7 +17,13 @@ from pytest_punie.finetune.checkpoints import (
 from pytest_punie.finetune.distributed import parse_hosts
 from pytest_punie.finetune.leakage import LeakageError
 from pytest_punie.finetune.lora import LoraConfig, TrainingError
-from pytest_punie.finetune.pipeline import TrainingJob, prepare_job, train_job, training_config
+from pytest_punie.finetune.pipeline import (
+    TrainingJob,
+    prepare_job,
+    resolve_checkpoints,
+    train_job,
+    training_config,
+)
 from pytest_punie.finetune.recipes import find_recipe
 from pytest_punie.results.render import text_table
 from pytest_punie.results.thresholds import argument_type, parse_fraction
@@ -41,11 +47,11 @@ def config_from_args(args: argparse.Namespace) -> LoraConfig:
 def checkpoint_plan_from_args(args: argparse.Namespace) -> CheckpointPlan | None:
     """``--save-every`` and its selection options, checked as ``pytest training/`` checks
     them; raises ``ValueError`` naming the option."""
-    if args.save_every is None:
+    if args.save_every is None or args.save_every == 0:
         given = [f"--{n.replace('_', '-')}" for n in ("select_by", "early_stop", "select_cases")
                  if getattr(args, n) is not None]  # fmt: skip
         if given:
-            raise ValueError(f"{', '.join(given)}: needs --save-every")
+            raise ValueError(f"{', '.join(given)}: needs --save-every of at least 1")
         return None
     if args.hosts:
         raise ValueError("--save-every cannot be combined with --hosts")
@@ -85,10 +91,6 @@ def _run(args: argparse.Namespace) -> int:
     if evals is not None and not evals.is_dir():
         print(f"punie train: --evals {evals}: no such folder", file=sys.stderr)
         return 2
-    if plan is not None and evals is None:
-        print("punie train: --save-every scores checkpoints on an eval suite: give --evals",
-              file=sys.stderr)  # fmt: skip
-        return 2
     template = choose_template(args.chat_template, model)
     print(f"chat template: {template.name} ({template.reason})")
     job = TrainingJob(
@@ -101,6 +103,13 @@ def _run(args: argparse.Namespace) -> int:
         hosts=hosts,
         checkpoints=plan,
     )
+    recipe = find_recipe(args.recipe) if args.recipe else None
+    job = resolve_checkpoints(job, recipe, off=args.save_every == 0)
+    plan = job.checkpoints
+    if plan is not None and evals is None and not (plan.cases and Path(plan.cases).is_absolute()):
+        print("punie train: --save-every scores checkpoints on an eval suite: give --evals",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         prepared = prepare_job(job)
     except (FileNotFoundError, ValueError) as exc:
@@ -193,8 +202,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--save-every",
         type=int,
         metavar="N",
-        help="save a checkpoint every N iterations, score each on --evals, keep the best "
-        "(as --punie-save-every)",
+        help="save a checkpoint every N iterations, score each on --evals (a recipe's: its "
+        "selection suite), keep the best; 0: none, not even a recipe's (as --punie-save-every)",
     )
     parser.add_argument(
         "--select-by", metavar="FIGURE", help="a category name or overall (default: overall)"

@@ -7,21 +7,34 @@ after the prompt is what the case expects: every tool call it made (with the too
 as the tools' answers), or no tool call when it answered in words. The tool-calling recipe's test
 split calls only tools kept out of training, so these cases measure whether the adapter learned
 the format and the choice, not a list of tools.
+
+A recipe's **selection suite** (``write_selection_suite``) is made the same way from its valid
+split, with prompts of its own that need no tool (code with asserts, sums): the cases its
+checkpoints are chosen by, none of which the eval suite or the test split holds, so the choice
+does not flatter the figures that later judge the adapter.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_punie.finetune.datasets import arguments_object
+from pytest_punie.finetune.distill import BasePrompt
 from pytest_punie.system.files import atomic_write_text
 
-__all__ = ["CATEGORY", "case_line", "write_case_file"]
+__all__ = [
+    "CATEGORY",
+    "SELECTION_LINES",
+    "case_line",
+    "write_case_file",
+    "write_selection_suite",
+]
 
 CATEGORY = "held_out"
+SELECTION_LINES = 20  # valid lines in a selection suite: about half its cases, the prompts the rest
 
 
 def case_line(data: Mapping[str, Any], number: int) -> dict[str, Any] | None:
@@ -69,3 +82,26 @@ def write_case_file(lines: Iterable[Mapping[str, Any]], path: Path | str) -> int
     cases = [c for n, data in enumerate(lines, start=1) if (c := case_line(data, n)) is not None]
     atomic_write_text(Path(path), "".join(json.dumps(c) + "\n" for c in cases))
     return len(cases)
+
+
+def write_selection_suite(
+    valid: Path | str,
+    prompts: Sequence[BasePrompt],
+    folder: Path | str,
+    *,
+    lines: int = SELECTION_LINES,
+) -> int:
+    """Write a selection suite to ``folder``: the first ``lines`` lines of the ``valid`` split
+    as ``eval_valid_split.jsonl`` (category ``held_out``) and ``prompts`` as
+    ``eval_selection_prompts.jsonl`` (category ``held_out_<kind>``). Return how many cases it
+    holds; ``ValueError`` when ``valid`` gives none."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    parsed = [json.loads(t) for t in Path(valid).read_text().splitlines() if t.strip()]
+    cases = write_case_file(parsed[:lines], folder / "eval_valid_split.jsonl")
+    if not cases:
+        raise ValueError(f"{valid}: no line to make a selection case of")
+    rows = [{**p.case_line(), "category": f"{CATEGORY}_{p.kind}"} for p in prompts]
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    atomic_write_text(folder / "eval_selection_prompts.jsonl", text)
+    return cases + len(rows)

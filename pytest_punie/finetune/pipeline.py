@@ -1,7 +1,8 @@
 """The training pipeline's steps as plain functions: dataset -> validation -> filters ->
 leakage check against the eval suite -> training data for mlx_lm -> LoRA adapter ->
-evaluation against the base. With a ``CheckpointPlan`` (``--punie-save-every``), training keeps
-the checkpoint the eval suite scores best (``finetune.checkpoints``).
+evaluation against the base. With a ``CheckpointPlan`` (``--punie-save-every``, or a recipe's
+own: :func:`resolve_checkpoints`), training keeps the checkpoint the eval suite, or the recipe's
+selection suite, scores best (``finetune.checkpoints``).
 
 The pipeline is assembled once: :func:`training_config` (one set of defaults, ``LoraConfig()``,
 or a recipe's settings; then a YAML file; then the options given), :func:`prepare_job` and
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_punie.finetune.checkpoints import (
+    OVERALL,
     CheckpointError,
     CheckpointPlan,
     CheckpointWatcher,
@@ -36,6 +38,7 @@ from pytest_punie.finetune.datasets import (
     load_dataset,
     write_examples,
 )
+from pytest_punie.finetune.distill import BasePrompt
 from pytest_punie.finetune.filters import (
     Filter,
     FilterResult,
@@ -47,8 +50,10 @@ from pytest_punie.finetune.filters import (
     run_filters,
     write_rejects,
 )
+from pytest_punie.finetune.held_out import write_selection_suite
 from pytest_punie.finetune.leakage import check_dataset
 from pytest_punie.finetune.lora import LoraConfig, load_config, train_in_subprocess
+from pytest_punie.finetune.recipes import Recipe
 from pytest_punie.finetune.validation import ValidationReport, token_counter, validate
 from pytest_punie.results.document import RunDocument, read_run
 
@@ -61,6 +66,7 @@ __all__ = [
     "mode_differences",
     "prepare",
     "prepare_job",
+    "resolve_checkpoints",
     "text_parsing_template",
     "token_counter",
     "train_job",
@@ -204,11 +210,41 @@ class TrainingJob:
     evals: Path | None = None  # the eval suite the data must not leak into
     hosts: tuple[str, ...] = ()  # one per rank of the LoRA step (mlx.launch); () one process
     checkpoints: CheckpointPlan | None = None  # score checkpoints on ``evals``, keep the best
+    selection: tuple[BasePrompt, ...] = ()  # a recipe's selection prompts: see resolve_checkpoints
 
     @property
     def data_folder(self) -> Path:
         """Where the validated, filtered lines mlx_lm trains on are written."""
         return self.out.parent / f"{self.out.name}.data"
+
+    @property
+    def selection_folder(self) -> Path:
+        """Where ``prepare_job`` writes the selection suite (with ``selection`` prompts)."""
+        return (self.data_folder / SELECTION).absolute()
+
+
+SELECTION = "selection"
+
+
+def resolve_checkpoints(
+    job: TrainingJob, recipe: Recipe | None, *, off: bool = False
+) -> TrainingJob:
+    """The job with its checkpoint plan settled: none when ``off`` (``--punie-save-every=0``);
+    else the user's plan, or the recipe's (every ``recipe.save_every`` iterations, the best
+    ``overall``; not over several hosts, where checkpoints cannot be scored). A recipe with
+    selection prompts scores checkpoints on its selection suite
+    (written by :func:`prepare_job` into ``job.selection_folder``) unless the user's plan names
+    its own cases: cases the eval suite and the test split do not hold, so the choice does not
+    flatter the figures that judge the adapter afterwards."""
+    if off:
+        return replace(job, checkpoints=None, selection=())
+    plan = job.checkpoints
+    if plan is None and recipe is not None and recipe.save_every is not None and not job.hosts:
+        plan = CheckpointPlan(save_every=recipe.save_every, select_by=OVERALL)
+    if plan is None or plan.cases is not None or recipe is None or recipe.selection is None:
+        return replace(job, checkpoints=plan)
+    plan = replace(plan, cases=str(job.selection_folder))
+    return replace(job, checkpoints=plan, selection=tuple(recipe.selection()))
 
 
 def prepare_job(job: TrainingJob) -> PreparedData:
@@ -223,6 +259,8 @@ def prepare_job(job: TrainingJob) -> PreparedData:
     )
     if job.evals is not None:
         prepared.eval_prompts_checked = len(check_dataset(job.data, job.evals))
+    if job.selection:
+        write_selection_suite(prepared.folder / "valid.jsonl", job.selection, job.selection_folder)
     return prepared
 
 
@@ -269,10 +307,11 @@ def checkpoint_scorer(
     """Score an adapter folder (None: the base model) on the job's eval suite, or the subset
     its plan names, with :func:`evaluate` (the ``--punie-eval-after`` path): a fresh pytest
     whose response cache is ``cwd``'s (default: where this process runs)."""
-    if job.evals is None:
-        raise CheckpointError("checkpoints are scored on an eval suite, and the job has none")
     plan = job.checkpoints
-    suite, selection = selected_suite(job.evals, plan.cases if plan is not None else None)
+    cases = plan.cases if plan is not None else None
+    if job.evals is None and not (cases and Path(cases).is_absolute()):
+        raise CheckpointError("checkpoints are scored on an eval suite, and the job has none")
+    suite, selection = selected_suite(job.evals or Path(str(cases)), cases)
 
     def run(adapter: Path | None) -> RunDocument:
         with tempfile.TemporaryDirectory(prefix="punie-checkpoint-") as folder:

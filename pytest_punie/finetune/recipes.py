@@ -11,7 +11,10 @@ unknown name lists the recipes. The ``tool-calling`` recipe's data is written by
 * the base model's own answers to code, arithmetic and chat prompts (:func:`base_prompts`, asked
   once through :mod:`pytest_punie.finetune.distill` and shipped in ``recipe_data/``), so that
   learning to call tools does not cost what the model knew;
-* a test split of tools never seen in training (hand-written and made-up).
+* a test split of tools never seen in training (hand-written and made-up);
+* its checkpoints: every 40 iterations, the one kept scores best on its **selection suite**
+  (the valid split's first lines and :func:`selection_prompts`, code and sums it never trains
+  on), never on the eval suite or the test split that judge the adapter afterwards.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = [
     "base_prompts",
     "find_recipe",
     "novel_tools",
+    "selection_prompts",
     "tool_calling_spec",
 ]
 from pytest_punie.tools.workspace import Workspace, make_tools
@@ -49,6 +53,10 @@ class Recipe:
     config: LoraConfig
     about: str
     goal: str | None = None  # the category the recipe must raise significantly (its gate)
+    # checkpoints every ``save_every`` iterations, the best kept by its selection suite's overall
+    # mean: the valid split's first lines and these prompts (``held_out.write_selection_suite``)
+    save_every: int | None = None
+    selection: Callable[[], Sequence[BasePrompt]] | None = None
 
     def data_path(self, root: Path) -> Path:
         return Path(root) / self.data
@@ -80,6 +88,10 @@ RECIPES: Mapping[str, Recipe] = {
         ),
         about="teach the model to call tools (single, parallel, multi-step, no tool needed)",
         goal="tool_calling",
+        # the figures swing 10-15 points between checkpoints and the last is rarely the best
+        # ("The recipe over three seeds, with checkpoints", benchmarks/RESULTS.md)
+        save_every=40,
+        selection=lambda: selection_prompts(),
     ),
     "sample": Recipe(
         name="sample",
@@ -1373,4 +1385,64 @@ def base_prompts(seed: int = 0) -> list[BasePrompt]:
                                   {"number": operation(a, b)}))  # fmt: skip
     for number, (text, check) in enumerate(_CHAT):
         prompts.append(BasePrompt(f"chat-{number}", "chat", text, _expected(check)))
+    return prompts
+
+
+# The tool-calling recipe's selection prompts ------------------------------------------------------
+# Code and arithmetic the recipe never trains on and the eval suite never asks: with the valid
+# split's lines, the cases its checkpoints are chosen by (``held_out.write_selection_suite``), so
+# the checkpoint that keeps what the model knew is chosen without a look at the gate's cases.
+
+_SELECTION_CODE_TASKS = [
+    ("square_all(numbers)", "returns a new list with every number squared",
+     ["square_all([1, 2, 3]) == [1, 4, 9]", "square_all([]) == []"]),
+    ("is_negative(n)", "returns True when the number n is below zero",
+     ["is_negative(-3)", "not is_negative(0)", "not is_negative(5)"]),
+    ("first_char(text)", "returns the first character of a non-empty string",
+     ["first_char('hello') == 'h'", "first_char('a') == 'a'"]),
+    ("sum_list(numbers)", "returns the sum of all the numbers of a list (0 for an empty list)",
+     ["sum_list([1, 2, 3]) == 6", "sum_list([]) == 0"]),
+    ("hours_to_minutes(hours)", "converts hours to minutes",
+     ["hours_to_minutes(2) == 120", "hours_to_minutes(0) == 0"]),
+    ("count_words(text)", "counts the words of a sentence separated by spaces",
+     ["count_words('one two three') == 3", "count_words('hi') == 1"]),
+    ("min_of_two(a, b)", "returns the smaller of two numbers",
+     ["min_of_two(4, 9) == 4", "min_of_two(-2, -7) == -7"]),
+    ("ends_with_dot(text)", "returns True when a string ends with a full stop",
+     ["ends_with_dot('Done.')", "not ends_with_dot('Done')"]),
+    ("halve_all(numbers)", "returns a new list with every number divided by 2",
+     ["halve_all([2, 4]) == [1, 2]", "halve_all([]) == []"]),
+    ("lower_all(words)", "returns the words of a list in lowercase",
+     ["lower_all(['Hi', 'THERE']) == ['hi', 'there']", "lower_all([]) == []"]),
+    ("rectangle_area(width, height)", "returns the area of a rectangle",
+     ["rectangle_area(3, 4) == 12", "rectangle_area(0, 5) == 0"]),
+    ("add_one(numbers)", "returns a new list with 1 added to every number",
+     ["add_one([1, 2]) == [2, 3]", "add_one([]) == []"]),
+]  # fmt: skip
+
+
+def selection_prompts(seed: int = 1000) -> list[BasePrompt]:
+    """The tool-calling recipe's selection prompts: 12 code tasks with asserts and 8 sums and
+    word problems with their numbers, none of them a prompt of :func:`base_prompts` (another
+    seed draws the numbers) or of the eval suite."""
+    rng = random.Random(seed)
+    prompts = []
+    for number, (signature, what, tests) in enumerate(_SELECTION_CODE_TASKS):
+        name = signature.partition("(")[0]
+        style = _CODE_STYLES[number % len(_CODE_STYLES)]
+        prompts.append(
+            BasePrompt(
+                f"select-code-{name}",
+                "code",
+                style.format(signature=signature, name=name, what=what),
+                {"python_tests": [f"assert {test}" for test in tests]},
+            )
+        )
+    for number in range(8):
+        template, operation = (_ARITHMETIC if number % 2 else _WORD_PROBLEMS)[
+            (number * 5) % (len(_ARITHMETIC) if number % 2 else len(_WORD_PROBLEMS))
+        ]
+        a, b = rng.randint(12, 60), rng.randint(2, 11)
+        text, answer = template.format(a=a, b=b), {"number": operation(a, b)}
+        prompts.append(BasePrompt(f"select-arithmetic-{number}", "arithmetic", text, answer))
     return prompts
