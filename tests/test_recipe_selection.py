@@ -136,3 +136,33 @@ def test_the_selection_suite_is_written_with_the_data_and_scored_without_the_eva
     assert len(document.cases) == expected
     assert figure(document, f"{CATEGORY}_arithmetic") == 0.5
     assert document.category(CATEGORY) is not None
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [((), 40), (("--save-every", "10"), 10), (("--save-every", "0"), None)],
+)
+def test_punie_train_with_a_recipe_resolves_its_checkpoints_the_same_way(
+    tmp_path, monkeypatch, given, expected
+):
+    from pytest_punie.cli import main
+    from pytest_punie.cli import train as cli_train
+
+    seen = []
+
+    def stop(job):
+        seen.append(job)
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(cli_train, "resolve_model", lambda model: "m")
+    monkeypatch.setattr(cli_train, "prepare_job", stop)
+    out = tmp_path / "a"
+    code = main(["train", str(RECIPE_DATA), "--out", str(out), "--recipe", "tool-calling", *given])
+    assert code == 2  # the stand-in for prepare_job stopped it
+    (job,) = seen
+    if expected is None:
+        assert job.checkpoints is None
+        return
+    assert job.checkpoints.save_every == expected
+    assert job.checkpoints.cases == str(job.selection_folder)  # no --evals needed for it
+    assert job.selection
