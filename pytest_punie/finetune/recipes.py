@@ -1344,23 +1344,24 @@ def _expected(check: Any) -> dict[str, Any]:
     return {"keywords": list(check)}
 
 
+def _code_prompts(tasks: Sequence[tuple[str, str, list[str]]], prefix: str) -> list[BasePrompt]:
+    """A prompt per code task (``prefix-<name>``), the styles in turn, its tests as asserts."""
+    prompts = []
+    for number, (signature, what, tests) in enumerate(tasks):
+        name = signature.partition("(")[0]
+        style = _CODE_STYLES[number % len(_CODE_STYLES)]
+        text = style.format(signature=signature, name=name, what=what)
+        checks = {"python_tests": [f"assert {test}" for test in tests]}
+        prompts.append(BasePrompt(f"{prefix}-{name}", "code", text, checks))
+    return prompts
+
+
 def base_prompts(seed: int = 0) -> list[BasePrompt]:
     """The tool-calling recipe's self-distillation prompts: code tasks with asserts,
     arithmetic and word problems with their numbers, short chat with keywords (or any text
     where any answer will do)."""
     rng = random.Random(seed)
-    prompts = []
-    for number, (signature, what, tests) in enumerate(_CODE_TASKS):
-        name = signature.partition("(")[0]
-        style = _CODE_STYLES[number % len(_CODE_STYLES)]
-        prompts.append(
-            BasePrompt(
-                f"code-{name}",
-                "code",
-                style.format(signature=signature, name=name, what=what),
-                {"python_tests": [f"assert {test}" for test in tests]},
-            )
-        )
+    prompts = _code_prompts(_CODE_TASKS, "code")
     for number in range(90):
         template, operation = _ARITHMETIC[number % len(_ARITHMETIC)]
         a, b = rng.randint(11, 99), rng.randint(2, 60)
@@ -1426,18 +1427,7 @@ def selection_prompts(seed: int = 1000) -> list[BasePrompt]:
     word problems with their numbers, none of them a prompt of :func:`base_prompts` (another
     seed draws the numbers) or of the eval suite."""
     rng = random.Random(seed)
-    prompts = []
-    for number, (signature, what, tests) in enumerate(_SELECTION_CODE_TASKS):
-        name = signature.partition("(")[0]
-        style = _CODE_STYLES[number % len(_CODE_STYLES)]
-        prompts.append(
-            BasePrompt(
-                f"select-code-{name}",
-                "code",
-                style.format(signature=signature, name=name, what=what),
-                {"python_tests": [f"assert {test}" for test in tests]},
-            )
-        )
+    prompts = _code_prompts(_SELECTION_CODE_TASKS, "select-code")
     for number in range(8):
         template, operation = (_ARITHMETIC if number % 2 else _WORD_PROBLEMS)[
             (number * 5) % (len(_ARITHMETIC) if number % 2 else len(_WORD_PROBLEMS))
