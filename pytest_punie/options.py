@@ -730,7 +730,8 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         train_hosts = parse_hosts(str(hosts_raw)) if hosts_raw is not None else ()
     except ValueError as exc:
         raise pytest.UsageError(f"{TRAIN_HOSTS_OPTION.flag}={hosts_raw}: {exc}") from None
-    checkpoints = _checkpoint_plan(config, train_hosts)
+    no_checkpoints = str(raw_value(config, SAVE_EVERY_OPTION)).strip() == "0"
+    checkpoints = _checkpoint_plan(config, train_hosts, off=no_checkpoints)
     recipe = raw_value(config, RECIPE_OPTION)
     if recipe:
         try:
@@ -749,15 +750,18 @@ def training_settings_from_config(config: pytest.Config) -> TrainingSettings:
         seeds=seeds,
         train_hosts=train_hosts,
         checkpoints=checkpoints,
-        no_checkpoints=str(raw_value(config, SAVE_EVERY_OPTION)).strip() == "0",
+        no_checkpoints=no_checkpoints,
     )
 
 
-def _checkpoint_plan(config: pytest.Config, train_hosts: tuple[str, ...]) -> CheckpointPlan | None:
-    """``--punie-save-every`` and the options that only mean something with it."""
+def _checkpoint_plan(
+    config: pytest.Config, train_hosts: tuple[str, ...], *, off: bool
+) -> CheckpointPlan | None:
+    """``--punie-save-every`` and the options that only mean something with it; ``off``
+    (``--punie-save-every=0``): no plan, as without the option."""
     raw = {o: raw_value(config, o) for o in (SAVE_EVERY_OPTION, EARLY_STOP_OPTION)}
-    if raw[SAVE_EVERY_OPTION] is not None and str(raw[SAVE_EVERY_OPTION]).strip() == "0":
-        raw[SAVE_EVERY_OPTION] = None  # 0: no checkpoints (see training_settings_from_config)
+    if off:
+        raw[SAVE_EVERY_OPTION] = None
     numbers: dict[Option, int | None] = {}
     for option, value in raw.items():
         try:

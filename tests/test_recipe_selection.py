@@ -59,7 +59,8 @@ def test_the_selection_prompts_are_no_training_prompt_and_no_eval_prompt(tmp_pat
 def test_the_selection_suite_holds_valid_lines_and_prompts_as_cases(tmp_path):
     prompts = [BasePrompt("p1", "code", "Write f(x).", {"python_tests": ["assert f(1) == 1"]}),
                BasePrompt("p2", "arithmetic", "What is 2 + 3?", {"number": 5})]  # fmt: skip
-    count = write_selection_suite(RECIPE_DATA / "valid.jsonl", prompts, tmp_path / "s", lines=7)
+    parsed = [json.loads(t) for t in (RECIPE_DATA / "valid.jsonl").read_text().splitlines()]
+    count = write_selection_suite(parsed, prompts, tmp_path / "s", lines=7)
     assert count == 9
     valid = read_case_file(tmp_path / "s" / "eval_valid_split.jsonl")
     assert len(valid) == 7
@@ -76,10 +77,8 @@ def test_the_selection_suite_holds_valid_lines_and_prompts_as_cases(tmp_path):
     # no test-split line is a selection case: the split judges the adapter afterwards
     split = _user_turns(RECIPE_DATA / "test.jsonl")
     assert not split & {c.messages[-1]["content"] for c in valid}
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
     with pytest.raises(ValueError, match="no line to make a selection case of"):
-        write_selection_suite(empty, prompts, tmp_path / "t")
+        write_selection_suite([], prompts, tmp_path / "t")
 
 
 def _job(tmp_path: Path, **given) -> TrainingJob:

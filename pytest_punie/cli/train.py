@@ -105,8 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     recipe = find_recipe(args.recipe) if args.recipe else None
     job = resolve_checkpoints(job, recipe, off=args.save_every == 0)
-    plan = job.checkpoints
-    if plan is not None and evals is None and not (plan.cases and Path(plan.cases).is_absolute()):
+    if job.lacks_checkpoint_suite:
         print("punie train: --save-every scores checkpoints on an eval suite: give --evals",
               file=sys.stderr)  # fmt: skip
         return 2

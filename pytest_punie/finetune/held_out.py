@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_punie.finetune.datasets import arguments_object
+from pytest_punie.finetune.datasets import arguments_object, write_jsonl
 from pytest_punie.finetune.distill import BasePrompt
 from pytest_punie.system.files import atomic_write_text
 
@@ -85,23 +85,20 @@ def write_case_file(lines: Iterable[Mapping[str, Any]], path: Path | str) -> int
 
 
 def write_selection_suite(
-    valid: Path | str,
+    valid: Iterable[Mapping[str, Any]],
     prompts: Sequence[BasePrompt],
     folder: Path | str,
     *,
     lines: int = SELECTION_LINES,
 ) -> int:
-    """Write a selection suite to ``folder``: the first ``lines`` lines of the ``valid`` split
-    as ``eval_valid_split.jsonl`` (category ``held_out``) and ``prompts`` as
-    ``eval_selection_prompts.jsonl`` (category ``held_out_<kind>``). Return how many cases it
-    holds; ``ValueError`` when ``valid`` gives none."""
+    """Write a selection suite to ``folder``: the first ``lines`` of the ``valid`` split's lines
+    (parsed training lines) as ``eval_valid_split.jsonl`` (category ``held_out``) and
+    ``prompts`` as ``eval_selection_prompts.jsonl`` (category ``held_out_<kind>``). Return how
+    many cases it holds; ``ValueError`` when the valid lines give none."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    parsed = [json.loads(t) for t in Path(valid).read_text().splitlines() if t.strip()]
-    cases = write_case_file(parsed[:lines], folder / "eval_valid_split.jsonl")
+    cases = write_case_file(list(valid)[:lines], folder / "eval_valid_split.jsonl")
     if not cases:
-        raise ValueError(f"{valid}: no line to make a selection case of")
+        raise ValueError("the valid split has no line to make a selection case of")
     rows = [{**p.case_line(), "category": f"{CATEGORY}_{p.kind}"} for p in prompts]
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    atomic_write_text(folder / "eval_selection_prompts.jsonl", text)
-    return cases + len(rows)
+    return cases + write_jsonl(folder / "eval_selection_prompts.jsonl", rows)

@@ -222,6 +222,17 @@ class TrainingJob:
         """Where ``prepare_job`` writes the selection suite (with ``selection`` prompts)."""
         return (self.data_folder / SELECTION).absolute()
 
+    @property
+    def lacks_checkpoint_suite(self) -> bool:
+        """Whether checkpoints are to be scored with nothing to score them on: no eval suite,
+        and no folder of cases of their own (an absolute path, such as the selection suite)."""
+        cases = self.checkpoints.cases if self.checkpoints is not None else None
+        return (
+            self.checkpoints is not None
+            and self.evals is None
+            and not (cases and Path(cases).is_absolute())
+        )
+
 
 SELECTION = "selection"
 
@@ -260,7 +271,8 @@ def prepare_job(job: TrainingJob) -> PreparedData:
     if job.evals is not None:
         prepared.eval_prompts_checked = len(check_dataset(job.data, job.evals))
     if job.selection:
-        write_selection_suite(prepared.folder / "valid.jsonl", job.selection, job.selection_folder)
+        valid = [example.data for example in prepared.kept["valid"]]
+        write_selection_suite(valid, job.selection, job.selection_folder)
     return prepared
 
 
@@ -309,7 +321,7 @@ def checkpoint_scorer(
     whose response cache is ``cwd``'s (default: where this process runs)."""
     plan = job.checkpoints
     cases = plan.cases if plan is not None else None
-    if job.evals is None and not (cases and Path(cases).is_absolute()):
+    if plan is None or job.lacks_checkpoint_suite:
         raise CheckpointError("checkpoints are scored on an eval suite, and the job has none")
     suite, selection = selected_suite(job.evals or Path(str(cases)), cases)
 

@@ -1429,9 +1429,8 @@ def selection_prompts(seed: int = 1000) -> list[BasePrompt]:
     rng = random.Random(seed)
     prompts = _code_prompts(_SELECTION_CODE_TASKS, "select-code")
     for number in range(8):
-        template, operation = (_ARITHMETIC if number % 2 else _WORD_PROBLEMS)[
-            (number * 5) % (len(_ARITHMETIC) if number % 2 else len(_WORD_PROBLEMS))
-        ]
+        pool = _ARITHMETIC if number % 2 else _WORD_PROBLEMS
+        template, operation = pool[(number * 5) % len(pool)]
         a, b = rng.randint(12, 60), rng.randint(2, 11)
         text, answer = template.format(a=a, b=b), {"number": operation(a, b)}
         prompts.append(BasePrompt(f"select-arithmetic-{number}", "arithmetic", text, answer))
