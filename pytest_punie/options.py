@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from pytest_punie.conversation.agent import Sampling
-from pytest_punie.finetune.checkpoints import OVERALL, CheckpointPlan
+from pytest_punie.finetune.checkpoints import AVERAGE, OVERALL, CheckpointPlan
 from pytest_punie.finetune.distributed import parse_hosts
 from pytest_punie.finetune.lora import LoraConfig, sweep_configs
 from pytest_punie.finetune.recipes import find_recipe
@@ -577,14 +577,16 @@ TRAIN_HOSTS_OPTION = Option(
 SAVE_EVERY_OPTION = Option(
     "save-every",
     "Save a checkpoint every N iterations (and at the last), score each on the eval suite (a "
-    "recipe's: its selection suite) and keep the best as the adapter (the others stay under "
-    "checkpoints/); 0: no checkpoints, not even a recipe's own.",
+    "recipe's: its selection suite) and keep the best as the adapter, or their average with "
+    "--punie-select-by=average (the checkpoints stay under checkpoints/); 0: no checkpoints, "
+    "not even a recipe's own.",
     None,
     "N",
 )
 SELECT_BY_OPTION = Option(
     "select-by",
-    "The figure that chooses the checkpoint: a category's mean (e.g. tool_calling) or overall.",
+    "The figure that chooses the checkpoint: a category's mean (e.g. tool_calling) or overall; "
+    "or average: none is scored, the adapter is the average of them all.",
     None,
     "FIGURE",
 )
@@ -790,13 +792,23 @@ def _checkpoint_plan(
             "checkpoints are scored while one training process waits"
         )
     if select_by is not None and not str(select_by).strip():
-        raise pytest.UsageError(f"{SELECT_BY_OPTION.flag}: give a category name or {OVERALL}")
-    return CheckpointPlan(
+        raise pytest.UsageError(
+            f"{SELECT_BY_OPTION.flag}: give a category name, {OVERALL} or {AVERAGE}"
+        )
+    plan = CheckpointPlan(
         save_every=save_every,
         select_by=str(select_by).strip() if select_by is not None else OVERALL,
         early_stop=numbers[EARLY_STOP_OPTION],
         cases=str(cases) if cases else None,
     )
+    if plan.averages and (plan.early_stop is not None or plan.cases is not None):
+        pairs = ((EARLY_STOP_OPTION, plan.early_stop), (SELECT_CASES_OPTION, plan.cases))
+        given = [option.flag for option, value in pairs if value is not None]
+        raise pytest.UsageError(
+            f"{SELECT_BY_OPTION.flag}={AVERAGE} scores no checkpoint: {', '.join(given)} "
+            "cannot be combined with it"
+        )
+    return plan
 
 
 # The judge (``assert_judge``) ----------------------------------------------------------------

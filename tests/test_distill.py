@@ -17,7 +17,7 @@ from pytest_punie.finetune.distill import (
     write_answers,
 )
 from pytest_punie.finetune.leakage import Prompt, find_leaks
-from pytest_punie.finetune.recipes import base_answer_tasks, base_prompts
+from pytest_punie.finetune.recipes import KIND_SHARES, base_answer_tasks, base_prompts
 from pytest_punie.finetune.toolcall_data import ToolcallSpec, generate
 from pytest_punie.testing import FakeOpenAI
 
@@ -101,8 +101,10 @@ def test_base_answers_become_no_tool_lines_that_keep_their_text():
         "Compute 1 + 1.",
         "Compute 2 + 2.",
     ]
-    # each kind weighs the same; within one, a right answer twice a wrong one
-    assert [round(t.weight, 1) for t in tasks] == [100.0, 33.3, 66.7]
+    # each kind weighs its share (code twice the others); within one, a right answer twice
+    # a wrong one
+    assert KIND_SHARES["code"] == 2 * KIND_SHARES["arithmetic"]
+    assert [round(t.weight, 1) for t in tasks] == [200.0, 33.3, 66.7]
     spec = ToolcallSpec({}, {}, tasks[:1]).check()
     line = generate(spec, count=1, seed=0)[0]
     assert line["messages"] == [

@@ -1,6 +1,7 @@
-"""A recipe chooses its checkpoint on its own selection suite (``held_out.write_selection_suite``,
-``pipeline.resolve_checkpoints``): the valid split's first lines and prompts it never trains on,
-none of them a case of the eval suite or the test split that judge the adapter afterwards."""
+"""A recipe averages its checkpoints (``pipeline.resolve_checkpoints``), or chooses one, when the
+user asks, on its own selection suite (``held_out.write_selection_suite``): the valid split's
+first lines and prompts it never trains on, none of them a case of the eval suite or the test
+split that judge the adapter afterwards."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from pytest_punie.cases.files import read_case_file
 from pytest_punie.finetune import pipeline
-from pytest_punie.finetune.checkpoints import CheckpointPlan, figure
+from pytest_punie.finetune.checkpoints import AVERAGE, CheckpointPlan, figure
 from pytest_punie.finetune.distill import BasePrompt
 from pytest_punie.finetune.held_out import CATEGORY, SELECTION_LINES, write_selection_suite
 from pytest_punie.finetune.leakage import check_dataset
@@ -86,16 +87,22 @@ def _job(tmp_path: Path, **given) -> TrainingJob:
     return TrainingJob(**{**fields, **given})
 
 
-def test_a_recipe_scores_its_checkpoints_on_its_selection_suite_unless_told_otherwise(tmp_path):
+def test_a_recipe_averages_its_checkpoints_or_scores_them_on_its_selection_suite(tmp_path):
     recipe = find_recipe("tool-calling")
     assert recipe.save_every is not None
+    # the recipe's own plan: every checkpoint averaged, none scored, so no suite is needed
     job = resolve_checkpoints(_job(tmp_path), recipe)
+    assert job.checkpoints == CheckpointPlan(recipe.save_every, AVERAGE)
+    assert job.checkpoints.averages
+    assert not job.selection
+    assert not job.lacks_checkpoint_suite  # no eval suite, and none needed
+    # a user who chooses by a figure scores the recipe's selection suite, unless they name cases
     folder = str((tmp_path / "a.data" / "selection").absolute())
-    assert job.checkpoints == CheckpointPlan(recipe.save_every, "overall", None, folder)
-    assert [p.id for p in job.selection] == [p.id for p in selection_prompts()]
-    # the user's plan wins; without cases of its own it scores the recipe's selection suite
     mine = resolve_checkpoints(_job(tmp_path, checkpoints=CheckpointPlan(20, "held_out")), recipe)
     assert mine.checkpoints == CheckpointPlan(20, "held_out", None, folder)
+    assert [p.id for p in mine.selection] == [p.id for p in selection_prompts()]
+    averaged = resolve_checkpoints(_job(tmp_path, checkpoints=CheckpointPlan(20, AVERAGE)), recipe)
+    assert averaged.checkpoints == CheckpointPlan(20, AVERAGE)
     named = CheckpointPlan(20, cases="test_tool_calling.py")
     assert resolve_checkpoints(_job(tmp_path, checkpoints=named), recipe).checkpoints == named
     assert not resolve_checkpoints(_job(tmp_path, checkpoints=named), recipe).selection
@@ -121,8 +128,10 @@ def test_the_selection_suite_is_written_with_the_data_and_scored_without_the_eva
         selection=lambda: [BasePrompt("sum", "arithmetic", "What is 2 + 3?", {"number": 5}),
                            BasePrompt("diff", "arithmetic", "What is 9 - 4?", {"number": 5})],
     )  # fmt: skip
+    given = CheckpointPlan(recipe.save_every or 40)  # chosen by overall: scored, not averaged
     job = resolve_checkpoints(
-        _job(tmp_path, model="", config=LoraConfig(max_seq_length=4096)), recipe
+        _job(tmp_path, model="", config=LoraConfig(max_seq_length=4096), checkpoints=given),
+        recipe,
     )
     prepare_job(job)
     suite = Path(str(job.checkpoints.cases))
@@ -138,11 +147,16 @@ def test_the_selection_suite_is_written_with_the_data_and_scored_without_the_eva
 
 
 @pytest.mark.parametrize(
-    ("given", "expected"),
-    [((), 40), (("--save-every", "10"), 10), (("--save-every", "0"), None)],
+    ("given", "expected", "averages"),
+    [
+        ((), 40, True),
+        (("--save-every", "10"), 10, False),
+        (("--save-every", "10", "--select-by", "average"), 10, True),
+        (("--save-every", "0"), None, False),
+    ],
 )
 def test_punie_train_with_a_recipe_resolves_its_checkpoints_the_same_way(
-    tmp_path, monkeypatch, given, expected
+    tmp_path, monkeypatch, given, expected, averages
 ):
     from pytest_punie.cli import main
     from pytest_punie.cli import train as cli_train
@@ -163,5 +177,10 @@ def test_punie_train_with_a_recipe_resolves_its_checkpoints_the_same_way(
         assert job.checkpoints is None
         return
     assert job.checkpoints.save_every == expected
+    assert job.checkpoints.averages is averages
+    if averages:  # nothing scored: no suite
+        assert job.checkpoints.cases is None
+        assert not job.selection
+        return
     assert job.checkpoints.cases == str(job.selection_folder)  # no --evals needed for it
     assert job.selection

@@ -80,6 +80,60 @@ def test_parallel_multi_step_and_no_tool_conversations():
     assert plain[0]["messages"][-1] == {"role": "assistant", "content": "Hi there."}
 
 
+def test_each_parallel_call_gets_its_own_result_and_later_turns_see_them():
+    """Two calls in one turn never share a result drawn from a pool (two cities, two clocks),
+    and a value a result drew is what a later turn's call uses ("then show me the first")."""
+    clock = Tool("time_in", "Time in a city.", WEATHER.parameters, "{clock}", "{city}: {clock}.")
+    listing = Tool("list_ids", "List ids.", {"type": "object", "properties": {}}, "{id}, {id2}",
+                   "Found {id} and {id2}.")  # fmt: skip
+    fetch = Tool("fetch", "Fetch an id.", {"type": "object", "properties": {"key": {}}},
+                 "{key}: open", "{key} is open.")  # fmt: skip
+    pools = {"city": ["Oslo", "Lima", "Kyoto"], "clock": ["08:00", "09:00"], "id": ["A1", "B2"]}
+    spec = ToolcallSpec(
+        {t.name: t for t in (clock, listing, fetch)},
+        pools,
+        [Task("Time in {city} and {city2}?", ((("time_in", {"city": "{city}"}),
+                                               ("time_in", {"city": "{city2}"})),)),
+         Task("List, then fetch the first.", ((("list_ids", {}),), (("fetch", {"key": "{id}"}),)))],
+    ).check()  # fmt: skip
+    lines = generate(spec, count=40, seed=5)
+    answers = [line["messages"] for line in lines if line["messages"][-2]["role"] == "tool"]
+    parallel = [m for m in answers if m[0]["content"].startswith("Time")]
+    steps = [m for m in answers if m[0]["content"].startswith("List")]
+    assert parallel
+    assert steps
+    for messages in parallel:
+        first, second = (m["content"] for m in messages if m["role"] == "tool")
+        assert first != second
+        cities = [c["function"]["arguments"]["city"] for c in messages[1]["tool_calls"]]
+        assert messages[-1]["content"] == f"{cities[0]}: {first}. {cities[1]}: {second}."
+    for messages in steps:
+        listed = messages[2]["content"].split(", ")[0]
+        assert messages[3]["tool_calls"][0]["function"]["arguments"] == {"key": listed}
+
+
+def test_recipe_results_and_answers_name_the_call_they_answer():
+    """Every result of the recipe's parallel calls differs, and the answer after them names
+    every argument the calls were given (no answer repeats the first call's id twice)."""
+    checked = 0
+    for line in (*_lines("train"), *_lines("valid"), *_lines("test")):
+        messages = line["messages"]
+        for n, message in enumerate(messages):
+            calls = message.get("tool_calls") or []
+            if len(calls) < 2 or len({json.dumps(c["function"]) for c in calls}) < len(calls):
+                continue
+            results = [m["content"] for m in messages[n + 1 : n + 1 + len(calls)]]
+            assert len(set(results)) == len(results), messages
+            if n + 1 + len(calls) == len(messages) - 1:  # the line ends on the answer to them
+                given = [v for c in calls for v in c["function"]["arguments"].values()]
+                missing = [
+                    v for v in given if isinstance(v, str) and v not in messages[-1]["content"]
+                ]
+                assert not missing, messages
+                checked += 1
+    assert checked >= 10
+
+
 def _fresh(name: str) -> Tool:
     schema = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
     return Tool(name, "A tool never seen before.", schema, "ok", "Done.")

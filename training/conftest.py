@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.finetune.checkpoints import checkpoint_rows
+from pytest_punie.finetune.checkpoints import checkpoint_rows, checkpoint_summary
 from pytest_punie.finetune.lora import LoraConfig, sweep_configs
 from pytest_punie.finetune.pipeline import (
     PreparedData,
@@ -246,11 +246,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             terminalreporter.section(f"punie: checkpoints of {row['adapter']}")
             header = ["iteration", section["select_by"], "selected"]
             terminalreporter.line(text_table(checkpoints, header))
-            terminalreporter.line(
-                f"scored on {section['checkpoints'][0]['cases']} eval cases"
-                + (f" ({section['cases']})" if section["cases"] else "")
-                + f"; selected: iteration {section['selected']}, {section['reason']}"
-            )
+            terminalreporter.line(checkpoint_summary(row["manifest"]))
     verdicts = [row["verdict"] for row in rows if row.get("verdict") is not None]
     if not verdicts:
         return

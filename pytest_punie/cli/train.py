@@ -13,6 +13,7 @@ from pytest_punie.finetune.checkpoints import (
     CheckpointError,
     CheckpointPlan,
     checkpoint_rows,
+    checkpoint_summary,
 )
 from pytest_punie.finetune.distributed import parse_hosts
 from pytest_punie.finetune.leakage import LeakageError
@@ -152,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     if rows:
         section = manifest["checkpoints"]
         print(text_table(rows, ["iteration", section["select_by"], "selected"]))
-        print(f"selected: iteration {section['selected']}, {section['reason']}")
+        print(checkpoint_summary(manifest))
     return 0
 
 
@@ -202,10 +203,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="save a checkpoint every N iterations, score each on --evals (a recipe's: its "
-        "selection suite), keep the best; 0: none, not even a recipe's (as --punie-save-every)",
+        "selection suite), keep the best (or their average: --select-by average); 0: none, not "
+        "even a recipe's (as --punie-save-every)",
     )
     parser.add_argument(
-        "--select-by", metavar="FIGURE", help="a category name or overall (default: overall)"
+        "--select-by",
+        metavar="FIGURE",
+        help="a category name or overall (default: overall); average: score none, average all",
     )
     parser.add_argument(
         "--early-stop", type=int, metavar="K", help="stop after K checkpoints without improvement"

@@ -8,6 +8,7 @@ waits while the parent evaluates it (``CheckpointWatcher``): the eval suite, or 
 ``--punie-select-cases`` names, is run on it through the response cache, and its figure
 (``--punie-select-by``: a category's mean or ``overall``) decides whether training goes on
 (``--punie-early-stop K``: stop when the figure has not improved for K checkpoints).
+``--punie-select-by=average`` scores none and averages them all (``finetune.averaging``).
 
 Training waits while a checkpoint is evaluated, so the two never share the CPU and the training
 is the same as without checkpoints. Afterwards ``select`` writes the best checkpoint's weights as
@@ -30,6 +31,7 @@ from pytest_punie.results.document import RunDocument, write_results
 from pytest_punie.system.files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
+    "AVERAGE",
     "CHECKPOINTS",
     "OVERALL",
     "CheckpointError",
@@ -39,6 +41,7 @@ __all__ = [
     "best",
     "checkpoint_folder",
     "checkpoint_rows",
+    "checkpoint_summary",
     "figure",
     "is_checkpoint",
     "list_checkpoints",
@@ -50,6 +53,7 @@ __all__ = [
 
 CHECKPOINTS = "checkpoints"
 OVERALL = "overall"
+AVERAGE = "average"  # --punie-select-by=average: no checkpoint is chosen, all are averaged
 WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 _NAME = re.compile(r"[0-9]{7}")
@@ -71,6 +75,12 @@ class CheckpointPlan:
     early_stop: int | None = None
     cases: str | None = None
 
+    @property
+    def averages(self) -> bool:
+        """Whether the adapter is the average of the checkpoints (``finetune.averaging``),
+        none of them scored, rather than the best of them."""
+        return self.select_by == AVERAGE
+
     def check(self) -> CheckpointPlan:
         """Return self, or raise ``ValueError`` naming the first bad value."""
         if self.save_every < 1:
@@ -78,7 +88,11 @@ class CheckpointPlan:
         if self.early_stop is not None and self.early_stop < 1:
             raise ValueError(f"early_stop must be at least 1, not {self.early_stop}")
         if not self.select_by.strip():
-            raise ValueError("select_by must name a category or 'overall'")
+            raise ValueError(f"select_by must name a category, {OVERALL} or {AVERAGE}")
+        if self.averages and (self.early_stop is not None or self.cases is not None):
+            raise ValueError(
+                f"select_by={AVERAGE} scores no checkpoint, so early_stop and cases mean nothing"
+            )
         return self
 
 
@@ -313,7 +327,8 @@ def select(
 
 def checkpoint_rows(manifest: Mapping[str, Any]) -> list[list[str]]:
     """Rows of (iteration, figure, selected) from a manifest's ``checkpoints`` section, the base
-    model first when it was evaluated; empty when the adapter was trained without checkpoints."""
+    model first when it was evaluated (an averaged checkpoint has no figure and is "averaged");
+    empty when the adapter was trained without checkpoints."""
     section = manifest.get("checkpoints")
     if not section:
         return []
@@ -321,11 +336,24 @@ def checkpoint_rows(manifest: Mapping[str, Any]) -> list[list[str]]:
     if section.get("base"):
         rows.append(["0 (base)", f"{section['base']['figure']:.1%}", ""])
     for entry in section["checkpoints"]:
-        rows.append(
-            [
-                str(entry["iteration"]),
-                f"{entry['figure']:.1%}",
-                "selected" if entry["selected"] else "",
-            ]
-        )
+        figure = entry.get("figure")
+        chosen = "averaged" if entry.get("averaged") else "selected" if entry["selected"] else ""
+        rows.append([str(entry["iteration"]), "-" if figure is None else f"{figure:.1%}", chosen])
     return rows
+
+
+def checkpoint_summary(manifest: Mapping[str, Any]) -> str:
+    """One line saying what became the adapter, and why (empty without checkpoints)."""
+    section = manifest.get("checkpoints")
+    if not section:
+        return ""
+    if section.get("averaged"):
+        return f"averaged: {section['reason']}"
+    entries = section["checkpoints"]
+    cases = entries[0].get("cases") if entries else None
+    scored = f"scored on {cases} eval cases" if cases is not None else "scored"
+    return (
+        scored
+        + (f" ({section['cases']})" if section.get("cases") else "")
+        + f"; selected: iteration {section['selected']}, {section['reason']}"
+    )

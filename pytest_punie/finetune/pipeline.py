@@ -2,7 +2,8 @@
 leakage check against the eval suite -> training data for mlx_lm -> LoRA adapter ->
 evaluation against the base. With a ``CheckpointPlan`` (``--punie-save-every``, or a recipe's
 own: :func:`resolve_checkpoints`), training keeps the checkpoint the eval suite, or the recipe's
-selection suite, scores best (``finetune.checkpoints``).
+selection suite, scores best (``finetune.checkpoints``), or the average of them all
+(``finetune.averaging``: the tool-calling recipe's choice).
 
 The pipeline is assembled once: :func:`training_config` (one set of defaults, ``LoraConfig()``,
 or a recipe's settings; then a YAML file; then the options given), :func:`prepare_job` and
@@ -23,8 +24,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from pytest_punie.finetune.averaging import average_checkpoints
 from pytest_punie.finetune.checkpoints import (
-    OVERALL,
     CheckpointError,
     CheckpointPlan,
     CheckpointWatcher,
@@ -229,6 +230,7 @@ class TrainingJob:
         cases = self.checkpoints.cases if self.checkpoints is not None else None
         return (
             self.checkpoints is not None
+            and not self.checkpoints.averages
             and self.evals is None
             and not (cases and Path(cases).is_absolute())
         )
@@ -241,8 +243,9 @@ def resolve_checkpoints(
     job: TrainingJob, recipe: Recipe | None, *, off: bool = False
 ) -> TrainingJob:
     """The job with its checkpoint plan settled: none when ``off`` (``--punie-save-every=0``);
-    else the user's plan, or the recipe's (every ``recipe.save_every`` iterations, the best
-    ``overall``; not over several hosts, where checkpoints cannot be scored). A recipe with
+    else the user's plan, or the recipe's (every ``recipe.save_every`` iterations, chosen by
+    ``recipe.select_by``: the tool-calling recipe averages them; not over several hosts, where
+    the training cannot wait at a checkpoint). A recipe with
     selection prompts scores checkpoints on its selection suite
     (written by :func:`prepare_job` into ``job.selection_folder``) unless the user's plan names
     its own cases: cases the eval suite and the test split do not hold, so the choice does not
@@ -251,8 +254,14 @@ def resolve_checkpoints(
         return replace(job, checkpoints=None, selection=())
     plan = job.checkpoints
     if plan is None and recipe is not None and recipe.save_every is not None and not job.hosts:
-        plan = CheckpointPlan(save_every=recipe.save_every, select_by=OVERALL)
-    if plan is None or plan.cases is not None or recipe is None or recipe.selection is None:
+        plan = CheckpointPlan(save_every=recipe.save_every, select_by=recipe.select_by)
+    if (
+        plan is None
+        or plan.averages
+        or plan.cases is not None
+        or recipe is None
+        or recipe.selection is None
+    ):
         return replace(job, checkpoints=plan)
     plan = replace(plan, cases=str(job.selection_folder))
     return replace(job, checkpoints=plan, selection=tuple(recipe.selection()))
@@ -290,10 +299,11 @@ def train_job(
 
     With ``job.checkpoints``, the base model and then every checkpoint are scored with ``score``
     (given an adapter folder, None for the base; default :func:`checkpoint_scorer`), training
-    stops early when the plan says so, and the best checkpoint becomes the adapter."""
+    stops early when the plan says so, and the best checkpoint becomes the adapter; with a plan
+    that averages, none is scored and their average becomes the adapter."""
     plan = job.checkpoints
     watcher = None
-    if plan is not None:
+    if plan is not None and not plan.averages:
         watcher = CheckpointWatcher(plan, score or checkpoint_scorer(job), progress)
         watcher.score_base()  # an unknown category fails here, before any training
     manifest = train_in_subprocess(
@@ -306,11 +316,18 @@ def train_job(
         progress=progress,
         hosts=job.hosts,
         save_every=plan.save_every if plan is not None else None,
-        on_checkpoint=watcher,
+        on_checkpoint=watcher if watcher is not None else _go_on,
     )
-    if watcher is None:
+    if plan is None:
         return manifest
+    if watcher is None:
+        return average_checkpoints(out or job.out, manifest, plan)
     return select(out or job.out, manifest, watcher)
+
+
+def _go_on(iteration: int, folder: Path) -> bool:
+    """The answer to a checkpoint nobody scores: train on."""
+    return True
 
 
 def checkpoint_scorer(

@@ -152,15 +152,23 @@ def _templates(task: Task) -> Iterator[str]:
 
 
 class _Values(dict[str, Any]):
-    """Placeholder values drawn on first use; ``{city}`` and ``{city2}`` always differ."""
+    """Placeholder values drawn on first use; ``{city}`` and ``{city2}`` always differ, and
+    neither is one of the ``avoid`` values drawn from the same pool."""
 
-    def __init__(self, pools: Mapping[str, Sequence[Any]], rng: random.Random) -> None:
+    def __init__(
+        self,
+        pools: Mapping[str, Sequence[Any]],
+        rng: random.Random,
+        avoid: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        self.pools, self.rng = pools, rng
+        self.pools, self.rng, self.avoid = pools, rng, avoid or {}
 
     def __missing__(self, key: str) -> Any:
         pool = self.pools[_pool_name(key)]
-        used = {v for k, v in self.items() if _pool_name(k) == _pool_name(key)}
+        used = {
+            v for k, v in (*self.items(), *self.avoid.items()) if _pool_name(k) == _pool_name(key)
+        }
         choices = [v for v in pool if v not in used] or list(pool)
         self[key] = value = self.rng.choice(choices)
         return value
@@ -207,10 +215,11 @@ def _conversations(spec: ToolcallSpec, task: Task, rng: random.Random) -> list[d
     lines, answers, number = [], [], 0
     for turn in task.steps:
         calls, results = [], []
+        drawn: dict[str, Any] = {}  # values a result drew: later turns see them, not this turn
         for name, arguments in turn:
             number += 1
             filled = {key: _fill(value, values) for key, value in arguments.items()}
-            scope = _Values(spec.pools, rng)
+            scope = _Values(spec.pools, rng, avoid=drawn)  # parallel calls get their own
             scope.update(values)
             scope.update({k: v for k, v in filled.items()})
             call_id = f"call_{number}"
@@ -222,7 +231,8 @@ def _conversations(spec: ToolcallSpec, task: Task, rng: random.Random) -> list[d
             results.append({"role": "tool", "tool_call_id": call_id, "name": name,
                             "content": result})  # fmt: skip
             answers.append(str(_fill(spec.tools[name].answer, scope)))
-            values.update({k: v for k, v in scope.items() if k not in values})
+            drawn.update({k: v for k, v in scope.items() if k not in values and k not in drawn})
+        values.update(drawn)
         messages.append({"role": "assistant", "content": "", "tool_calls": calls})
         lines.append({"messages": list(messages), "tools": tools})
         messages.extend(results)
