@@ -155,10 +155,12 @@ def test_adapter_is_complete(trained):
         assert on_disk[key], f"the manifest has no {key}"
 
 
-def test_the_best_checkpoint_is_the_adapter(trained, punie_training):
-    """With --punie-save-every: every checkpoint was scored, the adapter holds the weights of
-    the one with the best figure (the earliest of equal ones), and none was lost."""
-    if punie_training.checkpoints is None:
+def test_the_best_checkpoint_is_the_adapter(trained, training_job):
+    """With --punie-save-every (or a recipe's own) and a figure: every checkpoint was scored,
+    the adapter holds the weights of the one with the best figure (the earliest of equal ones),
+    and none was lost."""
+    plan = training_job.checkpoints
+    if plan is None or plan.averages:
         pytest.skip("run with --punie-save-every to choose the adapter among checkpoints")
     adapter, manifest = trained
     section = manifest["checkpoints"]
@@ -173,6 +175,23 @@ def test_the_best_checkpoint_is_the_adapter(trained, punie_training):
     weights = (adapter / chosen["folder"] / "adapters.safetensors").read_bytes()
     assert (adapter / "adapters.safetensors").read_bytes() == weights
     assert all((adapter / e["folder"] / "adapters.safetensors").is_file() for e in entries)
+
+
+def test_the_average_of_the_checkpoints_is_the_adapter(trained, training_job):
+    """With --punie-select-by=average (the tool-calling recipe's own plan): every checkpoint
+    saved was averaged, none scored, the adapter's rank is theirs times their number, and the
+    checkpoints are all still there."""
+    plan = training_job.checkpoints
+    if plan is None or not plan.averages:
+        pytest.skip("run a recipe that averages, or --punie-select-by=average")
+    adapter, manifest = trained
+    section = manifest["checkpoints"]
+    print(section["reason"])
+    saved = sorted(int(p.name) for p in (adapter / "checkpoints").iterdir() if p.name.isdigit())
+    assert section["averaged"] == saved
+    assert saved[-1] == manifest["config"]["iters"]  # the last iteration is among them
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["lora_parameters"]["rank"] == manifest["config"]["rank"] * len(saved)
 
 
 def test_adapter_against_base(

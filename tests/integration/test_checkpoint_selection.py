@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_punie.finetune.checkpoints import CheckpointPlan, list_checkpoints
+from pytest_punie.finetune.checkpoints import AVERAGE, CheckpointPlan, list_checkpoints
 from pytest_punie.finetune.lora import MANIFEST, LoraConfig
 from pytest_punie.finetune.pipeline import PreparedData, TrainingJob, train_job
 from pytest_punie.results.document import RunDocument, read_run
@@ -68,3 +68,41 @@ def test_training_keeps_the_best_checkpoint_and_stops_early(model_path, tmp_path
     ]  # fmt: skip
     assert "8 tie with it: the earlier is kept" in section["reason"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".adapter-")]
+
+
+def test_training_averages_its_checkpoints_into_an_adapter_mlx_lm_serves(model_path, tmp_path):
+    """--punie-select-by=average on a real run: nothing is scored, and mlx_lm loads the averaged
+    adapter (rank 3 x 4) whose layers add exactly the mean of what the checkpoints' layers add,
+    and which answers differently from the base model."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx_lm import load
+
+    data = _tiny_data(tmp_path / "data")
+    out = tmp_path / "adapter"
+    config = LoraConfig(iters=6, batch_size=2, num_layers=2, rank=4, alpha=32,
+                        learning_rate=1e-3, steps_per_report=2)  # fmt: skip
+    job = TrainingJob(data=data, out=out, model=str(model_path), config=config,
+                      checkpoints=CheckpointPlan(2, AVERAGE))  # fmt: skip
+    prepared = PreparedData(data, {}, {}, data / "rejects.jsonl", "hash")
+
+    def no_scoring(adapter: Path | None) -> RunDocument:
+        raise AssertionError("an averaging plan scores nothing")
+
+    manifest = train_job(job, prepared, progress=lambda _: None, score=no_scoring)
+    assert manifest["checkpoints"]["averaged"] == [2, 4, 6]
+    saved = [mx.load(str(folder / "adapters.safetensors")) for _, folder in list_checkpoints(out)]
+    model, tokenizer = load(str(model_path), adapter_path=str(out))
+    layer = model.model.layers[-1].self_attn.q_proj
+    assert layer.lora_a.shape[1] == 12
+    name = f"model.layers.{len(model.model.layers) - 1}.self_attn.q_proj"
+    x = mx.array(np.random.default_rng(0).normal(size=(3, layer.lora_a.shape[0])), mx.float32)
+    expected = np.mean(
+        [np.array(x @ w[f"{name}.lora_a"] @ w[f"{name}.lora_b"]) for w in saved], axis=0
+    )
+    np.testing.assert_allclose(
+        np.array(x @ layer.lora_a @ layer.lora_b), expected, rtol=1e-4, atol=1e-6
+    )
+    tokens = mx.array([tokenizer.encode("Say the word pumpkin three times.")])
+    base = load(str(model_path))[0]
+    assert not np.allclose(np.array(model(tokens)), np.array(base(tokens)), atol=1e-3)
