@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--early-stop", type=int)
     parser.add_argument("--keep", type=Path, help="write the adapter here instead of a temp dir")
     args = parser.parse_args()
+    if args.select_by == "average":
+        parser.error("--select-by average scores no checkpoint: nothing to tabulate here")
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         adapter = args.keep or Path(tmp) / "adapter"
