@@ -801,9 +801,10 @@ def _checkpoint_plan(
         early_stop=numbers[EARLY_STOP_OPTION],
         cases=str(cases) if cases else None,
     )
-    if plan.averages and (plan.early_stop is not None or plan.cases is not None):
-        pairs = ((EARLY_STOP_OPTION, plan.early_stop), (SELECT_CASES_OPTION, plan.cases))
-        given = [option.flag for option, value in pairs if value is not None]
+    unscored = plan.unscored_settings()
+    if unscored:
+        flags = {"early_stop": EARLY_STOP_OPTION.flag, "cases": SELECT_CASES_OPTION.flag}
+        given = [flags[name] for name in unscored]
         raise pytest.UsageError(
             f"{SELECT_BY_OPTION.flag}={AVERAGE} scores no checkpoint: {', '.join(given)} "
             "cannot be combined with it"

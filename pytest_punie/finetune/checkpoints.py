@@ -81,6 +81,13 @@ class CheckpointPlan:
         none of them scored, rather than the best of them."""
         return self.select_by == AVERAGE
 
+    def unscored_settings(self) -> tuple[str, ...]:
+        """The fields given that only mean something when checkpoints are scored, when the plan
+        averages them (so each front end can name its own flags); () otherwise."""
+        if not self.averages:
+            return ()
+        return tuple(name for name in ("early_stop", "cases") if getattr(self, name) is not None)
+
     def check(self) -> CheckpointPlan:
         """Return self, or raise ``ValueError`` naming the first bad value."""
         if self.save_every < 1:
@@ -89,7 +96,7 @@ class CheckpointPlan:
             raise ValueError(f"early_stop must be at least 1, not {self.early_stop}")
         if not self.select_by.strip():
             raise ValueError(f"select_by must name a category, {OVERALL} or {AVERAGE}")
-        if self.averages and (self.early_stop is not None or self.cases is not None):
+        if self.unscored_settings():
             raise ValueError(
                 f"select_by={AVERAGE} scores no checkpoint, so early_stop and cases mean nothing"
             )
