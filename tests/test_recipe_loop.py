@@ -15,6 +15,7 @@ from pytest_punie.finetune.verdict import (
     DEFAULT_MAX_DROP,
     gate_text,
     judge,
+    recipe_gate,
     seed_spread,
     spread_text,
     verdict_text,
@@ -169,8 +170,11 @@ def test_spread_over_seeds_and_the_recipe_verdict():
     assert spreads["code_generation"].change == pytest.approx((-0.05, -0.2, 0.0))
     text = spread_text(verdicts)
     assert "spread over 3 seeds (0, 1, 2)" in text
-    assert "recipe gate: FAIL (2 of 3 seeds pass" in text
-    assert "seed 2: category 'code_generation' dropped 20.0 points" in text
+    assert (
+        "recipe gate: FAIL (2 of 3 seeds within the drop limits; tool_calling for the "
+        "median seed, seed 0: +40.0 pts, p 0.0" in text
+    )
+    assert "  seed 2: category 'code_generation' dropped 20.0 points" in text
     row = next(line for line in text.splitlines() if line.startswith("tool_calling"))
     assert row.split() == ["tool_calling", "20.0%", "60.0%", "40.0%-80.0%", "+40.0",
                            "+20.0", "to", "+60.0", "2/3"]  # fmt: skip
@@ -263,16 +267,19 @@ def test_the_recipe_session_states_its_verdict_and_passes_when_every_seed_does(p
             "adapter */tc-seed0 (seed 0) against the base",
             "category*baseline*candidate*change*p (bootstrap)*significant",
             "tool_calling*20.0%*70.0%*+50.0 pts*yes",
-            "gate (no category drops more than [*]=0.1; tool_calling rises significantly): PASS",
+            "gate (no category drops more than [*]=0.1; tool_calling rises significantly for "
+            "the median seed, judged over seeds): PASS",
+            "  this seed's tool_calling: +50.0 pts, p 0.0*",
             "*punie: tc over seeds*",
             "spread over 3 seeds (0, 1, 2)",
             "code_generation*80.0%*80.0%*75.0%-85.0%*+0.0*-5.0 to +5.0*0/3",
-            "recipe gate: PASS (3 of 3 seeds pass*",
+            "recipe gate: PASS (3 of 3 seeds within the drop limits; tool_calling for the "
+            "median seed, seed 0: +50.0 pts*",
         ]
     )
     assert "recipe gate: PASS" in (pytester.path / "tc-seeds.txt").read_text()
     comparison = (pytester.path / "tc-seed1" / "comparison.txt").read_text()
-    assert "gate (no category drops more than *=0.1; tool_calling rises significantly): PASS" in (
+    assert "tool_calling rises significantly for the median seed, judged over seeds): PASS" in (
         comparison
     )
 
@@ -287,7 +294,69 @@ def test_the_recipe_session_exits_non_zero_when_a_seed_fails_the_gate(pytester):
         [
             "*tc-seed1 fails the gate:*",
             "*category 'code_generation' dropped 20.0 points*",
-            "recipe gate: FAIL (2 of 3 seeds pass*",
+            "recipe gate: FAIL (2 of 3 seeds within the drop limits*",
             "  seed 1: category 'code_generation' dropped 20.0 points (80.0% -> 60.0%)*",
         ]
     )
+
+
+def _score_tools(document: dict, scores: list[float]) -> None:
+    """Give the document's tool_calling cases these scores (in order)."""
+    cases = [c for c in document["cases"] if c["category"] == "tool_calling"]
+    for case, score in zip(cases, scores, strict=True):
+        case["score"], case["outcome"] = score, "passed" if score >= 1 else "failed"
+
+
+def test_one_seed_may_miss_the_goal_when_the_median_seed_meets_it(pytester):
+    """The goal is the median seed's: seed 2 gains too little to be significant, and the
+    session passes (each seed within its drops, seed 0 the median by the goal's change)."""
+    documents = _documents(CODE_KEPT)
+    _score_tools(documents["seed2"], [0.0] * 15 + [1.0] * 5)  # +5 points: not significant
+    result = _training_session(pytester, documents)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-4000:]
+    assert result.parseoutcomes()["passed"] == 3
+    result.stdout.fnmatch_lines(
+        [
+            "  this seed's tool_calling: +5.0 pts, p *",
+            "recipe gate: PASS (3 of 3 seeds within the drop limits; tool_calling for the "
+            "median seed, seed 0: +50.0 pts*",
+        ]
+    )
+
+
+def test_the_session_fails_when_the_median_seed_misses_the_goal(pytester):
+    """No seed drops a category, but the goal does not rise significantly for the median seed:
+    every seed's test passes, the recipe's gate fails, and so does the session."""
+    documents = _documents(CODE_KEPT)
+    for name in ("seed0", "seed1"):
+        _score_tools(documents[name], [0.0] * 15 + [1.0] * 5)  # +5 points: not significant
+    result = _training_session(pytester, documents)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-4000:]
+    outcomes = result.parseoutcomes()
+    assert (outcomes["passed"], outcomes.get("failed", 0)) == (3, 0)
+    result.stdout.fnmatch_lines(
+        [
+            "recipe gate: FAIL (3 of 3 seeds within the drop limits; tool_calling for the "
+            "median seed, seed 1: +5.0 pts*",
+            "  the median seed (seed 1): the goal category 'tool_calling' did not rise "
+            "significantly (+5.0 points*",
+        ]
+    )
+    assert "recipe gate: FAIL" in (pytester.path / "tc-seeds.txt").read_text()
+
+
+def test_the_median_seed_of_an_even_number_is_the_lower_middle_one():
+    runs = [passing(n) for n in (12, 16, 8, 10)]  # +40, +60, +20, +30 points
+    verdicts = [
+        judge(BASE, document({"tool_calling": run, "code_generation": passing(16)}),
+              label=f"a-seed{n}", goal="tool_calling", seed=n, over_seeds=True)
+        for n, run in enumerate(runs)
+    ]  # fmt: skip
+    gate = recipe_gate(verdicts)
+    assert gate.median is verdicts[3]  # +20, [+30], +40, +60
+    assert all(v.passed for v in verdicts)  # one seed's goal is not its own gate
+    assert gate.passed == (verdicts[3].goal_failure is None)
+    without_goal = [judge(BASE, BASE, label=f"b{n}", seed=n) for n in range(3)]
+    assert recipe_gate(without_goal).median is None
+    assert recipe_gate(without_goal).passed  # nothing dropped, no goal
+    assert not recipe_gate([]).passed

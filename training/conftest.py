@@ -35,7 +35,13 @@ from pytest_punie.finetune.pipeline import (
     training_config,
 )
 from pytest_punie.finetune.recipes import find_recipe
-from pytest_punie.finetune.verdict import DEFAULT_MAX_DROP, spread_text, verdict_text
+from pytest_punie.finetune.verdict import (
+    DEFAULT_MAX_DROP,
+    Verdict,
+    recipe_gate,
+    spread_text,
+    verdict_text,
+)
 from pytest_punie.options import TrainingSettings
 from pytest_punie.serving.chat_template import choose_template
 from pytest_punie.serving.models import resolve_model
@@ -253,20 +259,33 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     terminalreporter.section("punie: adapters against the base")
     for verdict in verdicts:
         terminalreporter.line(verdict_text(verdict) + "\n")
-    if not config.stash[TRAINING_KEY].seeds:
-        return
-    # the adapters of one recipe (one sweep point) over the seeds: out[-point]-seedN
-    groups: dict[str, list] = {}
-    for row in rows:
-        if row.get("verdict") is not None:
-            group = re.sub(r"-seed\d+$", "", row["adapter"])
-            groups.setdefault(group, []).append(row["verdict"])
-    for group, members in groups.items():
-        if len(members) < 2:
-            continue
+    for group, members in _seed_groups(config).items():
         text = spread_text(members)
         out = Path(f"{group}-seeds.txt")
         out.write_text(text + "\n")
         terminalreporter.section(f"punie: {Path(group).name} over seeds")
         terminalreporter.line(text)
         terminalreporter.line(f"(written to {out})")
+
+
+def _seed_groups(config: pytest.Config) -> dict[str, list[Verdict]]:
+    """The verdicts of each recipe (each sweep point) over two or more seeds, by the adapter
+    path without its ``-seedN``."""
+    if not config.stash[TRAINING_KEY].seeds:
+        return {}
+    groups: dict[str, list[Verdict]] = {}
+    for row in config.stash.get(SWEEP_RESULTS, []):
+        if row.get("verdict") is not None:
+            group = re.sub(r"-seed\d+$", "", row["adapter"])
+            groups.setdefault(group, []).append(row["verdict"])
+    return {group: members for group, members in groups.items() if len(members) > 1}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A recipe that fails its gate over seeds (a seed's drop fails that seed's test; the
+    median seed's goal fails here) makes the session exit non-zero."""
+    failed = [g for g, members in _seed_groups(session.config).items()
+              if not recipe_gate(members).passed]  # fmt: skip
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

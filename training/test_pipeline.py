@@ -201,8 +201,9 @@ def test_adapter_against_base(
     """With --punie-eval-after: the eval suite on the base (once per session) and on the
     adapter, side by side, the adapter once more with calls parsed by the plugin instead of the
     server, and the gate: no category drops more than allowed (the README's ``*=0.1`` unless
-    --punie-max-regression) and a recipe's goal category rises significantly. A failed gate
-    fails this test, so the session exits non-zero."""
+    --punie-max-regression) and a recipe's goal category rises significantly (with several
+    seeds: for the median seed, judged at the end of the session). A failed gate fails this
+    test (or the session), so the session exits non-zero."""
     if not punie_training.eval_after:
         pytest.skip("run with --punie-eval-after to evaluate the adapter against the base")
     adapter, _ = trained
@@ -216,7 +217,8 @@ def test_adapter_against_base(
     by_text = evaluate(EVALS, tmp_path / "adapter-text.json", model=model, adapter=adapter,
                        cwd=tmp_path, extra=text_extra)  # fmt: skip
     seed = lora_config.seed if punie_training.seeds else None
-    verdict = judge(base, tuned, label=str(adapter), seed=seed, **gate)
+    over_seeds = len(punie_training.seeds) > 1  # the goal is the median seed's (conftest)
+    verdict = judge(base, tuned, label=str(adapter), seed=seed, over_seeds=over_seeds, **gate)
     comparison = verdict.comparison
     lines = [verdict_text(verdict), ""]
     for name, document in (("server parses calls", tuned), ("plugin parses calls", by_text)):
