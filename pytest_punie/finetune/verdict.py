@@ -17,12 +17,19 @@ seed.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_punie.results.compare import ALPHA, Comparison, compare, regressions
+from pytest_punie.results.compare import (
+    ALPHA,
+    CategoryComparison,
+    Comparison,
+    compare,
+    regressions,
+)
 from pytest_punie.results.document import RunDocument, read_run
 
 __all__ = [
@@ -65,13 +72,20 @@ class Verdict:
     over_seeds: bool = False
 
     @property
+    def goal_row(self) -> CategoryComparison | None:
+        """The goal category's row of the comparison (None without a goal or its cases)."""
+        try:
+            return self.comparison.category(self.goal) if self.goal else None
+        except KeyError:
+            return None
+
+    @property
     def goal_failure(self) -> str | None:
         """Why the goal is not met (None when it is, or when there is no goal)."""
         if self.goal is None:
             return None
-        try:
-            category = self.comparison.category(self.goal)
-        except KeyError:
+        category = self.goal_row
+        if category is None:
             return f"the goal category {self.goal!r} has no case"
         change = category.difference
         if change is None or change <= 0 or not category.significant:
@@ -91,11 +105,8 @@ class Verdict:
 
     def goal_change(self) -> float:
         """The goal category's change (for ordering seeds; -inf without one)."""
-        try:
-            change = self.comparison.category(self.goal).difference if self.goal else None
-        except KeyError:
-            change = None
-        return change if change is not None else float("-inf")
+        row = self.goal_row
+        return row.difference if row is not None and row.difference is not None else -math.inf
 
     @property
     def passed(self) -> bool:
@@ -185,9 +196,8 @@ def _label(verdict: Verdict) -> str:
 
 def _goal_figure(verdict: Verdict) -> str:
     """``+11.1 pts, p 0.018`` for the verdict's goal category ("no case" without one)."""
-    try:
-        category = verdict.comparison.category(verdict.goal or "")
-    except KeyError:
+    category = verdict.goal_row
+    if category is None:
         return "no case"
     change = "-" if category.difference is None else f"{category.difference * 100:+.1f} pts"
     return f"{change}, p {category.p_bootstrap:.3f}"
