@@ -660,6 +660,12 @@ class TrainingSettings:
     checkpoints: CheckpointPlan | None = None  # --punie-save-every and its selection options
     no_checkpoints: bool = False  # --punie-save-every=0: not even a recipe's checkpoints
 
+    @property
+    def over_seeds(self) -> bool:
+        """Whether adapters are judged as a recipe over seeds (two or more): each seed by its
+        drops, the goal by the median seed (``finetune.verdict.recipe_gate``)."""
+        return len(self.seeds) > 1
+
 
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``0,1,2`` as (0, 1, 2): comma-separated, different, non-negative whole numbers."""

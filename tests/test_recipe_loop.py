@@ -241,13 +241,13 @@ def _documents(code_generation: list[list[float]]) -> dict:
     return documents
 
 
-def _training_session(pytester, documents: dict):
+def _training_session(pytester, documents: dict, select: str = "adapter_against_base"):
     shutil.copy(ROOT / "training" / "conftest.py", pytester.path / "conftest.py")
     suite = (ROOT / "training" / "test_pipeline.py").read_text() + FAKES
     (pytester.path / "test_pipeline.py").write_text(suite)
     (pytester.path / "documents.json").write_text(json.dumps(documents))
     return pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-k", "adapter_against_base", "--punie-recipe=tool-calling",
+        "-p", "no:cacheprovider", "-k", select, "--punie-recipe=tool-calling",
         "--punie-seeds=0,1,2", "--punie-eval-after", f"--punie-adapter-out={pytester.path}/tc",
     )  # fmt: skip
 
@@ -360,3 +360,17 @@ def test_the_median_seed_of_an_even_number_is_the_lower_middle_one():
     assert recipe_gate(without_goal).median is None
     assert recipe_gate(without_goal).passed  # nothing dropped, no goal
     assert not recipe_gate([]).passed
+
+
+def test_one_seed_left_by_k_is_still_judged_by_its_goal(pytester):
+    """With --punie-seeds=0,1,2 but only seed 2 run (-k), its test leaves the goal to the
+    recipe, so the recipe of that one seed judges it: +5 points fail the session."""
+    documents = _documents(CODE_KEPT)
+    _score_tools(documents["seed2"], [0.0] * 15 + [1.0] * 5)  # +5 points: not significant
+    result = _training_session(pytester, documents, select="adapter_against_base and seed2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-4000:]
+    assert result.parseoutcomes()["passed"] == 1
+    result.stdout.fnmatch_lines(
+        ["recipe gate: FAIL (1 of 1 seeds within the drop limits; tool_calling for the median "
+         "seed, seed 2: +5.0 pts*"]
+    )  # fmt: skip

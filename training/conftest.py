@@ -269,16 +269,17 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
 
 def _seed_groups(config: pytest.Config) -> dict[str, list[Verdict]]:
-    """The verdicts of each recipe (each sweep point) over two or more seeds, by the adapter
-    path without its ``-seedN``."""
-    if not config.stash[TRAINING_KEY].seeds:
+    """The verdicts of each recipe (each sweep point) when adapters are judged over seeds, by
+    the adapter path without its ``-seedN`` (a group of one, when ``-k`` left one seed, is
+    judged too: its seed's test left the goal to the recipe)."""
+    if not config.stash[TRAINING_KEY].over_seeds:
         return {}
     groups: dict[str, list[Verdict]] = {}
     for row in config.stash.get(SWEEP_RESULTS, []):
         if row.get("verdict") is not None:
             group = re.sub(r"-seed\d+$", "", row["adapter"])
             groups.setdefault(group, []).append(row["verdict"])
-    return {group: members for group, members in groups.items() if len(members) > 1}
+    return groups
 
 
 @pytest.hookimpl(trylast=True)

@@ -217,8 +217,8 @@ def test_adapter_against_base(
     by_text = evaluate(EVALS, tmp_path / "adapter-text.json", model=model, adapter=adapter,
                        cwd=tmp_path, extra=text_extra)  # fmt: skip
     seed = lora_config.seed if punie_training.seeds else None
-    over_seeds = len(punie_training.seeds) > 1  # the goal is the median seed's (conftest)
-    verdict = judge(base, tuned, label=str(adapter), seed=seed, over_seeds=over_seeds, **gate)
+    verdict = judge(base, tuned, label=str(adapter), seed=seed,
+                    over_seeds=punie_training.over_seeds, **gate)  # fmt: skip
     comparison = verdict.comparison
     lines = [verdict_text(verdict), ""]
     for name, document in (("server parses calls", tuned), ("plugin parses calls", by_text)):
